@@ -158,3 +158,13 @@ def test_gradient_reaches_waveform_and_autocast_is_safe():
         features = MelFrontend()(speech_like(0.5).unsqueeze(0))
     assert features.dtype == torch.float32
     assert torch.isfinite(features).all()
+
+
+def test_silence_and_other_sample_rates_give_finite_features():
+    silent = MelFrontend()(torch.zeros(2, 16000), torch.tensor([1.0, 0.5]))
+    assert torch.isfinite(silent).all()
+    assert silent.abs().max() == 0
+    narrowband = MelFrontend(sample_rate=8000, n_mels=40, n_fft=256, win_length=25.0)
+    features = narrowband(speech_like(1.0, sample_rate=8000).unsqueeze(0))
+    assert features.shape == (1, 101, 40)
+    assert torch.isfinite(features).all()
