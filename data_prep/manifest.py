@@ -1,0 +1,148 @@
+"""What every corpus preparation shares: a parallel header scan that skips and reports bad
+files, SpeechBrain-format CSV rows (whole utterances or fixed chunks), atomic writes, and the
+record that makes a second run with the same options a no-op.
+
+CSV columns are SpeechBrain's: ``ID,duration,wav,start,stop,spk_id`` (start/stop in samples).
+"""
+
+import csv
+import json
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from custom_modules.audio import AudioError, AudioInfo, audio_info
+
+logger = logging.getLogger(__name__)
+CSV_COLUMNS = ["ID", "duration", "wav", "start", "stop", "spk_id"]
+OPTIONS_FILE = "prep_options.json"
+REPORT_FILE = "prep_report.json"
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One usable audio file: its path on disk, its path relative to the corpus root
+    (``speaker/.../name.ext``, as trial lists name it), its speaker and its header."""
+
+    wav: str
+    relative: str
+    speaker: str
+    info: AudioInfo
+
+    @property
+    def trial_id(self) -> str:
+        """ID in enrol/test/valid CSVs and trial lists: relative path without extension."""
+        return os.path.splitext(self.relative)[0]
+
+    @property
+    def train_id(self) -> str:
+        """ID in train/dev CSVs, SpeechBrain's ``spk--session--utt``."""
+        return self.trial_id.replace("/", "--")
+
+
+def _probe(path: str) -> tuple[str, AudioInfo | None, str | None]:
+    try:
+        return path, audio_info(path), None
+    except AudioError as error:
+        return path, None, error.problem
+
+
+def scan(files: list[tuple[str, str]], min_duration: float, sample_rate: int | None,
+         num_workers: int) -> tuple[list[Utterance], list[dict]]:
+    """Read the headers of ``files`` (``(path, relative path)`` pairs) on ``num_workers``
+    processes, with a progress bar.
+
+    Returns the usable utterances (sorted by relative path) and, for each skipped file, a
+    ``{"file", "relative", "reason"}`` record: unreadable, empty, shorter than
+    ``min_duration`` seconds, or (when ``sample_rate`` is given) at another sample rate or with
+    several channels.
+    """
+    relative = dict(files)
+    usable, skipped = [], []
+    with ProcessPoolExecutor(max_workers=num_workers) as pool:
+        results = pool.map(_probe, list(relative), chunksize=256)
+        for path, info, problem in tqdm(results, total=len(relative), desc="Reading headers",
+                                        unit="file", mininterval=2.0):
+            if info is not None:
+                problem = _unusable(info, min_duration, sample_rate)
+            rel = relative[path]
+            if problem is not None:
+                skipped.append({"file": path, "relative": rel, "reason": problem})
+                continue
+            usable.append(Utterance(path, rel, rel.split("/")[0], info))
+    usable.sort(key=lambda u: u.relative)
+    return usable, sorted(skipped, key=lambda s: s["file"])
+
+
+def _unusable(info: AudioInfo, min_duration: float, sample_rate: int | None) -> str | None:
+    if info.duration < min_duration:
+        return f"too short: {info.duration:.2f} s, the minimum is {min_duration:.2f} s"
+    if sample_rate is not None and info.sample_rate != sample_rate:
+        return f"sample rate {info.sample_rate} Hz, expected {sample_rate} Hz"
+    if sample_rate is not None and info.channels != 1:
+        return f"{info.channels} channels, expected mono"
+    return None
+
+
+def utterance_rows(utterances: list[Utterance], ids: str = "train") -> list[list]:
+    """One row per whole utterance; ``ids`` is ``"train"`` (``spk--session--utt``) or
+    ``"trial"`` (``spk/session/utt``, as enrol/test CSVs and trial lists use)."""
+    return [[u.train_id if ids == "train" else u.trial_id, f"{u.info.duration:.3f}", u.wav, 0,
+             u.info.frames, u.speaker] for u in utterances]
+
+
+def chunk_rows(utterances: list[Utterance], seg_dur: float) -> list[list]:
+    """SpeechBrain's fixed chunks: ``int(duration / seg_dur)`` chunks per utterance with IDs
+    ``spk--session--utt_<start s>_<stop s>``; the duration column keeps the whole file's."""
+    rows = []
+    for u in utterances:
+        rate = u.info.sample_rate
+        for i in range(int(u.info.duration / seg_dur)):
+            start, stop = i * seg_dur, i * seg_dur + seg_dur
+            rows.append([f"{u.train_id}_{start}_{stop}", f"{u.info.duration:.3f}", u.wav,
+                         int(start * rate), int(stop * rate), u.speaker])
+    return rows
+
+
+def training_rows(utterances: list[Utterance], mode: str, seg_dur: float) -> list[list]:
+    """Train/dev rows: whole utterances (``mode="utterances"``) or fixed chunks."""
+    return chunk_rows(utterances, seg_dur) if mode == "chunks" else utterance_rows(utterances)
+
+
+def write_csv(path: str | os.PathLike, rows: list[list]) -> None:
+    """Write a SpeechBrain CSV atomically (temporary file renamed into place)."""
+    partial = Path(f"{path}.part")
+    with open(partial, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(rows)
+    os.replace(partial, path)
+
+
+def write_json(path: str | os.PathLike, content: dict) -> None:
+    """Write ``content`` as indented JSON, atomically."""
+    partial = Path(f"{path}.part")
+    partial.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+def already_prepared(save_folder: str | os.PathLike, options: dict, outputs: list[str]) -> bool:
+    """True when ``save_folder`` holds every output of a finished run with the same options."""
+    record = Path(save_folder, OPTIONS_FILE)
+    if not record.is_file() or not all(Path(save_folder, name).is_file() for name in outputs):
+        return False
+    return json.loads(record.read_text(encoding="utf-8")) == json.loads(json.dumps(options))
+
+
+def mark_prepared(save_folder: str | os.PathLike, options: dict) -> None:
+    """Record a finished run; written last so an interrupted run is redone."""
+    write_json(Path(save_folder, OPTIONS_FILE), options)
+
+
+def worker_count(num_workers: int | None) -> int:
+    """``num_workers`` or, when ``None``, every core this process may use."""
+    return num_workers or len(os.sched_getaffinity(0))

@@ -1,0 +1,231 @@
+"""VoxCeleb 1 and 2 -> SpeechBrain CSVs (train / dev / valid / enrol / test) and trial lists.
+
+Point it at the folders as distributed: VoxCeleb1 ``<folder>/wav/idXXXXX/<video>/NNNNN.wav``,
+VoxCeleb2 dev ``<folder>/aac/idXXXXX/<video>/NNNNN.m4a`` (converted once to 16 kHz mono wav,
+in parallel and resumably) or already-converted ``<folder>/wav/...``. Callable from a
+training YAML (``!name:data_prep.voxceleb_prepare.prepare_voxceleb``) or on its own.
+
+Durations come from file headers on all cores. Speakers of the trial list never reach train or
+dev. By default the validation split holds out whole speakers and writes ``valid.csv`` with
+``valid_trials.txt``, so training can select checkpoints by EER; ``dev_split="utterances"`` is
+SpeechBrain's utterance-level split. Unusable files are skipped and listed with the reason in
+``prep_report.json``; a second run with the same options does nothing.
+"""
+
+import logging
+import os
+import random
+from pathlib import Path
+
+from custom_modules.trials import Trial, make_trials, read_trials, trial_speakers, write_trials
+from data_prep.ffmpeg_convert import convert_to_wav
+from data_prep.manifest import (
+    REPORT_FILE,
+    Utterance,
+    already_prepared,
+    mark_prepared,
+    scan,
+    training_rows,
+    utterance_rows,
+    worker_count,
+    write_csv,
+    write_json,
+)
+
+logger = logging.getLogger(__name__)
+TRIAL_LISTS = Path(__file__).parent / "trial_lists"
+DEFAULT_TRIALS = str(TRIAL_LISTS / "veri_test2.txt")
+SAMPLE_RATE = 16000
+OUTPUTS = ["train.csv", "dev.csv", "enrol.csv", "test.csv", "test_trials.txt", REPORT_FILE]
+
+
+def prepare_voxceleb(data_folder: str | list[str], save_folder: str,
+                     verification_pairs_file: str = DEFAULT_TRIALS, mode: str = "utterances",
+                     seg_dur: float = 3.0, min_duration: float = 1.0,
+                     split_ratio: tuple[float, float] = (98, 2), dev_split: str = "speakers",
+                     valid_trials: int = 20000, converted_folder: str | None = None,
+                     skip_missing_trials: bool = False, num_workers: int | None = None,
+                     seed: int = 1234) -> dict:
+    """Prepare VoxCeleb; returns a summary (counts and output paths).
+
+    Arguments
+    ---------
+    data_folder : str or list of str
+        VoxCeleb folders (a comma-separated string works too, as in SpeechBrain).
+    save_folder : str
+        Where the CSVs, trial lists and ``prep_report.json`` go.
+    verification_pairs_file : str
+        Test trial list (default: VoxCeleb1-O cleaned, shipped in ``data_prep/trial_lists``).
+    mode : str
+        ``"utterances"`` (whole files; the recipe crops at load time) or ``"chunks"``
+        (SpeechBrain's fixed ``seg_dur``-second chunks).
+    min_duration : float
+        Files shorter than this (seconds) are skipped and reported.
+    split_ratio : (float, float)
+        Percentages of training speakers (or utterances) for train and dev.
+    dev_split : str
+        ``"speakers"`` (speaker-disjoint dev, plus ``valid.csv`` and ``valid_trials.txt``)
+        or ``"utterances"`` (SpeechBrain's utterance-level split, made per speaker so that every
+        dev speaker is also a training class).
+    valid_trials : int
+        Number of validation trials to draw (half target, half non-target).
+    converted_folder : str, optional
+        Where m4a files are converted to (default ``<data folder>/wav``).
+    skip_missing_trials : bool
+        Drop trials whose audio is missing or unusable instead of stopping.
+    num_workers : int, optional
+        Processes for reading headers and converting (default: all cores).
+    seed : int
+        Seed of the splits and of the validation trials.
+    """
+    folders = _folders(data_folder)
+    options = {"data_folder": [str(f) for f in folders], "mode": mode, "seg_dur": seg_dur,
+               "min_duration": min_duration, "split_ratio": list(split_ratio),
+               "dev_split": dev_split, "valid_trials": valid_trials,
+               "trials": os.path.abspath(verification_pairs_file),
+               "converted_folder": converted_folder,
+               "skip_missing_trials": skip_missing_trials, "seed": seed}
+    if mode not in ("utterances", "chunks") or dev_split not in ("speakers", "utterances"):
+        raise ValueError(f"prepare_voxceleb: mode must be 'utterances' or 'chunks' and "
+                         f"dev_split 'speakers' or 'utterances', got {mode!r}, {dev_split!r}")
+    outputs = OUTPUTS + (["valid.csv", "valid_trials.txt"] if dev_split == "speakers" else [])
+    if already_prepared(save_folder, options, outputs):
+        logger.info("VoxCeleb already prepared in %s with the same options: nothing to do",
+                    save_folder)
+        return {"skipped": True, "save_folder": save_folder}
+    Path(save_folder).mkdir(parents=True, exist_ok=True)
+    workers = worker_count(num_workers)
+
+    skipped = convert_to_wav(_m4a_jobs(folders, converted_folder), workers, SAMPLE_RATE)
+    utterances, unusable = scan(_wav_files(folders, converted_folder), min_duration,
+                                SAMPLE_RATE, workers)
+    skipped += unusable
+    all_trials = read_trials(verification_pairs_file)
+    trials, missing = _check_trials(verification_pairs_file, all_trials, utterances, skipped,
+                                    skip_missing_trials)
+    test_speakers = trial_speakers(all_trials)
+    pool = [u for u in utterances if u.speaker not in test_speakers]
+    train, dev = _split(pool, split_ratio, dev_split, seed)
+
+    write_csv(Path(save_folder, "train.csv"), training_rows(train, mode, seg_dur))
+    write_csv(Path(save_folder, "dev.csv"), training_rows(dev, mode, seg_dur))
+    by_relative = {u.relative: u for u in utterances}
+    for side, name in (("enrol", "enrol.csv"), ("test", "test.csv")):
+        used = sorted({getattr(t, side) for t in trials})
+        write_csv(Path(save_folder, name), utterance_rows([by_relative[r] for r in used],
+                                                          ids="trial"))
+    write_trials(Path(save_folder, "test_trials.txt"), trials)
+    valid = write_validation(save_folder, dev, valid_trials, seed) if dev_split == "speakers" \
+        else []
+
+    summary = {"files_usable": len(utterances), "files_skipped": len(skipped),
+               "train_utterances": len(train), "train_speakers": len({u.speaker for u in train}),
+               "dev_utterances": len(dev), "dev_speakers": len({u.speaker for u in dev}),
+               "test_speakers_excluded": len(test_speakers), "test_trials": len(trials),
+               "test_trials_dropped": len(missing), "valid_trials": len(valid),
+               "save_folder": save_folder, "skipped": False}
+    write_json(Path(save_folder, REPORT_FILE), {**summary, "skipped_files": skipped,
+                                               "missing_trial_utterances": missing})
+    mark_prepared(save_folder, options)
+    logger.info("VoxCeleb prepared in %s: %s", save_folder, summary)
+    return summary
+
+
+def write_validation(save_folder: str, utterances: list[Utterance], num_trials: int,
+                     seed: int) -> list[Trial]:
+    """Write ``valid.csv`` (whole utterances, trial IDs) and balanced ``valid_trials.txt``
+    among ``utterances`` of held-out speakers; returns the trials."""
+    by_speaker: dict[str, list[str]] = {}
+    for u in utterances:
+        by_speaker.setdefault(u.speaker, []).append(u.relative)
+    try:
+        trials = make_trials(by_speaker, num_trials, seed)
+    except ValueError as error:
+        raise ValueError(f"validation split: {error}; hold out more speakers (split_ratio) "
+                         f"or use dev_split='utterances'") from None
+    used = {entry for t in trials for entry in (t.enrol, t.test)}
+    write_csv(Path(save_folder, "valid.csv"),
+              utterance_rows([u for u in utterances if u.relative in used], ids="trial"))
+    write_trials(Path(save_folder, "valid_trials.txt"), trials)
+    return trials
+
+
+def _folders(data_folder: str | list[str]) -> list[Path]:
+    names = data_folder.split(",") if isinstance(data_folder, str) else data_folder
+    folders = [Path(name.strip()).resolve() for name in names if name.strip()]
+    for folder in folders:
+        if not (folder / "wav").is_dir() and not (folder / "aac").is_dir():
+            raise ValueError(f"{folder}: not a VoxCeleb folder (it has neither wav/ nor aac/)")
+    return folders
+
+
+def _m4a_jobs(folders: list[Path], converted_folder: str | None) -> list[tuple[str, str]]:
+    jobs = []
+    for folder in folders:
+        target_root = Path(converted_folder) if converted_folder else folder / "wav"
+        for path, relative in _walk(folder / "aac", ".m4a"):
+            jobs.append((path, str(target_root / Path(relative).with_suffix(".wav"))))
+    return jobs
+
+
+def _wav_files(folders: list[Path], converted_folder: str | None) -> list[tuple[str, str]]:
+    roots = [folder / "wav" for folder in folders]
+    if converted_folder:
+        roots.append(Path(converted_folder))
+    files: dict[str, str] = {}
+    for root in dict.fromkeys(roots):
+        for path, relative in _walk(root, ".wav"):
+            files.setdefault(path, relative)
+    return sorted(files.items())
+
+
+def _walk(root: Path, suffix: str) -> list[tuple[str, str]]:
+    """``(absolute path, path relative to root)`` of every file ending in ``suffix``."""
+    found = []
+    for directory, _, names in os.walk(root):
+        for name in names:
+            if name.endswith(suffix):
+                path = os.path.join(directory, name)
+                found.append((path, os.path.relpath(path, root).replace(os.sep, "/")))
+    return sorted(found)
+
+
+def _check_trials(path: str, trials: list[Trial], utterances: list[Utterance],
+                  skipped: list[dict], skip_missing: bool) -> tuple[list[Trial], list[dict]]:
+    """Trials whose two utterances are usable; stops with a clear error on any other unless
+    ``skip_missing``. Returns the kept trials and a record per missing utterance."""
+    usable = {u.relative for u in utterances}
+    reasons = {s.get("relative"): s["reason"] for s in skipped}
+    lost = sorted({e for t in trials for e in (t.enrol, t.test)} - usable)
+    missing = [{"utterance": e, "reason": reasons.get(e, "not found on disk")} for e in lost]
+    if missing and not skip_missing:
+        first = "; ".join(f"{m['utterance']} ({m['reason']})" for m in missing[:3])
+        raise ValueError(f"{path}: {len(missing)} of the trial utterances are missing or "
+                         f"unusable, e.g. {first}; set skip_missing_trials=True to drop "
+                         f"those trials")
+    kept = [t for t in trials if t.enrol in usable and t.test in usable]
+    if missing:
+        logger.warning("%s: dropped %d of %d trials whose audio is missing", path,
+                       len(trials) - len(kept), len(trials))
+    return kept, missing
+
+
+def _split(pool: list[Utterance], split_ratio: tuple[float, float], dev_split: str,
+           seed: int) -> tuple[list[Utterance], list[Utterance]]:
+    """Train / dev split by speaker or by utterance, reproducible from ``seed``."""
+    rng = random.Random(seed)
+    share = split_ratio[0] / sum(split_ratio)
+    by_speaker: dict[str, list[Utterance]] = {}
+    for u in pool:
+        by_speaker.setdefault(u.speaker, []).append(u)
+    if dev_split == "utterances":
+        # Per speaker, so that every dev speaker is also a training class.
+        dev = set()
+        for utterances in by_speaker.values():
+            shuffled = rng.sample(utterances, len(utterances))
+            dev.update(u.relative for u in shuffled[max(1, round(share * len(shuffled))):])
+    else:
+        speakers = sorted(by_speaker)
+        rng.shuffle(speakers)
+        dev = {u.relative for s in speakers[int(share * len(speakers)):] for u in by_speaker[s]}
+    return [u for u in pool if u.relative not in dev], [u for u in pool if u.relative in dev]

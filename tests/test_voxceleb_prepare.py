@@ -1,0 +1,161 @@
+"""VoxCeleb preparation on tiny fake VoxCeleb1 / VoxCeleb2 trees."""
+
+import csv
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import soundfile
+
+from custom_modules.trials import read_trials
+from data_prep.fake_voxceleb import write_voxceleb_tree
+from data_prep.voxceleb_prepare import prepare_voxceleb
+
+TRAIN_SPEAKERS = [f"id1000{i}" for i in range(1, 9)]
+TEST_SPEAKERS = ["id10270", "id10271"]
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict:
+    """VoxCeleb1 with 8 training and 2 test speakers plus a corrupt, an empty and a too short
+    file; VoxCeleb2 with one m4a speaker and one already-converted speaker; a trial list."""
+    root = tmp_path_factory.mktemp("voxceleb")
+    vox1, vox2 = root / "vox1", root / "vox2"
+    write_voxceleb_tree(vox1, TRAIN_SPEAKERS + TEST_SPEAKERS, sessions=2, utterances=2)
+    (vox1 / "wav/id10001/sess0/99999.wav").write_bytes(b"RIFF\x00\x01garbage" * 10)
+    (vox1 / "wav/id10002/sess0/99998.wav").write_bytes(b"")
+    write_voxceleb_tree(vox1 / "short", ["id10003"], 1, 1, (0.3, 0.3))
+    shutil.move(vox1 / "short/wav/id10003/sess0/00001.wav", vox1 / "wav/id10003/sess0/99997.wav")
+    write_voxceleb_tree(vox2, ["id00002"], sessions=1, utterances=2, seed=1)
+    write_voxceleb_tree(root / "m4a_source", ["id00001"], sessions=1, utterances=1, seed=2)
+    m4a = vox2 / "aac/id00001/sess0/00001.m4a"
+    m4a.parent.mkdir(parents=True)
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i",
+                    str(root / "m4a_source/wav/id00001/sess0/00001.wav"), "-c:a", "aac",
+                    str(m4a)], check=True)
+    trials = root / "trials.txt"
+    trials.write_text("1 id10270/sess0/00001.wav id10270/sess1/00002.wav\n"
+                      "0 id10270/sess0/00001.wav id10271/sess0/00001.wav\n"
+                      "1 id10271/sess0/00002.wav id10271/sess1/00001.wav\n"
+                      "0 id10271/sess1/00001.wav id10270/sess1/00002.wav\n")
+    return {"root": root, "folders": [str(vox1), str(vox2)], "trials": str(trials)}
+
+
+@pytest.fixture(scope="module")
+def prepared(corpus, tmp_path_factory) -> dict:
+    save = tmp_path_factory.mktemp("prepared")
+    summary = prepare_voxceleb(corpus["folders"], str(save), corpus["trials"],
+                               split_ratio=(75, 25), valid_trials=6, num_workers=2)
+    return {"save": save, "summary": summary}
+
+
+def test_train_csv_lists_every_usable_file_exactly(corpus, prepared):
+    rows = read_csv(prepared["save"] / "train.csv")
+    dev = read_csv(prepared["save"] / "dev.csv")
+    assert list(rows[0]) == ["ID", "duration", "wav", "start", "stop", "spk_id"]
+    every = {r["ID"]: r for r in rows + dev}
+    vox1 = Path(corpus["folders"][0])
+    expected_ids = {f"{s}--sess{n}--0000{u}" for s in TRAIN_SPEAKERS for n in (0, 1)
+                    for u in (1, 2)} | {"id00002--sess0--00001", "id00002--sess0--00002",
+                                        "id00001--sess0--00001"}
+    assert set(every) == expected_ids
+    row = every["id10004--sess1--00002"]
+    wav = vox1 / "wav/id10004/sess1/00002.wav"
+    info = soundfile.info(str(wav))
+    assert row == {"ID": "id10004--sess1--00002", "duration": f"{info.duration:.3f}",
+                   "wav": str(wav), "start": "0", "stop": str(info.frames),
+                   "spk_id": "id10004"}
+
+
+def test_m4a_is_converted_to_16k_mono_wav(corpus):
+    converted = Path(corpus["folders"][1], "wav/id00001/sess0/00001.wav")
+    info = soundfile.info(str(converted))
+    assert (info.samplerate, info.channels) == (16000, 1)
+    assert info.duration > 1.4
+    assert not list(converted.parent.glob("*.part"))
+
+
+def test_test_speakers_never_reach_train_or_dev(prepared):
+    speakers = {r["spk_id"] for name in ("train.csv", "dev.csv", "valid.csv")
+                for r in read_csv(prepared["save"] / name)}
+    assert not speakers & set(TEST_SPEAKERS)
+    enrol = read_csv(prepared["save"] / "enrol.csv")
+    test = read_csv(prepared["save"] / "test.csv")
+    assert [r["ID"] for r in enrol] == ["id10270/sess0/00001", "id10271/sess0/00002",
+                                         "id10271/sess1/00001"]
+    assert {r["spk_id"] for r in test} == set(TEST_SPEAKERS)
+    assert len(read_trials(prepared["save"] / "test_trials.txt")) == 4
+
+
+def test_validation_is_speaker_disjoint_with_balanced_trials(prepared):
+    train = {r["spk_id"] for r in read_csv(prepared["save"] / "train.csv")}
+    valid = read_csv(prepared["save"] / "valid.csv")
+    assert not train & {r["spk_id"] for r in valid}
+    trials = read_trials(prepared["save"] / "valid_trials.txt")
+    assert sorted(t.label for t in trials) == [0, 0, 0, 1, 1, 1]
+    ids = {r["ID"] for r in valid}
+    assert all(Path(e).with_suffix("").as_posix() in ids for t in trials for e in t[1:])
+
+
+def test_bad_files_are_skipped_and_reported(prepared):
+    report = json.loads((prepared["save"] / "prep_report.json").read_text())
+    reasons = {Path(s["file"]).name: s["reason"] for s in report["skipped_files"]}
+    assert reasons["99999.wav"].startswith("unreadable audio")
+    assert reasons["99998.wav"] == "empty file (0 bytes)"
+    assert reasons["99997.wav"].startswith("too short: 0.30 s")
+    assert report["files_skipped"] == 3
+    assert prepared["summary"]["test_speakers_excluded"] == 2
+
+
+def test_second_run_does_nothing_and_changed_options_regenerate(corpus, prepared):
+    save = prepared["save"]
+    before = (save / "train.csv").stat().st_mtime_ns
+    again = prepare_voxceleb(corpus["folders"], str(save), corpus["trials"],
+                             split_ratio=(75, 25), valid_trials=6, num_workers=2)
+    assert again["skipped"] is True
+    assert (save / "train.csv").stat().st_mtime_ns == before
+    changed = prepare_voxceleb(corpus["folders"], str(save), corpus["trials"],
+                               split_ratio=(75, 25), valid_trials=6, num_workers=2,
+                               mode="chunks", seg_dur=1.0)
+    assert changed["skipped"] is False
+    chunk = read_csv(save / "train.csv")[0]
+    assert chunk["ID"].endswith("_0.0_1.0")
+    assert (chunk["start"], chunk["stop"]) == ("0", "16000")
+
+
+def test_missing_trial_audio_is_a_clear_error_or_skipped(corpus, tmp_path):
+    trials = tmp_path / "trials.txt"
+    trials.write_text(Path(corpus["trials"]).read_text()
+                      + "1 id10270/sess0/00001.wav id10270/gone/00009.wav\n"
+                      + "0 id10003/sess0/99997.wav id10271/sess0/00001.wav\n")
+    with pytest.raises(ValueError, match=r"2 of the trial utterances are missing") as error:
+        prepare_voxceleb(corpus["folders"], str(tmp_path / "out"), str(trials), num_workers=2,
+                         split_ratio=(75, 25), valid_trials=6)
+    assert "id10003/sess0/99997.wav (too short" in str(error.value)
+    assert "id10270/gone/00009.wav (not found on disk)" in str(error.value)
+    summary = prepare_voxceleb(corpus["folders"], str(tmp_path / "out"), str(trials),
+                               num_workers=2, split_ratio=(75, 25), valid_trials=6,
+                               skip_missing_trials=True)
+    assert (summary["test_trials"], summary["test_trials_dropped"]) == (4, 2)
+
+
+def test_utterance_level_dev_split_like_speechbrain(corpus, tmp_path):
+    summary = prepare_voxceleb(corpus["folders"][:1], str(tmp_path), corpus["trials"],
+                               dev_split="utterances", split_ratio=(75, 25), num_workers=1)
+    dev = read_csv(tmp_path / "dev.csv")
+    train_speakers = {r["spk_id"] for r in read_csv(tmp_path / "train.csv")}
+    assert summary["dev_utterances"] == len(dev) == 8
+    assert {r["spk_id"] for r in dev} <= train_speakers
+    assert not (tmp_path / "valid.csv").exists()
+
+
+def test_not_a_voxceleb_folder(tmp_path):
+    with pytest.raises(ValueError, match="neither wav/ nor aac/"):
+        prepare_voxceleb(str(tmp_path), str(tmp_path / "out"))
