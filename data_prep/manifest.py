@@ -11,6 +11,7 @@ import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 from tqdm import tqdm
@@ -58,12 +59,12 @@ def scan(files: list[tuple[str, str]], min_duration: float, sample_rate: int | N
 
     Returns the usable utterances (sorted by relative path) and, for each skipped file, a
     ``{"file", "relative", "reason"}`` record: unreadable, empty, shorter than
-    ``min_duration`` seconds, or (when ``sample_rate`` is given) at another sample rate or with
-    several channels.
+    ``min_duration`` seconds, (when ``sample_rate`` is given) at another sample rate or with
+    several channels, or a second file with the same ID (e.g. ``a.wav`` beside ``a.flac``).
     """
     relative = dict(files)
     usable, skipped = [], []
-    with ProcessPoolExecutor(max_workers=num_workers) as pool:
+    with process_pool(num_workers) as pool:
         results = pool.map(_probe, list(relative), chunksize=256)
         for path, info, problem in tqdm(results, total=len(relative), desc="Reading headers",
                                         unit="file", mininterval=2.0):
@@ -75,7 +76,14 @@ def scan(files: list[tuple[str, str]], min_duration: float, sample_rate: int | N
                 continue
             usable.append(Utterance(path, rel, rel.split("/")[0], info))
     usable.sort(key=lambda u: u.relative)
-    return usable, sorted(skipped, key=lambda s: s["file"])
+    kept: dict[str, Utterance] = {}
+    for u in usable:
+        if u.trial_id in kept:
+            skipped.append({"file": u.wav, "relative": u.relative,
+                            "reason": f"same ID as {kept[u.trial_id].wav}"})
+        else:
+            kept[u.trial_id] = u
+    return list(kept.values()), sorted(skipped, key=lambda s: s["file"])
 
 
 def _unusable(info: AudioInfo, min_duration: float, sample_rate: int | None) -> str | None:
@@ -141,6 +149,12 @@ def already_prepared(save_folder: str | os.PathLike, options: dict, outputs: lis
 def mark_prepared(save_folder: str | os.PathLike, options: dict) -> None:
     """Record a finished run; written last so an interrupted run is redone."""
     write_json(Path(save_folder, OPTIONS_FILE), options)
+
+
+def process_pool(num_workers: int) -> ProcessPoolExecutor:
+    """Worker processes started fresh ("spawn"): forking a process that already runs torch's
+    thread pools can deadlock the children."""
+    return ProcessPoolExecutor(max_workers=num_workers, mp_context=get_context("spawn"))
 
 
 def worker_count(num_workers: int | None) -> int:

@@ -14,10 +14,9 @@ SpeechBrain's utterance-level split. Unusable files are skipped and listed with 
 
 import logging
 import os
-import random
 from pathlib import Path
 
-from custom_modules.trials import Trial, make_trials, read_trials, trial_speakers, write_trials
+from custom_modules.trials import Trial, read_trials, trial_speakers
 from data_prep.ffmpeg_convert import convert_to_wav
 from data_prep.manifest import (
     REPORT_FILE,
@@ -25,12 +24,10 @@ from data_prep.manifest import (
     already_prepared,
     mark_prepared,
     scan,
-    training_rows,
-    utterance_rows,
     worker_count,
-    write_csv,
     write_json,
 )
+from data_prep.splits import split_train_dev, write_test_side, write_training, write_validation
 
 logger = logging.getLogger(__name__)
 TRIAL_LISTS = Path(__file__).parent / "trial_lists"
@@ -105,18 +102,11 @@ def prepare_voxceleb(data_folder: str | list[str], save_folder: str,
                                     skip_missing_trials)
     test_speakers = trial_speakers(all_trials)
     pool = [u for u in utterances if u.speaker not in test_speakers]
-    train, dev = _split(pool, split_ratio, dev_split, seed)
-
-    write_csv(Path(save_folder, "train.csv"), training_rows(train, mode, seg_dur))
-    write_csv(Path(save_folder, "dev.csv"), training_rows(dev, mode, seg_dur))
-    by_relative = {u.relative: u for u in utterances}
-    for side, name in (("enrol", "enrol.csv"), ("test", "test.csv")):
-        used = sorted({getattr(t, side) for t in trials})
-        write_csv(Path(save_folder, name), utterance_rows([by_relative[r] for r in used],
-                                                          ids="trial"))
-    write_trials(Path(save_folder, "test_trials.txt"), trials)
-    valid = write_validation(save_folder, dev, valid_trials, seed) if dev_split == "speakers" \
-        else []
+    train, dev = split_train_dev(pool, split_ratio, dev_split, seed)
+    write_training(save_folder, train, dev, mode, seg_dur)
+    write_test_side(save_folder, "test", trials, utterances)
+    valid = write_validation(save_folder, dev, valid_trials, seed) \
+        if dev_split == "speakers" else []
 
     summary = {"files_usable": len(utterances), "files_skipped": len(skipped),
                "train_utterances": len(train), "train_speakers": len({u.speaker for u in train}),
@@ -129,25 +119,6 @@ def prepare_voxceleb(data_folder: str | list[str], save_folder: str,
     mark_prepared(save_folder, options)
     logger.info("VoxCeleb prepared in %s: %s", save_folder, summary)
     return summary
-
-
-def write_validation(save_folder: str, utterances: list[Utterance], num_trials: int,
-                     seed: int) -> list[Trial]:
-    """Write ``valid.csv`` (whole utterances, trial IDs) and balanced ``valid_trials.txt``
-    among ``utterances`` of held-out speakers; returns the trials."""
-    by_speaker: dict[str, list[str]] = {}
-    for u in utterances:
-        by_speaker.setdefault(u.speaker, []).append(u.relative)
-    try:
-        trials = make_trials(by_speaker, num_trials, seed)
-    except ValueError as error:
-        raise ValueError(f"validation split: {error}; hold out more speakers (split_ratio) "
-                         f"or use dev_split='utterances'") from None
-    used = {entry for t in trials for entry in (t.enrol, t.test)}
-    write_csv(Path(save_folder, "valid.csv"),
-              utterance_rows([u for u in utterances if u.relative in used], ids="trial"))
-    write_trials(Path(save_folder, "valid_trials.txt"), trials)
-    return trials
 
 
 def _folders(data_folder: str | list[str]) -> list[Path]:
@@ -210,22 +181,3 @@ def _check_trials(path: str, trials: list[Trial], utterances: list[Utterance],
     return kept, missing
 
 
-def _split(pool: list[Utterance], split_ratio: tuple[float, float], dev_split: str,
-           seed: int) -> tuple[list[Utterance], list[Utterance]]:
-    """Train / dev split by speaker or by utterance, reproducible from ``seed``."""
-    rng = random.Random(seed)
-    share = split_ratio[0] / sum(split_ratio)
-    by_speaker: dict[str, list[Utterance]] = {}
-    for u in pool:
-        by_speaker.setdefault(u.speaker, []).append(u)
-    if dev_split == "utterances":
-        # Per speaker, so that every dev speaker is also a training class.
-        dev = set()
-        for utterances in by_speaker.values():
-            shuffled = rng.sample(utterances, len(utterances))
-            dev.update(u.relative for u in shuffled[max(1, round(share * len(shuffled))):])
-    else:
-        speakers = sorted(by_speaker)
-        rng.shuffle(speakers)
-        dev = {u.relative for s in speakers[int(share * len(speakers)):] for u in by_speaker[s]}
-    return [u for u in pool if u.relative not in dev], [u for u in pool if u.relative in dev]
