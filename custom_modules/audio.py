@@ -6,8 +6,9 @@ can show it to the user.
 """
 
 import os
-from dataclasses import dataclass
+import struct
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import soundfile
@@ -26,8 +27,7 @@ class AudioError(ValueError):
         self.problem = problem
 
 
-@dataclass(frozen=True)
-class AudioInfo:
+class AudioInfo(NamedTuple):
     """What a file's header says: sample rate, frames per channel and channels."""
 
     sample_rate: int
@@ -43,12 +43,19 @@ class AudioInfo:
 def audio_info(path: str | os.PathLike) -> AudioInfo:
     """Read the header of ``path`` without decoding the samples.
 
+    Plain PCM / float wav headers are parsed directly (several times faster than libsndfile,
+    which matters for a million VoxCeleb files); anything else goes through ``soundfile``.
     Raises ``AudioError`` for a missing, empty, unreadable or zero-length file.
     """
-    if not os.path.isfile(path):
-        raise AudioError(path, "no such file")
-    if os.path.getsize(path) == 0:
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        raise AudioError(path, "no such file") from None
+    if size == 0:
         raise AudioError(path, "empty file (0 bytes)")
+    header = _wav_header(path, size) if str(path).lower().endswith(".wav") else None
+    if header is not None:
+        return header
     try:
         info = soundfile.info(str(path))
     except (RuntimeError, soundfile.LibsndfileError) as error:
@@ -56,6 +63,35 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     if info.frames <= 0:
         raise AudioError(path, "no audio samples in the file")
     return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels))
+
+
+def _wav_header(path: str | os.PathLike, size: int) -> AudioInfo | None:
+    """Parse a RIFF/WAVE header whose ``fmt `` and ``data`` chunks lie in the first 1 kB.
+
+    Returns ``None`` (let libsndfile decide) for anything unusual: compressed formats, RF64,
+    streamed sizes, chunks further in. A data chunk cut short by truncation counts only the
+    frames that are really there, as libsndfile does.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(1024)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    position, fmt = 12, None
+    while position + 8 <= len(head):
+        chunk, length = head[position:position + 4], struct.unpack_from("<I", head, position + 4)[0]
+        if chunk == b"fmt " and position + 24 <= len(head):
+            fmt = struct.unpack_from("<HHIIHH", head, position + 8)
+        elif chunk == b"data":
+            if fmt is None or fmt[0] not in (1, 3, 0xFFFE) or fmt[4] == 0 or fmt[2] == 0:
+                return None
+            if length in (0, 0xFFFFFFFF):
+                return None
+            frames = min(length, size - position - 8) // fmt[4]
+            if frames <= 0:
+                return None
+            return AudioInfo(sample_rate=fmt[2], frames=frames, channels=fmt[1])
+        position += 8 + length + (length & 1)
+    return None
 
 
 def read_audio(path: str | os.PathLike, sample_rate: int = 16000, start: int = 0,

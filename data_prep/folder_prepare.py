@@ -134,7 +134,9 @@ def _to_16k_mono(utterances: list[Utterance], target_root: Path, min_duration: f
                   and u.wav.lower().endswith(".wav"))
         (ready if usable else todo).append(u)
     targets = [str(target_root / Path(u.relative).with_suffix(".wav")) for u in todo]
-    failed = []
+    failed: list[dict] = []
+    if not todo:
+        return ready, failed
     with process_pool(num_workers) as pool:
         jobs = [(u.wav, t, min_duration) for u, t in zip(todo, targets, strict=True)]
         problems = pool.map(_convert, jobs, chunksize=16)

@@ -10,9 +10,9 @@ import json
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import NamedTuple
 
 from tqdm import tqdm
 
@@ -24,8 +24,7 @@ OPTIONS_FILE = "prep_options.json"
 REPORT_FILE = "prep_report.json"
 
 
-@dataclass(frozen=True)
-class Utterance:
+class Utterance(NamedTuple):
     """One usable audio file: its path on disk, its path relative to the corpus root
     (``speaker/.../name.ext``, as trial lists name it), its speaker and its header."""
 
@@ -64,8 +63,8 @@ def scan(files: list[tuple[str, str]], min_duration: float, sample_rate: int | N
     """
     relative = dict(files)
     usable, skipped = [], []
-    with process_pool(num_workers) as pool:
-        results = pool.map(_probe, list(relative), chunksize=256)
+    with process_pool(num_workers, runs_torch=False) as pool:
+        results = pool.map(_probe, list(relative), chunksize=1024)
         for path, info, problem in tqdm(results, total=len(relative), desc="Reading headers",
                                         unit="file", mininterval=2.0):
             if info is not None:
@@ -151,10 +150,12 @@ def mark_prepared(save_folder: str | os.PathLike, options: dict) -> None:
     write_json(Path(save_folder, OPTIONS_FILE), options)
 
 
-def process_pool(num_workers: int) -> ProcessPoolExecutor:
-    """Worker processes started fresh ("spawn"): forking a process that already runs torch's
-    thread pools can deadlock the children."""
-    return ProcessPoolExecutor(max_workers=num_workers, mp_context=get_context("spawn"))
+def process_pool(num_workers: int, runs_torch: bool = True) -> ProcessPoolExecutor:
+    """Worker processes. Workers that run torch are started fresh ("spawn"): forked from a
+    process whose torch thread pools are running, they can deadlock. Workers that only read
+    headers are forked, which starts them in milliseconds instead of seconds."""
+    context = get_context("spawn" if runs_torch else "fork")
+    return ProcessPoolExecutor(max_workers=num_workers, mp_context=context)
 
 
 def worker_count(num_workers: int | None) -> int:

@@ -153,11 +153,12 @@ def _wav_files(folders: list[Path], converted_folder: str | None) -> list[tuple[
 def _walk(root: Path, suffix: str) -> list[tuple[str, str]]:
     """``(absolute path, path relative to root)`` of every file ending in ``suffix``."""
     found = []
+    prefix = len(str(root)) + 1
     for directory, _, names in os.walk(root):
         for name in names:
             if name.endswith(suffix):
                 path = os.path.join(directory, name)
-                found.append((path, os.path.relpath(path, root).replace(os.sep, "/")))
+                found.append((path, path[prefix:]))
     return sorted(found)
 
 

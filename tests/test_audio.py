@@ -77,3 +77,27 @@ def test_write_wav_is_atomic_and_round_trips(tmp_path, speech):
     write_wav(path, torch.from_numpy(speech), 16000)
     assert not list(path.parent.glob("*.part"))
     assert torch.allclose(read_audio(path), torch.from_numpy(speech), atol=1e-4)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "PCM_U8"])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_fast_wav_header_agrees_with_libsndfile(tmp_path, speech, subtype, channels):
+    path = tmp_path / "a.wav"
+    data = speech if channels == 1 else np.stack([speech, speech], axis=1)
+    soundfile.write(path, data, 16000, subtype=subtype)
+    reference = soundfile.info(str(path))
+    assert audio_info(path) == (16000, reference.frames, channels)
+
+
+def test_fast_wav_header_skips_extra_chunks_and_counts_truncated_frames(tmp_path, speech):
+    path = tmp_path / "listed.wav"
+    soundfile.write(path, speech, 16000, subtype="PCM_16")
+    raw = path.read_bytes()
+    extra = b"LIST" + (5).to_bytes(4, "little") + b"INFOx\x00"  # odd size, padded
+    patched = raw[:12] + raw[12:36] + extra + raw[36:]
+    path.write_bytes(patched[:4] + (len(patched) - 8).to_bytes(4, "little") + patched[8:])
+    assert audio_info(path).frames == len(speech)
+    assert read_audio(path).shape == (len(speech),)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(raw[:44 + 2 * 1000 + 1])
+    assert audio_info(cut).frames == soundfile.info(str(cut)).frames == 1000

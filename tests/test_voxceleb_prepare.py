@@ -13,6 +13,8 @@ from custom_modules.trials import read_trials
 from data_prep.fake_voxceleb import write_voxceleb_tree
 from data_prep.voxceleb_prepare import prepare_voxceleb
 
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None,
+                                reason="ffmpeg is not installed (make test installs it as root)")
 TRAIN_SPEAKERS = [f"id1000{i}" for i in range(1, 9)]
 TEST_SPEAKERS = ["id10270", "id10271"]
 
