@@ -10,15 +10,12 @@ import json
 import logging
 import sys
 
-import speechbrain as sb
-from hyperpyyaml import load_hyperpyyaml
+from custom_modules.hparams import load_hparams
 
 
 def main() -> None:
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    with open(hparams_file, encoding="utf-8") as handle:
-        hparams = load_hyperpyyaml(handle, overrides)
+    hparams, _ = load_hparams(sys.argv[1:])
     for step in hparams["preparation"]:
         try:
             summary = step()
