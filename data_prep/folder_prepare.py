@@ -78,8 +78,11 @@ def prepare_folder(data_folder: str, save_folder: str, test_speakers: float = 0.
 
     files = [(os.path.join(d, n), os.path.relpath(os.path.join(d, n), root).replace(os.sep, "/"))
              for d, _, names in os.walk(root) for n in names if n.lower().endswith(EXTENSIONS)]
-    files = [(path, rel) for path, rel in sorted(files) if "/" in rel]
-    utterances, skipped = scan(files, min_duration, None, workers)
+    loose = [{"file": path, "relative": rel, "reason": "not inside a speaker folder"}
+             for path, rel in files if "/" not in rel]
+    utterances, skipped = scan(sorted(f for f in files if "/" in f[1]), min_duration, None,
+                               workers)
+    skipped += loose
     utterances, failed = _to_16k_mono(utterances, Path(save_folder, "wav16k"), min_duration,
                                       workers)
     skipped += failed

@@ -1,4 +1,6 @@
-"""Shared test helpers: speech-like audio made on the spot (no downloads)."""
+"""Shared test helpers: speech-like audio made on the spot (no downloads), CSV reading."""
+
+import csv
 
 import numpy as np
 import torch
@@ -21,3 +23,9 @@ def padded_batch(seconds: list[float], sample_rate: int = 16000) -> tuple[torch.
     for row, wave in enumerate(waves):
         batch[row, :wave.numel()] = wave
     return batch, torch.tensor([w.numel() / longest for w in waves])
+
+
+def read_csv(path) -> list[dict]:
+    """Rows of a CSV file as dicts."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))

@@ -1,23 +1,17 @@
 """Augmentation CSVs: real MUSAN / RIRS_NOISES layouts, generated substitutes, and that
 SpeechBrain's AddNoise / AddReverb run on them."""
 
-import csv
 import json
 
 import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import speech_like
+from conftest import read_csv, speech_like
 from speechbrain.augment.time_domain import AddNoise, AddReverb
 
 from data_prep.augment_prepare import prepare_augmentation
 from data_prep.synthetic_audio import room_impulse_response
-
-
-def rows(path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +23,7 @@ def generated(tmp_path_factory):
 def test_generated_substitutes_feed_speechbrain_augmenters(generated):
     assert generated["sources"] == {"noise": "generated", "babble": "generated",
                                     "rir": "generated"}
-    noise = rows(generated["noise"])
+    noise = read_csv(generated["noise"])
     assert list(noise[0]) == ["ID", "duration", "wav", "wav_format", "wav_opts"]
     assert len(noise) == 8
     assert {r["wav"].rsplit("/", 1)[1].split("_")[0] for r in noise} == {
@@ -69,7 +63,7 @@ def test_babble_from_training_utterances(tmp_path):
     train.write_text("\n".join(lines) + "\n")
     out = prepare_augmentation(str(tmp_path / "aug"), babble_csv=str(train), num_generated=3,
                                seconds=1.5, num_workers=1)
-    babble = rows(out["babble"])
+    babble = read_csv(out["babble"])
     assert len(babble) == 3
     assert soundfile.info(babble[0]["wav"]).duration == 1.5
 
@@ -91,10 +85,10 @@ def test_musan_and_rirs_layouts(tmp_path):
     out = prepare_augmentation(str(tmp_path / "aug"), musan_folder=str(musan),
                                rirs_folder=str(rirs), num_workers=1)
     assert out["sources"] == {"noise": "musan", "babble": "musan", "rir": "rirs_noises"}
-    assert [r["wav"].rsplit("/", 1)[1] for r in rows(out["noise"])] == [
+    assert [r["wav"].rsplit("/", 1)[1] for r in read_csv(out["noise"])] == [
         "music-0001.wav", "noise-0001.wav"]
-    assert [r["wav"].rsplit("/", 1)[1] for r in rows(out["babble"])] == ["speech-0001.wav"]
-    assert [r["wav"].rsplit("/", 1)[1] for r in rows(out["rir"])] == [
+    assert [r["wav"].rsplit("/", 1)[1] for r in read_csv(out["babble"])] == ["speech-0001.wav"]
+    assert [r["wav"].rsplit("/", 1)[1] for r in read_csv(out["rir"])] == [
         "RVB2014_type1_rir_largeroom1_near_angla.wav", "Room001-00001.wav"]
     report = json.loads((tmp_path / "aug/augment_report.json").read_text())
     assert report["skipped_files"][0]["reason"] == "sample rate 44100 Hz, expected 16000 Hz"

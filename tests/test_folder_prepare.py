@@ -1,22 +1,17 @@
 """Folder-per-speaker preparation: mixed formats, rates and channels; speaker-disjoint trials."""
 
-import csv
 import json
 
 import numpy as np
 import pytest
 import soundfile
-from conftest import speech_like
+from conftest import read_csv, speech_like
 
 from custom_modules.trials import read_trials
 from data_prep.folder_prepare import prepare_folder
 
 FORMATS = [("wav", 16000, 1), ("flac", 44100, 2), ("ogg", 8000, 1), ("wav", 22050, 2)]
 
-
-def read_csv(path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +56,8 @@ def test_bad_files_are_reported(prepared):
     assert reasons["speaker00/take0/broken.wav"].startswith("unreadable audio")
     assert reasons["speaker01/take0/quiet.flac"].startswith("silent")
     assert reasons["speaker02/take0/utt0.ogg"].startswith("same ID as")
-    assert len(reasons) == 3
+    assert reasons["loose_file.wav"] == "not inside a speaker folder"
+    assert len(reasons) == 4
 
 
 def test_test_speakers_are_disjoint_and_trials_balanced(prepared):

@@ -1,6 +1,5 @@
 """VoxCeleb preparation on tiny fake VoxCeleb1 / VoxCeleb2 trees."""
 
-import csv
 import json
 import shutil
 import subprocess
@@ -8,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import soundfile
+from conftest import read_csv
 
 from custom_modules.trials import read_trials
 from data_prep.fake_voxceleb import write_voxceleb_tree
@@ -18,10 +18,6 @@ pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None,
 TRAIN_SPEAKERS = [f"id1000{i}" for i in range(1, 9)]
 TEST_SPEAKERS = ["id10270", "id10271"]
 
-
-def read_csv(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")
