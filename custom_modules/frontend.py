@@ -113,6 +113,7 @@ class MelFrontend(nn.Module):
             f"pre_emphasis={pre_emphasis} must be in [0, 1)": not 0 <= pre_emphasis < 1,
             f"top_db={top_db} must be positive or None": top_db is not None and top_db <= 0,
             f"amin={amin} must be positive": amin <= 0,
+            "std_norm=True needs mean_norm=True": std_norm and not mean_norm,
         }
         for message, failed in problems.items():
             if failed:

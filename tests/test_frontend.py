@@ -102,6 +102,7 @@ def test_pre_emphasis_matches_naive_reference():
     ({"n_mels": 0}, "n_mels=0"),
     ({"top_db": -5}, "top_db=-5"),
     ({"n_mels": 256}, "empty"),
+    ({"mean_norm": False, "std_norm": True}, "std_norm=True needs mean_norm=True"),
 ])
 def test_bad_configurations_are_rejected(kwargs, words):
     with pytest.raises(ValueError, match="MelFrontend|mel filterbank") as error:
