@@ -1,0 +1,70 @@
+"""Score normalisation against a per-trial reference like SpeechBrain's recipe; calibration."""
+
+import numpy as np
+import pytest
+import torch
+
+from custom_modules.metrics import cllr
+from custom_modules.scoring import (
+    cohort_stats,
+    cosine_scores,
+    fit_calibration,
+    normalize_scores,
+    speaker_means,
+)
+
+
+def per_trial_reference(embeddings, cohort, enrol, test, top_k):
+    """One cohort pass per trial, the way SpeechBrain's verification recipe does it."""
+    cos = torch.nn.CosineSimilarity(dim=-1)
+    out = []
+    for e, t in zip(enrol.tolist(), test.tolist(), strict=True):
+        score = cos(embeddings[e], embeddings[t])
+        sides = []
+        for side in (e, t):
+            cohort_scores = cos(embeddings[side].unsqueeze(0), cohort)
+            if top_k is not None:
+                cohort_scores = torch.topk(cohort_scores, k=top_k, dim=0)[0]
+            sides.append((score - cohort_scores.mean()) / cohort_scores.std())
+        out.append((sides[0] + sides[1]) / 2)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("top_k", [None, 5, 50])
+def test_snorm_and_asnorm_equal_the_per_trial_reference(top_k):
+    generator = torch.Generator().manual_seed(0)
+    embeddings = torch.randn(30, 16, generator=generator, dtype=torch.float64)
+    cohort = torch.randn(60, 16, generator=generator, dtype=torch.float64)
+    enrol = torch.randint(0, 30, (200,), generator=generator)
+    test = torch.randint(0, 30, (200,), generator=generator)
+    scores = cosine_scores(embeddings, enrol, test)
+    ours = normalize_scores(scores, cohort_stats(embeddings, cohort, top_k, chunk=7), enrol,
+                            test)
+    expected = per_trial_reference(embeddings, cohort, enrol, test, top_k)
+    assert (ours - expected).abs().max() < 1e-6
+
+
+def test_bad_top_k():
+    with pytest.raises(ValueError, match="top_k=300 must be between 2 and the cohort size 10"):
+        cohort_stats(torch.randn(3, 4), torch.randn(10, 4), top_k=300)
+
+
+def test_speaker_means_average_unit_embeddings():
+    embeddings = torch.tensor([[3.0, 4.0], [0.0, 1.0], [6.0, 8.0]])
+    means = speaker_means(embeddings, ["b", "a", "b"])
+    assert torch.allclose(means, torch.tensor([[0.0, 1.0], [0.6, 0.8]]))
+
+
+def test_calibration_gives_llrs():
+    rng = np.random.default_rng(0)
+    pos, neg = rng.normal(0.6, 0.2, 2000), rng.normal(0.1, 0.2, 8000)
+    scores = torch.from_numpy(np.concatenate([pos, neg]))
+    labels = np.r_[np.ones(2000), np.zeros(8000)]
+    calibration = fit_calibration(scores, labels)
+    # Equal-variance Gaussians: llr = (mu1 - mu0) / var * (s - (mu1 + mu0) / 2) = 12.5 s - 4.375
+    assert abs(calibration.scale - 12.5) < 1.25
+    assert abs(calibration.offset + 4.375) < 0.45
+    llr = calibration(scores)
+    assert cllr(llr[:2000], llr[2000:]) < cllr(scores[:2000], scores[2000:])
+    with pytest.raises(ValueError, match="both target and non-target"):
+        fit_calibration(scores[:10], np.ones(10))
