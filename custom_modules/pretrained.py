@@ -1,0 +1,98 @@
+"""The pretrained folder: everything needed to embed without the training code.
+
+Layout (SpeechBrain's ``EncoderClassifier`` conventions)::
+
+    hyperparams.yaml        modules: compute_features (MelFrontend), embedding_model
+                            (ECAPA_TDNN), optionally mean_var_norm_emb; decision threshold
+    embedding_model.ckpt    state dict of each module, named <module>.ckpt
+    ...
+
+``load_embedder(folder)`` builds the modules from ``hyperparams.yaml`` and loads every
+``<module>.ckpt`` found there, or in ``checkpoint`` (a training checkpoint folder written by
+SpeechBrain's ``Checkpointer``) when one is given. Weights are read with ``weights_only=True``.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from hyperpyyaml import load_hyperpyyaml
+
+HPARAMS = "hyperparams.yaml"
+
+
+class Embedder(torch.nn.Module):
+    """Waveforms -> speaker embeddings: frontend, model, optional embedding normalisation."""
+
+    def __init__(self, compute_features: torch.nn.Module, embedding_model: torch.nn.Module,
+                 mean_var_norm_emb: torch.nn.Module | None = None, threshold: float | None = None,
+                 sample_rate: int = 16000):
+        super().__init__()
+        self.compute_features = compute_features
+        self.embedding_model = embedding_model
+        self.mean_var_norm_emb = mean_var_norm_emb
+        self.threshold = threshold
+        self.sample_rate = sample_rate
+
+    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """``wavs: (batch, samples)``, relative ``lengths`` -> embeddings ``(batch, dim)``."""
+        if lengths is None:
+            lengths = torch.ones(wavs.shape[0], device=wavs.device)
+        embeddings = self.embedding_model(self.compute_features(wavs, lengths), lengths)
+        if self.mean_var_norm_emb is not None:
+            embeddings = self.mean_var_norm_emb(embeddings, torch.ones_like(lengths))
+        return embeddings.squeeze(1)
+
+
+def write_pretrained(folder: str | os.PathLike, frontend_kwargs: dict, model_kwargs: dict,
+                     embedding_model: torch.nn.Module, threshold: float | None = None,
+                     sample_rate: int = 16000) -> Path:
+    """Write ``hyperparams.yaml`` and ``embedding_model.ckpt`` into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = (f"sample_rate: {sample_rate}\nthreshold: {json.dumps(threshold)}\n"
+            f"compute_features: !new:custom_modules.frontend.MelFrontend\n"
+            f"{_indented(frontend_kwargs)}"
+            f"embedding_model: !new:custom_modules.ecapa.ECAPA_TDNN\n"
+            f"{_indented(model_kwargs)}"
+            "modules:\n    compute_features: !ref <compute_features>\n"
+            "    embedding_model: !ref <embedding_model>\n")
+    (folder / HPARAMS).write_text(text, encoding="utf-8")
+    torch.save(embedding_model.state_dict(), folder / "embedding_model.ckpt")
+    return folder
+
+
+def load_embedder(source: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
+                  device: str = "cpu") -> Embedder:
+    """Build the embedder described by ``source/hyperparams.yaml`` with its weights (from
+    ``checkpoint`` when given). One-line ``ValueError`` for a folder that is not usable."""
+    source = Path(source)
+    weights = Path(checkpoint) if checkpoint is not None else source
+    if not (source / HPARAMS).is_file():
+        raise ValueError(f"{source}: not a pretrained folder (no {HPARAMS})")
+    with open(source / HPARAMS, encoding="utf-8") as handle:
+        hparams = load_hyperpyyaml(handle)
+    modules = hparams.get("modules", {})
+    for name in ("compute_features", "embedding_model"):
+        if name not in modules:
+            raise ValueError(f"{source / HPARAMS}: modules has no {name}")
+    if not (weights / "embedding_model.ckpt").is_file():
+        raise ValueError(f"{weights}: no embedding_model.ckpt")
+    for name, module in modules.items():
+        path = weights / f"{name}.ckpt"
+        if not path.is_file():
+            continue
+        if hasattr(module, "_load"):  # SpeechBrain's statistics (e.g. mean_var_norm_emb)
+            module._load(str(path))
+        else:
+            module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    embedder = Embedder(modules["compute_features"], modules["embedding_model"],
+                        modules.get("mean_var_norm_emb"), hparams.get("threshold"),
+                        hparams.get("sample_rate", 16000))
+    return embedder.to(device).eval()
+
+
+def _indented(kwargs: dict) -> str:
+    """``key: value`` lines, values in JSON (which YAML reads as it is)."""
+    return "".join(f"    {key}: {json.dumps(value)}\n" for key, value in kwargs.items())

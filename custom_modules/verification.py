@@ -1,0 +1,209 @@
+"""Speaker verification end to end: trial lists -> embeddings -> scores -> metrics and plots.
+
+Every utterance named by any trial list (and the cohort) is embedded exactly once. Scores are
+cosine similarities, optionally after subtracting the cohort's mean embedding; with a cohort
+they are also S-normalised or AS-normalised; with held-out calibration trials they are also
+turned into log-likelihood ratios. Writes, per trial list, ``scores.txt``, a DET plot and a
+score histogram, and one ``metrics.json`` for everything.
+"""
+
+import csv
+import json
+import logging
+import os
+import random
+from pathlib import Path
+
+import torch
+
+from custom_modules.embedding import Utterance, embed_utterances
+from custom_modules.metrics import act_dcf, cllr, det_curve, verification_metrics
+from custom_modules.plots import plot_det, plot_score_histogram
+from custom_modules.pretrained import Embedder
+from custom_modules.scoring import (
+    Calibration,
+    CohortStats,
+    cohort_stats,
+    cosine_scores,
+    fit_calibration,
+    normalize_scores,
+    speaker_means,
+)
+from custom_modules.trials import Trial, read_trials, utterance_id
+
+logger = logging.getLogger(__name__)
+
+
+def read_utterance_csvs(paths: list[str]) -> dict[str, tuple[Utterance, str]]:
+    """``ID -> (Utterance, speaker)`` from SpeechBrain CSVs (``ID,duration,wav,start,stop,
+    spk_id``); a missing file or column is a one-line ``ValueError``."""
+    rows: dict[str, tuple[Utterance, str]] = {}
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ValueError(f"{path}: utterance CSV not found")
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = {"ID", "wav"} - set(reader.fieldnames or [])
+            if missing:
+                raise ValueError(f"{path}: missing columns {sorted(missing)}")
+            for row in reader:
+                stop = row.get("stop")
+                rows[row["ID"]] = (Utterance(row["ID"], row["wav"], int(row.get("start") or 0),
+                                             int(stop) if stop else None), row.get("spk_id", ""))
+    return rows
+
+
+def resolve(entries: set[str], catalogue: dict[str, tuple[Utterance, str]],
+            data_folder: str | None) -> tuple[dict[str, Utterance], list[str]]:
+    """Map trial entries to utterances (through the CSVs, else ``data_folder/entry``);
+    returns them and the entries that could not be found."""
+    found, missing = {}, []
+    for entry in sorted(entries):
+        key = utterance_id(entry)
+        if key in catalogue:
+            found[entry] = catalogue[key][0]
+        elif data_folder is not None and os.path.isfile(os.path.join(data_folder, entry)):
+            found[entry] = Utterance(key, os.path.join(data_folder, entry))
+        else:
+            missing.append(entry)
+    return found, missing
+
+
+def choose_cohort(catalogue: dict[str, tuple[Utterance, str]], kind: str, size: int,
+                  per_speaker: int, seed: int) -> tuple[list[Utterance], list[str]]:
+    """Cohort utterances: ``per_speaker`` per speaker (``kind="speakers"``) or ``size`` at
+    random (``"utterances"``); returns them with their speakers."""
+    rng = random.Random(seed)
+    items = sorted(catalogue.values(), key=lambda item: item[0].id)
+    if kind == "speakers":
+        by_speaker: dict[str, list[Utterance]] = {}
+        for utterance, speaker in items:
+            by_speaker.setdefault(speaker, []).append(utterance)
+        chosen = [(u, s) for s, us in by_speaker.items()
+                  for u in rng.sample(us, min(per_speaker, len(us)))]
+    elif kind == "utterances":
+        chosen = rng.sample(items, min(size, len(items)))
+    else:
+        raise ValueError(f"cohort must be 'speakers' or 'utterances', got {kind!r}")
+    return [u for u, _ in chosen], [s for _, s in chosen]
+
+
+def run_verification(embedder: Embedder, trial_lists: dict[str, str], output_folder: str,
+                     utterance_csvs: list[str] = (), data_folder: str | None = None,
+                     cohort_csv: str | None = None, cohort: str = "speakers",
+                     cohort_size: int = 20000, cohort_per_speaker: int = 3,
+                     top_k: int | None = 300, mean_subtraction: bool = False,
+                     calibration_trials: str | None = None, calibration_csv: str | None = None,
+                     skip_missing: bool = False, cache_folder: str | None = None,
+                     batch_seconds: float = 120.0, seed: int = 1234) -> dict:
+    """Score every trial list and write the results; returns ``{list: {variant: metrics}}``.
+
+    ``top_k=None`` gives S-norm instead of AS-norm. See ``hparams/verify.yaml`` for the rest.
+    """
+    lists = {name: read_trials(path) for name, path in trial_lists.items()}
+    if calibration_trials:
+        lists["calibration"] = read_trials(calibration_trials)
+    catalogue = read_utterance_csvs(list(utterance_csvs)
+                                    + ([calibration_csv] if calibration_csv else []))
+    entries = {e for trials in lists.values() for t in trials for e in (t.enrol, t.test)}
+    found, missing = resolve(entries, catalogue, data_folder)
+    if missing and not skip_missing:
+        raise ValueError(f"{len(missing)} trial utterances are missing, e.g. "
+                         f"{', '.join(missing[:3])}; set skip_missing: True to drop their trials")
+    embedded, problems = embed_utterances(embedder, list(found.values()), cache_folder,
+                                          batch_seconds, skip_bad=skip_missing)
+    usable = {entry for entry, u in found.items() if u.id in embedded}
+    ids = sorted(embedded)
+    matrix = torch.stack([embedded[i] for i in ids])
+    position = {utt_id: i for i, utt_id in enumerate(ids)}
+    index = {entry: position[found[entry].id] for entry in usable}
+
+    stats, cohort_matrix = None, None
+    if cohort_csv:
+        pool, speakers = choose_cohort(read_utterance_csvs([cohort_csv]), cohort, cohort_size,
+                                       cohort_per_speaker, seed)
+        cohort_embedded, _ = embed_utterances(embedder, pool, cache_folder, batch_seconds,
+                                              skip_bad=True)
+        kept = [(u, s) for u, s in zip(pool, speakers, strict=True) if u.id in cohort_embedded]
+        cohort_matrix = torch.stack([cohort_embedded[u.id] for u, _ in kept])
+        if cohort == "speakers":
+            cohort_matrix = speaker_means(cohort_matrix, [s for _, s in kept])
+    if mean_subtraction:
+        mean = (cohort_matrix if cohort_matrix is not None else matrix).mean(dim=0)
+        matrix = matrix - mean
+        cohort_matrix = cohort_matrix - mean if cohort_matrix is not None else None
+    if cohort_matrix is not None:
+        if top_k is not None and top_k > len(cohort_matrix):
+            logger.warning("AS-norm: top_k=%d is more than the %d cohort entries; using %d",
+                           top_k, len(cohort_matrix), len(cohort_matrix))
+            top_k = len(cohort_matrix)
+        stats = cohort_stats(matrix, cohort_matrix, top_k)
+    norm_name = "s-norm" if top_k is None else "as-norm"
+
+    scored = {name: _score(trials, index, matrix, stats, norm_name)
+              for name, trials in lists.items()}
+    calibration = None
+    if calibration_trials:
+        calibration_scores, calibration_trial_list, _ = scored.pop("calibration")
+        final = norm_name if stats is not None else "cosine"
+        labels = torch.tensor([t.label for t in calibration_trial_list])
+        calibration = fit_calibration(calibration_scores[final], labels)
+    results = {}
+    for name, (variants, trials, dropped) in scored.items():
+        results[name] = _report(name, variants, trials, dropped, calibration,
+                                Path(output_folder, _safe(name)))
+    results["problems"] = problems
+    Path(output_folder).mkdir(parents=True, exist_ok=True)
+    Path(output_folder, "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def _score(trials: list[Trial], index: dict[str, int], matrix: torch.Tensor,
+           stats: CohortStats | None, norm_name: str):
+    """Scores of the trials whose two sides were embedded: cosine, and normalised when
+    there are cohort statistics. Returns them, the kept trials and how many were dropped."""
+    kept = [t for t in trials if t.enrol in index and t.test in index]
+    if not kept:
+        raise ValueError("no trial has both utterances embedded")
+    enrol = torch.tensor([index[t.enrol] for t in kept])
+    test = torch.tensor([index[t.test] for t in kept])
+    variants = {"cosine": cosine_scores(matrix, enrol, test)}
+    if stats is not None:
+        variants[norm_name] = normalize_scores(variants["cosine"], stats, enrol, test)
+    return variants, kept, len(trials) - len(kept)
+
+
+def _report(name: str, variants: dict[str, torch.Tensor], trials: list[Trial], dropped: int,
+            calibration: Calibration | None, folder: Path) -> dict:
+    """Metrics of each score variant; scores file, DET plot and histogram in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    labels = torch.tensor([t.label for t in trials], dtype=torch.bool)
+    metrics, curves = {}, {}
+    for variant, scores in variants.items():
+        metrics[variant] = verification_metrics(scores[labels], scores[~labels])
+        metrics[variant]["trials_dropped"] = dropped
+        curves[variant] = det_curve(scores[labels], scores[~labels])
+    final = list(variants)[-1]
+    if calibration is not None:
+        llr = calibration(variants[final])
+        variants["llr"] = llr
+        metrics["calibrated"] = {"act_dcf_0.01": act_dcf(llr[labels], llr[~labels], p_target=0.01),
+                                 "act_dcf_0.05": act_dcf(llr[labels], llr[~labels], p_target=0.05),
+                                 "cllr": cllr(llr[labels], llr[~labels]),
+                                 "scale": calibration.scale, "offset": calibration.offset}
+    columns = list(variants)
+    with open(folder / "scores.txt", "w", encoding="utf-8") as handle:
+        handle.write(" ".join(["enrol", "test", "label", *columns]) + "\n")
+        for i, t in enumerate(trials):
+            values = " ".join(f"{variants[c][i]:.6f}" for c in columns)
+            handle.write(f"{t.enrol} {t.test} {t.label} {values}\n")
+    plot_det(curves, folder / "det.png", title=f"DET: {name}")
+    scores = variants[final]
+    plot_score_histogram(scores[labels].numpy(), scores[~labels].numpy(),
+                         metrics[final]["eer_threshold"], folder / "score_histogram.png",
+                         title=f"{name}: {final} scores")
+    return metrics
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -1,0 +1,45 @@
+"""Verify the trials of one or more lists with a trained model, with score normalisation.
+
+    python recipes/speaker_verification.py hparams/verify.yaml --experiment=exps/voxceleb
+
+Loads the model named in the YAML (a pretrained folder, optionally with a training checkpoint's
+weights), runs ``custom_modules.verification.run_verification`` and prints a summary table.
+"""
+
+import logging
+import sys
+
+from custom_modules.hparams import load_hparams
+from custom_modules.pretrained import load_embedder
+
+
+def summary_table(results: dict) -> str:
+    """One line per trial list and score variant: EER and minDCF at 0.01 and 0.05."""
+    lines = [f"{'trials':<16}{'scores':<10}{'EER %':>8}{'minDCF 0.01':>13}{'minDCF 0.05':>13}"
+             f"{'count':>9}"]
+    for name, variants in results.items():
+        for variant, m in variants.items() if isinstance(variants, dict) else []:
+            if "eer" in m:
+                lines.append(f"{name:<16}{variant:<10}{m['eer']:>8.2f}{m['min_dcf_0.01']:>13.4f}"
+                             f"{m['min_dcf_0.05']:>13.4f}{m['trials']:>9}")
+            else:
+                lines.append(f"{name:<16}{variant:<10}  actDCF(0.01) {m['act_dcf_0.01']:.4f}  "
+                             f"Cllr {m['cllr']:.4f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    hparams, _ = load_hparams(sys.argv[1:])
+    try:
+        embedder = load_embedder(hparams["pretrained_path"], hparams["checkpoint_path"],
+                                 hparams["device"])
+        results = hparams["verification"](embedder)
+    except (ValueError, RuntimeError) as error:
+        sys.exit(f"error: {error}")
+    print(summary_table(results))
+    print(f"results in {hparams['output_folder']}")
+
+
+if __name__ == "__main__":
+    main()
