@@ -4,7 +4,7 @@ Utterances are sorted by length and packed into batches of at most ``batch_secon
 audio, so padding stays small. Recordings longer than ``window_seconds`` are cut into windows
 whose embeddings are averaged, weighted by length, which keeps memory bounded. Results are
 cached in one file per model; a later run embeds only what the cache lacks, and a different
-model (other weights) starts a new cache.
+model (other weights) starts a new cache, and an ID that now names other audio is redone.
 """
 
 import hashlib
@@ -55,7 +55,7 @@ def embed_utterances(embedder: Embedder, utterances: list[Utterance],
         cache_path = Path(cache_folder, f"embeddings_{model_fingerprint(embedder)}.pt")
         if cache_path.is_file():
             cached = torch.load(cache_path, weights_only=True)
-    todo = {u.id: u for u in utterances if u.id not in cached}
+    todo = {u.id: u for u in utterances if _cache_key(u) not in cached}
     problems: list[str] = []
     pieces = _windows(list(todo.values()), embedder.sample_rate, window_seconds, problems)
     if problems and not skip_bad:
@@ -72,7 +72,7 @@ def embed_utterances(embedder: Embedder, utterances: list[Utterance],
                     length, embedding = result
                     sums[piece.id] = sums.get(piece.id, 0) + embedding * length
                     weights[piece.id] = weights.get(piece.id, 0) + length
-    new = {utt_id: sums[utt_id] / weights[utt_id] for utt_id in sums}
+    new = {_cache_key(todo[utt_id]): sums[utt_id] / weights[utt_id] for utt_id in sums}
     if problems and not skip_bad:
         raise ValueError(f"{len(problems)} utterances cannot be embedded, e.g. "
                          f"{'; '.join(problems[:3])}")
@@ -81,8 +81,15 @@ def embed_utterances(embedder: Embedder, utterances: list[Utterance],
         partial = cache_path.with_suffix(".part")
         torch.save({**cached, **new}, partial)
         os.replace(partial, cache_path)
-    wanted = {u.id for u in utterances}
-    return {k: v for k, v in {**cached, **new}.items() if k in wanted}, problems
+    everything = {**cached, **new}
+    return {u.id: everything[_cache_key(u)] for u in utterances
+            if _cache_key(u) in everything}, problems
+
+
+def _cache_key(utterance: Utterance) -> str:
+    """Cache entries remember the file and segment, so a reused ID with other audio is
+    embedded again."""
+    return f"{utterance.id}\t{utterance.wav}\t{utterance.start}\t{utterance.stop}"
 
 
 class _Piece(NamedTuple):

@@ -127,7 +127,11 @@ def test_long_files_in_windows_and_cache(experiment, tmp_path):
                                                          dtype="float32")[0]).unsqueeze(0))
     assert torch.allclose(embeddings["head"], alone[0], atol=1e-5)
     cache = tmp_path / f"embeddings_{model_fingerprint(embedder)}.pt"
-    assert set(torch.load(cache, weights_only=True)) == {"long", "head"}
+    assert len(torch.load(cache, weights_only=True)) == 2
+    moved, _ = embed_utterances(embedder, [Utterance("head", long_file, 16000, 16000 * 21)],
+                                tmp_path)
+    assert not torch.allclose(moved["head"], embeddings["head"])
+    assert len(torch.load(cache, weights_only=True)) == 3
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"junk" * 100)
     with pytest.raises(ValueError, match="1 utterances cannot be embedded"):
