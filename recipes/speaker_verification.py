@@ -17,8 +17,9 @@ def summary_table(results: dict) -> str:
     """One line per trial list and score variant: EER and minDCF at 0.01 and 0.05."""
     lines = [f"{'trials':<16}{'scores':<10}{'EER %':>8}{'minDCF 0.01':>13}{'minDCF 0.05':>13}"
              f"{'count':>9}"]
-    for name, variants in results.items():
-        for variant, m in variants.items() if isinstance(variants, dict) else []:
+    lists = {name: variants for name, variants in results.items() if name != "problems"}
+    for name, variants in lists.items():
+        for variant, m in variants.items():
             if "eer" in m:
                 lines.append(f"{name:<16}{variant:<10}{m['eer']:>8.2f}{m['min_dcf_0.01']:>13.4f}"
                              f"{m['min_dcf_0.05']:>13.4f}{m['trials']:>9}")
@@ -38,6 +39,8 @@ def main() -> None:
     except (ValueError, RuntimeError) as error:
         sys.exit(f"error: {error}")
     print(summary_table(results))
+    if results["problems"]:
+        print(f"{len(results['problems'])} utterances skipped, e.g. {results['problems'][0]}")
     print(f"results in {hparams['output_folder']}")
 
 
