@@ -154,6 +154,14 @@ class ECAPA_TDNN(nn.Module):
                  res2net_scale: int = 8, se_channels: int = 128, global_context: bool = True,
                  groups: Sequence[int] = (1, 1, 1, 1, 1), dropout: float = 0.0):
         super().__init__()
+        self.config = {"input_size": input_size, "lin_neurons": lin_neurons,
+                       "channels": list(channels), "kernel_sizes": list(kernel_sizes),
+                       "dilations": list(dilations), "attention_channels": attention_channels,
+                       "res2net_scale": res2net_scale, "se_channels": se_channels,
+                       "global_context": global_context, "groups": list(groups),
+                       "dropout": dropout}
+        if activation is not nn.ReLU:
+            self.config["activation"] = f"{activation.__module__}.{activation.__qualname__}"
         layers = {"kernel_sizes": kernel_sizes, "dilations": dilations, "groups": groups}
         for name, values in layers.items():
             if len(values) != len(channels):

@@ -98,6 +98,11 @@ class MelFrontend(nn.Module):
                  top_db: float | None = 80.0, amin: float = 1e-10, mean_norm: bool = True,
                  std_norm: bool = False):
         super().__init__()
+        self.config = {"sample_rate": sample_rate, "n_fft": n_fft, "win_length": win_length,
+                       "hop_length": hop_length, "n_mels": n_mels, "f_min": f_min,
+                       "f_max": f_max, "window": window, "pre_emphasis": pre_emphasis,
+                       "top_db": top_db, "amin": amin, "mean_norm": mean_norm,
+                       "std_norm": std_norm}
         f_max = sample_rate / 2 if f_max is None else f_max
         self.win_samples = int(round(sample_rate * win_length / 1000))
         self.hop_samples = int(round(sample_rate * hop_length / 1000))

@@ -45,21 +45,28 @@ class Embedder(torch.nn.Module):
         return embeddings.squeeze(1)
 
 
-def write_pretrained(folder: str | os.PathLike, frontend_kwargs: dict, model_kwargs: dict,
+def write_pretrained(folder: str | os.PathLike, compute_features: torch.nn.Module,
                      embedding_model: torch.nn.Module, threshold: float | None = None,
-                     sample_rate: int = 16000) -> Path:
-    """Write ``hyperparams.yaml`` and ``embedding_model.ckpt`` into ``folder``."""
+                     extra_modules: dict[str, torch.nn.Module] | None = None) -> Path:
+    """Write ``hyperparams.yaml`` and ``<module>.ckpt`` files into ``folder``.
+
+    The frontend and the model are described by their ``config`` (constructor arguments);
+    ``extra_modules`` (e.g. the classifier) are saved as checkpoints beside them.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    text = (f"sample_rate: {sample_rate}\nthreshold: {json.dumps(threshold)}\n"
+    text = (f"sample_rate: {compute_features.config['sample_rate']}\n"
+            f"threshold: {json.dumps(threshold)}\n"
             f"compute_features: !new:custom_modules.frontend.MelFrontend\n"
-            f"{_indented(frontend_kwargs)}"
+            f"{_indented(compute_features.config)}"
             f"embedding_model: !new:custom_modules.ecapa.ECAPA_TDNN\n"
-            f"{_indented(model_kwargs)}"
+            f"{_indented(embedding_model.config)}"
             "modules:\n    compute_features: !ref <compute_features>\n"
             "    embedding_model: !ref <embedding_model>\n")
     (folder / HPARAMS).write_text(text, encoding="utf-8")
-    torch.save(embedding_model.state_dict(), folder / "embedding_model.ckpt")
+    modules = {"embedding_model": embedding_model, **(extra_modules or {})}
+    for name, module in modules.items():
+        torch.save(module.state_dict(), folder / f"{name}.ckpt")
     return folder
 
 
@@ -94,5 +101,7 @@ def load_embedder(source: str | os.PathLike, checkpoint: str | os.PathLike | Non
 
 
 def _indented(kwargs: dict) -> str:
-    """``key: value`` lines, values in JSON (which YAML reads as it is)."""
-    return "".join(f"    {key}: {json.dumps(value)}\n" for key, value in kwargs.items())
+    """``key: value`` lines, values in JSON (which YAML reads as it is); an activation class
+    is written as ``!name:`` so that it is passed as a class."""
+    return "".join(f"    {key}: !name:{value}\n" if key == "activation"
+                   else f"    {key}: {json.dumps(value)}\n" for key, value in kwargs.items())

@@ -88,6 +88,21 @@ def choose_cohort(catalogue: dict[str, tuple[Utterance, str]], kind: str, size: 
     return [u for u, _ in chosen], [s for _, s in chosen]
 
 
+def trial_scores(embedded: dict[str, torch.Tensor],
+                 trials: list[Trial]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine scores and boolean labels of the trials whose two utterances (by ID) were
+    embedded."""
+    ids = sorted(embedded)
+    row = {utt_id: n for n, utt_id in enumerate(ids)}
+    kept = [t for t in trials if utterance_id(t.enrol) in row and utterance_id(t.test) in row]
+    if not kept:
+        raise ValueError("no trial has both utterances embedded")
+    scores = cosine_scores(torch.stack([embedded[i] for i in ids]),
+                           torch.tensor([row[utterance_id(t.enrol)] for t in kept]),
+                           torch.tensor([row[utterance_id(t.test)] for t in kept]))
+    return scores, torch.tensor([t.label for t in kept], dtype=torch.bool)
+
+
 def run_verification(embedder: Embedder, trial_lists: dict[str, str], output_folder: str,
                      utterance_csvs: list[str] = (), data_folder: str | None = None,
                      cohort_csv: str | None = None, cohort: str = "speakers",

@@ -12,7 +12,7 @@ import soundfile
 import torch
 from speechbrain.utils.checkpoints import Checkpointer
 
-from custom_modules import ECAPA_TDNN
+from custom_modules import ECAPA_TDNN, MelFrontend
 from custom_modules.embedding import Utterance, embed_utterances, model_fingerprint
 from custom_modules.pretrained import load_embedder, write_pretrained
 from data_prep.folder_prepare import prepare_folder
@@ -37,7 +37,7 @@ def experiment(tmp_path_factory):
                    test_trials=60, split_ratio=(75, 25), valid_trials=30, num_workers=1)
     torch.manual_seed(0)
     model = ECAPA_TDNN(**TINY)
-    write_pretrained(root / "exp/pretrained", FRONTEND, TINY, model, threshold=0.5)
+    write_pretrained(root / "exp/pretrained", MelFrontend(**FRONTEND), model, threshold=0.5)
     return root / "exp"
 
 

@@ -1,0 +1,40 @@
+"""A SpeechBrain ``Checkpointer`` whose checkpoints appear all at once.
+
+SpeechBrain writes a checkpoint's ``CKPT.yaml`` first and its parameter files after it, so a
+``kill -9`` in between leaves a directory that looks complete and fails to load on resume.
+Here each checkpoint is written into ``<checkpoints_dir>/.staging/`` and renamed into place
+when every file is there; leftovers of an interrupted save are removed at the next save.
+"""
+
+import logging
+import os
+import shutil
+
+from speechbrain.utils.checkpoints import Checkpointer
+from speechbrain.utils.distributed import ddp_barrier, if_main_process
+
+
+class AtomicCheckpointer(Checkpointer):
+    """``Checkpointer`` with atomic checkpoint directories (same arguments)."""
+
+    def save_checkpoint(self, meta=None, end_of_epoch=True, name=None,
+                        verbosity=logging.INFO):
+        """Save into a staging folder, then rename it into ``checkpoints_dir``."""
+        final_dir = self.checkpoints_dir
+        staging = final_dir / ".staging"
+        if if_main_process():
+            shutil.rmtree(staging, ignore_errors=True)
+        ddp_barrier()
+        self.checkpoints_dir = staging
+        try:
+            checkpoint = super().save_checkpoint(meta, end_of_epoch, name, verbosity)
+        finally:
+            self.checkpoints_dir = final_dir
+        if checkpoint is not None:
+            target = final_dir / checkpoint.path.name
+            os.replace(checkpoint.path, target)
+            checkpoint = checkpoint._replace(
+                path=target,
+                paramfiles={k: target / p.name for k, p in checkpoint.paramfiles.items()})
+        ddp_barrier()
+        return checkpoint
