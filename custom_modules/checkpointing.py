@@ -11,7 +11,7 @@ import os
 import shutil
 
 from speechbrain.utils.checkpoints import Checkpointer
-from speechbrain.utils.distributed import ddp_barrier, if_main_process
+from speechbrain.utils.distributed import ddp_barrier, ddp_broadcast, if_main_process
 
 
 class AtomicCheckpointer(Checkpointer):
@@ -24,7 +24,9 @@ class AtomicCheckpointer(Checkpointer):
         staging = final_dir / ".staging"
         if if_main_process():
             shutil.rmtree(staging, ignore_errors=True)
-        ddp_barrier()
+            if name is None:  # a name not taken in the final folder
+                name = self._new_checkpoint_dirpath().name[len("CKPT+"):]
+        name = ddp_broadcast(name, src=0)
         self.checkpoints_dir = staging
         try:
             checkpoint = super().save_checkpoint(meta, end_of_epoch, name, verbosity)

@@ -70,10 +70,10 @@ class SpeakerBrain(sb.Brain):
         meta = {}
         if sb.utils.distributed.if_main_process() and self.hparams.valid_trials:
             value, threshold = self.validation_eer()
-            stats["valid_eer"] = 100 * value
             meta = {"EER": 100 * value, "threshold": threshold}
         self.hparams.train_logger.log_stats(stats_meta={"epoch": epoch, **self.current},
-                                            train_stats=stats)
+                                            train_stats=stats,
+                                            valid_stats={"EER": meta["EER"]} if meta else None)
         self.checkpointer.save_and_keep_only(meta={"epoch": epoch, **meta},
                                              min_keys=["EER"] if meta else None,
                                              num_to_keep=1)
