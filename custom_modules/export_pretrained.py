@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from speechbrain.utils.distributed import if_main_process
 
 from custom_modules.pretrained import write_pretrained
 
@@ -18,13 +19,17 @@ def export_best(checkpointer, compute_features: torch.nn.Module,
                 embedding_model: torch.nn.Module, classifier: torch.nn.Module,
                 label_encoder_file: str, folder: str, hparams_file: str) -> dict:
     """Load the checkpoint with the lowest validation EER (else the latest) into the modules
-    and write the pretrained folder; returns the checkpoint's meta."""
+    and write the pretrained folder; returns the checkpoint's meta.
+
+    Call it on every process (loading synchronises them); only the main one writes."""
     checkpoint = checkpointer.recover_if_possible(min_key="EER") \
         if any("EER" in c.meta for c in checkpointer.list_checkpoints()) \
         else checkpointer.recover_if_possible()
     if checkpoint is None:
         raise ValueError(f"{checkpointer.checkpoints_dir}: no checkpoint to export")
     meta = dict(checkpoint.meta)
+    if not if_main_process():
+        return meta
     target = write_pretrained(folder, compute_features, embedding_model, meta.get("threshold"),
                               {"classifier": classifier})
     shutil.copyfile(label_encoder_file, target / "label_encoder.txt")

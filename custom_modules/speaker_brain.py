@@ -71,6 +71,8 @@ class SpeakerBrain(sb.Brain):
         if sb.utils.distributed.if_main_process() and self.hparams.valid_trials:
             value, threshold = self.validation_eer()
             meta = {"EER": 100 * value, "threshold": threshold}
+        # Every process must make the same checkpointing calls.
+        meta = sb.utils.distributed.ddp_broadcast(meta, src=0)
         self.hparams.train_logger.log_stats(stats_meta={"epoch": epoch, **self.current},
                                             train_stats=stats,
                                             valid_stats={"EER": meta["EER"]} if meta else None)
@@ -113,6 +115,24 @@ class SpeakerBrain(sb.Brain):
                 self.modules[name] = DistributedDataParallel(
                     module, find_unused_parameters=self.find_unused_parameters)
         return None
+
+
+def distributed_defaults(run_opts: dict) -> dict:
+    """Without CUDA, multi-process training can only use gloo: choose it instead of
+    SpeechBrain's default nccl (which would stop with "Not enough GPUs available")."""
+    if not torch.cuda.is_available() and run_opts.get("distributed_backend") == "nccl":
+        run_opts = {**run_opts, "distributed_backend": "gloo", "device": "cpu"}
+    return run_opts
+
+
+def replicas_identical(module: torch.nn.Module) -> bool:
+    """True when every process holds bitwise the same parameters (trivially without DDP)."""
+    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return True
+    digest = torch.stack([p.detach().double().sum() for p in module.parameters()]).cpu()
+    gathered = [torch.zeros_like(digest) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(gathered, digest)
+    return all(torch.equal(digest, other) for other in gathered)
 
 
 def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
