@@ -19,8 +19,8 @@ class WarmupSchedule:
     total_epochs : float
         Length of training; the exponential decay reaches ``lr * final_ratio`` there.
     decay : str
-        ``"exponential"``, ``"cyclic"`` (triangular cycles between ``lr * final_ratio`` and
-        ``lr``, ``cycle_epochs`` long) or ``"constant"``.
+        ``"exponential"``, ``"cyclic"`` (triangular cycles, ``cycle_epochs`` long, from ``lr``
+        down to ``lr * final_ratio`` and back) or ``"constant"``.
 
     Example
     -------
@@ -57,7 +57,7 @@ class WarmupSchedule:
         if self.decay == "cyclic":
             phase = (after / self.cycle_epochs) % 1.0
             low = self.lr * self.final_ratio
-            return low + (self.lr - low) * (1 - abs(2 * phase - 1)) if phase else self.lr
+            return low + (self.lr - low) * abs(2 * phase - 1)
         return self.lr
 
     def apply(self, optimizer, step: int, steps_per_epoch: int) -> float:
