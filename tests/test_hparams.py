@@ -33,3 +33,12 @@ def test_bad_yaml_exits_with_one_line(tmp_path, text, words):
 def test_missing_file(tmp_path):
     with pytest.raises(SystemExit, match="cannot read it"):
         load_hparams([str(tmp_path / "missing.yaml")])
+
+
+@pytest.mark.parametrize("name", ["ecapa.yaml", "ecapa_c512.yaml", "ecapa_demo.yaml",
+                                  "verify.yaml", "prepare_voxceleb.yaml", "prepare_folder.yaml"])
+def test_shipped_yaml_files_load(name, tmp_path):
+    hparams, _ = load_hparams([f"hparams/{name}", f"--data_folder={tmp_path}",
+                               f"--experiment={tmp_path}"] if name == "verify.yaml"
+                              else [f"hparams/{name}", f"--data_folder={tmp_path}"])
+    assert hparams
