@@ -28,7 +28,8 @@ class SpeakerBrain(sb.Brain):
 
     Expected hparams: ``compute_features``, ``spec_augment`` (or None), ``wav_augment`` (a
     SpeechBrain ``Augmenter`` or None), ``lr_schedule`` (WarmupSchedule), ``valid_csv`` and
-    ``valid_trials`` (or None), ``checkpointer``, ``train_logger``, ``sample_rate``.
+    ``valid_trials`` (or None), ``checkpointer``, ``train_logger``, ``sample_rate``, and
+    optionally ``tensorboard`` (SpeechBrain's ``TensorboardLogger``).
     """
 
     def compute_forward(self, batch, stage):
@@ -73,9 +74,11 @@ class SpeakerBrain(sb.Brain):
             meta = {"EER": 100 * value, "threshold": threshold}
         # Every process must make the same checkpointing calls.
         meta = sb.utils.distributed.ddp_broadcast(meta, src=0)
-        self.hparams.train_logger.log_stats(stats_meta={"epoch": epoch, **self.current},
-                                            train_stats=stats,
-                                            valid_stats={"EER": meta["EER"]} if meta else None)
+        valid = {"EER": meta["EER"]} if meta else None
+        for logger_ in (self.hparams.train_logger, getattr(self.hparams, "tensorboard", None)):
+            if logger_ is not None:
+                logger_.log_stats(stats_meta={"epoch": epoch, **self.current},
+                                  train_stats=stats, valid_stats=valid)
         self.checkpointer.save_and_keep_only(meta={"epoch": epoch, **meta},
                                              min_keys=["EER"] if meta else None,
                                              num_to_keep=1)

@@ -131,3 +131,13 @@ def test_two_cpu_processes_end_with_identical_weights(corpus, tmp_path):
                  launcher=(str(torchrun), "--nproc_per_node=2"))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "weights identical on 2 processes" in done.stderr + done.stdout
+
+
+@pytest.mark.slow
+def test_same_seed_same_weights(corpus, tmp_path):
+    for name in ("a", "b"):
+        done = train(corpus, tmp_path / name, "--number_of_epochs=1")
+        assert done.returncode == 0, done.stderr[-2000:]
+    first, second = (torch.load(tmp_path / n / "pretrained/embedding_model.ckpt",
+                                weights_only=True) for n in ("a", "b"))
+    assert all(torch.equal(first[k], second[k]) for k in first)
