@@ -9,6 +9,7 @@ EER (best and last). On CPU with several processes, batch norm is not converted 
 """
 
 import logging
+import os
 
 import speechbrain as sb
 import torch
@@ -69,7 +70,10 @@ class SpeakerBrain(sb.Brain):
             return
         stats = {"loss": stage_loss, "accuracy": self.accuracy_sum / max(1, self.accuracy_count)}
         meta = {}
-        if sb.utils.distributed.if_main_process() and self.hparams.valid_trials:
+        trials = self.hparams.valid_trials
+        if trials and not os.path.isfile(trials):
+            logger.warning("%s not found: checkpoints are kept by recency only", trials)
+        elif sb.utils.distributed.if_main_process() and trials:
             value, threshold = self.validation_eer()
             meta = {"EER": 100 * value, "threshold": threshold}
         # Every process must make the same checkpointing calls.
