@@ -43,12 +43,13 @@ class Res2NetBlock(nn.Module):
             for _ in range(scale - 1)
         ])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, frames: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``x: (batch, in_channels, frames)`` -> ``(batch, out_channels, frames)``."""
         groups = torch.chunk(x, self.scale, dim=1)
         outputs = [groups[0]]
         for i, block in enumerate(self.blocks):
-            outputs.append(block(groups[i + 1] if i == 0 else groups[i + 1] + outputs[-1]))
+            outputs.append(block(groups[i + 1] if i == 0 else groups[i + 1] + outputs[-1],
+                                 frames))
         return torch.cat(outputs, dim=1)
 
 
@@ -103,12 +104,12 @@ class SERes2NetBlock(nn.Module):
         self.shortcut = (SameConv1d(in_channels, out_channels, kernel_size=1)
                          if in_channels != out_channels else None)
 
-    def forward(self, x: torch.Tensor,
-                mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor,
+                frames: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """``x: (batch, in_channels, frames)`` -> (``(batch, out_channels, frames)``,
-        SE gates ``(batch, out_channels)``)."""
+        SE gates ``(batch, out_channels)``); ``frames``: see ``SameConv1d``."""
         residual = x if self.shortcut is None else self.shortcut(x)
-        x, gates = self.se_block(self.tdnn2(self.res2net_block(self.tdnn1(x))), mask)
+        x, gates = self.se_block(self.tdnn2(self.res2net_block(self.tdnn1(x), frames)), mask)
         return x + residual, gates
 
 
@@ -196,7 +197,11 @@ class ECAPA_TDNN(nn.Module):
         x : torch.Tensor
             ``(batch, frames, input_size)`` features, zero-padded at the end.
         lengths : torch.Tensor, optional
-            ``(batch,)`` relative lengths in (0, 1]; ``None`` means no padding.
+            ``(batch,)`` relative lengths in (0, 1] (SpeechBrain's convention: the padding
+            is seen by the convolutions, exactly as SpeechBrain computes it), or an integer
+            tensor of valid frame counts: then every row is processed as if it were alone
+            (each convolution reflects at the row's own end), so an embedding does not
+            depend on what it is batched with. ``None`` means no padding.
 
         Returns
         -------
@@ -225,11 +230,12 @@ class ECAPA_TDNN(nn.Module):
             self._check_input(x, lengths)
         x = x.transpose(1, 2)
         mask = frame_mask(lengths, x)
+        frames = lengths if lengths is not None and not lengths.is_floating_point() else None
         se_gates: List[torch.Tensor] = []
         block_outputs: List[torch.Tensor] = []
-        x = self.blocks[0](x)
+        x = self.blocks[0](x, frames)
         for block in self.blocks[1:]:
-            x, gates = block(x, mask)
+            x, gates = block(x, mask, frames)
             se_gates.append(gates)
             block_outputs.append(x)
         x = self.mfa(torch.cat(block_outputs, dim=1))
@@ -250,6 +256,13 @@ class ECAPA_TDNN(nn.Module):
         if lengths.shape != (x.shape[0],):
             raise ValueError(f"ECAPA_TDNN: lengths must have shape ({x.shape[0]},), "
                              f"got {tuple(lengths.shape)}")
+        if not lengths.is_floating_point():
+            short = lengths < self.min_frames
+            if short.any() or (lengths > x.shape[1]).any():
+                row = int((short | (lengths > x.shape[1])).nonzero()[0, 0])
+                raise ValueError(f"ECAPA_TDNN: batch row {row} has {int(lengths[row])} valid "
+                                 f"frames; it needs {self.min_frames} to {x.shape[1]}")
+            return
         bad = ~((lengths > 0) & (lengths <= 1 + 1e-6))
         if bad.any():
             row = int(bad.nonzero()[0, 0])

@@ -138,6 +138,10 @@ class MelFrontend(nn.Module):
         """Frames produced for ``num_samples`` samples (centred STFT)."""
         return 1 + num_samples // self.hop_samples
 
+    def frame_counts(self, samples: torch.Tensor) -> torch.Tensor:
+        """Valid frames of each row for integer sample counts ``(batch,)``."""
+        return 1 + torch.div(samples, self.hop_samples, rounding_mode="floor")
+
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Compute features.
 
@@ -146,7 +150,9 @@ class MelFrontend(nn.Module):
         wavs : torch.Tensor
             ``(batch, samples)``, zero-padded at the end.
         lengths : torch.Tensor, optional
-            ``(batch,)`` relative lengths in (0, 1]; ``None`` means no padding.
+            ``(batch,)`` relative lengths in (0, 1] (SpeechBrain's convention and numbers),
+            or an integer tensor of sample counts: then each row's features equal those of
+            the row alone. ``None`` means no padding.
 
         Returns
         -------
@@ -160,20 +166,35 @@ class MelFrontend(nn.Module):
             return self._features(wavs.to(self.filters.dtype), lengths)
 
     def _features(self, wavs: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        exact = lengths is not None and not lengths.is_floating_point()
         if self.pre_emphasis > 0:
             wavs = torch.cat([wavs[:, :1], wavs[:, 1:] - self.pre_emphasis * wavs[:, :-1]], 1)
             if lengths is not None:
-                wavs = wavs * valid_positions(lengths, wavs.shape[1]).to(wavs.dtype)
+                wavs = wavs * self._valid(lengths, wavs.shape[1], 1).to(wavs.dtype)
         decibels = 10.0 * torch.log10(torch.clamp(self._power(wavs).transpose(1, 2)
                                                   @ self.filters, min=self.amin))
         decibels = decibels - 10.0 * math.log10(max(self.amin, 1.0))
+        valid = None if lengths is None else self._valid(lengths, decibels.shape[1],
+                                                          self.hop_samples)
         top_db = self.top_db
         if top_db is not None:
-            floor = decibels.amax(dim=(1, 2), keepdim=True) - top_db
-            decibels = torch.maximum(decibels, floor)
+            # SpeechBrain takes the peak over all frames; with exact lengths, valid ones only.
+            peaks = decibels.masked_fill(~valid.unsqueeze(2), -math.inf) \
+                if exact and valid is not None else decibels
+            decibels = torch.maximum(decibels, peaks.amax(dim=(1, 2), keepdim=True) - top_db)
         if not self.mean_norm:
             return decibels
-        return self._normalise(decibels, lengths)
+        return self._normalise(decibels, valid)
+
+    @staticmethod
+    def _valid(lengths: torch.Tensor, size: int, hop: int) -> torch.Tensor:
+        """Boolean ``(batch, size)`` of valid positions: from relative ``lengths`` as
+        SpeechBrain computes them, or, for integer sample counts, exactly (a centred STFT has
+        ``1 + samples // hop`` frames; ``hop=1`` gives samples)."""
+        if lengths.is_floating_point():
+            return valid_positions(lengths, size)
+        count = lengths if hop == 1 else 1 + torch.div(lengths, hop, rounding_mode="floor")
+        return torch.arange(size, device=lengths.device).unsqueeze(0) < count.unsqueeze(1)
 
     def _power(self, wavs: torch.Tensor) -> torch.Tensor:
         """Power spectrum ``(batch, n_fft // 2 + 1, frames)`` of a centred, zero-padded STFT."""
@@ -187,13 +208,11 @@ class MelFrontend(nn.Module):
                               center=True, pad_mode="constant", return_complex=True)
         return spectrum.real.pow(2) + spectrum.imag.pow(2)
 
-    def _normalise(self, feats: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-        """Per-utterance normalisation over valid frames, as SpeechBrain's sentence norm."""
-        if lengths is None:
+    def _normalise(self, feats: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+        """Per-utterance normalisation over ``valid`` frames, as SpeechBrain's sentence norm."""
+        if valid is None:
             valid = torch.ones(feats.shape[0], feats.shape[1], device=feats.device,
                                dtype=torch.bool)
-        else:
-            valid = valid_positions(lengths, feats.shape[1])
         weights = valid.unsqueeze(2).to(feats.dtype)
         count = weights.sum(dim=1, keepdim=True)
         mean = (feats * weights).sum(dim=1, keepdim=True) / count
@@ -215,6 +234,11 @@ class MelFrontend(nn.Module):
         if lengths.shape != (wavs.shape[0],):
             raise ValueError(f"MelFrontend: lengths must have shape ({wavs.shape[0]},), got "
                              f"{tuple(lengths.shape)}")
+        if not lengths.is_floating_point():
+            if not ((lengths > 0) & (lengths <= wavs.shape[1])).all():
+                raise ValueError(f"MelFrontend: sample counts must be in 1..{wavs.shape[1]}, "
+                                 f"got {lengths.tolist()}")
+            return
         if not ((lengths > 0) & (lengths <= 1 + 1e-6)).all():
             raise ValueError(f"MelFrontend: relative lengths must be in (0, 1], got "
                              f"{lengths.tolist()}")

@@ -19,7 +19,8 @@ def frame_mask(lengths: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor
     inside each utterance, in ``x``'s dtype.
 
     Frame ``t`` is valid when ``t < lengths * frames`` (SpeechBrain's ``length_to_mask``
-    convention for relative lengths); ``lengths=None`` means every frame is valid.
+    convention for relative lengths); ``lengths=None`` means every frame is valid. Pass
+    ``lengths`` as a long tensor of frame counts to give them exactly.
 
     >>> frame_mask(torch.tensor([1.0, 0.5]), torch.zeros(2, 3, 4)).squeeze(1)
     tensor([[1., 1., 1., 1.],
@@ -28,9 +29,25 @@ def frame_mask(lengths: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor
     batch, num_frames = x.shape[0], x.shape[2]
     if lengths is None:
         return torch.ones(batch, 1, num_frames, device=x.device, dtype=x.dtype)
+    if not lengths.is_floating_point():
+        valid = torch.arange(num_frames, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
+        return valid.to(x.dtype).unsqueeze(1)
     positions = torch.arange(num_frames, device=x.device, dtype=lengths.dtype)
     valid = positions.unsqueeze(0) < (lengths * num_frames).unsqueeze(1)
     return valid.to(x.dtype).unsqueeze(1)
+
+
+def reflect_index(frames: torch.Tensor, size: int, padding: int) -> torch.Tensor:
+    """Source positions ``(batch, size + 2 * padding)`` of a reflect padding that mirrors each
+    row at its first and at its own last valid frame (``frames[b] - 1``).
+
+    >>> reflect_index(torch.tensor([4, 3]), 4, 2)
+    tensor([[2, 1, 0, 1, 2, 3, 2, 1],
+            [2, 1, 0, 1, 2, 1, 0, 0]])
+    """
+    positions = torch.arange(-padding, size + padding, device=frames.device).abs()
+    last = (frames - 1).unsqueeze(1)
+    return torch.where(positions > last, 2 * last - positions, positions).clamp(0, size - 1)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -70,10 +87,17 @@ class SameConv1d(nn.Module):
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size,
                               dilation=dilation, groups=groups)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x: (batch, in_channels, frames)`` -> ``(batch, out_channels, frames)``."""
-        if self.padding > 0:
+    def forward(self, x: torch.Tensor, frames: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``x: (batch, in_channels, frames)`` -> ``(batch, out_channels, frames)``.
+
+        With ``frames`` (valid frames per row) each row is reflected at its own last valid
+        frame instead of the batch's, so valid outputs do not depend on the padding.
+        """
+        if self.padding > 0 and frames is None:
             x = F.pad(x, (self.padding, self.padding), mode="reflect")
+        elif self.padding > 0:
+            index = reflect_index(frames, x.shape[2], self.padding)
+            x = x.gather(2, index.unsqueeze(1).expand(-1, x.shape[1], -1))
         return self.conv(x)
 
 
@@ -120,6 +144,6 @@ class TDNNBlock(nn.Module):
         self.norm = ChannelBatchNorm(out_channels)
         self.dropout = nn.Dropout1d(p=dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, frames: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``x: (batch, in_channels, frames)`` -> ``(batch, out_channels, frames)``."""
-        return self.dropout(self.norm(self.activation(self.conv(x))))
+        return self.dropout(self.norm(self.activation(self.conv(x, frames))))

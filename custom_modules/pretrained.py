@@ -36,12 +36,19 @@ class Embedder(torch.nn.Module):
         self.sample_rate = sample_rate
 
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """``wavs: (batch, samples)``, relative ``lengths`` -> embeddings ``(batch, dim)``."""
+        """``wavs: (batch, samples)``, relative ``lengths`` -> embeddings ``(batch, dim)``.
+
+        Rows are processed at their exact lengths, so an utterance gets the same embedding
+        alone or in a padded batch.
+        """
         if lengths is None:
             lengths = torch.ones(wavs.shape[0], device=wavs.device)
-        embeddings = self.embedding_model(self.compute_features(wavs, lengths), lengths)
+        samples = (lengths * wavs.shape[1]).round().long()
+        feats = self.compute_features(wavs, samples)
+        embeddings = self.embedding_model(feats, self.compute_features.frame_counts(samples))
         if self.mean_var_norm_emb is not None:
-            embeddings = self.mean_var_norm_emb(embeddings, torch.ones_like(lengths))
+            embeddings = self.mean_var_norm_emb(embeddings, torch.ones(len(wavs),
+                                                                       device=wavs.device))
         return embeddings.squeeze(1)
 
 

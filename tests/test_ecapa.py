@@ -165,3 +165,17 @@ def test_device_and_dtype_follow():
     model = ECAPA_TDNN(40, device="cpu", **TINY).double().eval()
     output = model(torch.randn(2, 50, 40, dtype=torch.float64), torch.tensor([1.0, 0.5]))
     assert output.dtype == torch.float64 and torch.isfinite(output).all()
+
+
+def test_integer_frame_counts_make_rows_independent_of_padding(tiny):
+    features = torch.randn(2, 90, 40)
+    frames = torch.tensor([90, 47])
+    with torch.no_grad():
+        together = tiny(features, frames)
+        alone = tiny(features[1:, :47])
+        junk = features.clone()
+        junk[1, 47:] = 100.0
+        assert torch.allclose(together[1], alone[0], atol=1e-5)
+        assert torch.allclose(tiny(junk, frames)[1], alone[0], atol=1e-5)
+    with pytest.raises(ValueError, match="batch row 1 has 3 valid frames; it needs 5 to 90"):
+        tiny(features, torch.tensor([90, 3]))

@@ -138,3 +138,20 @@ def test_long_files_in_windows_and_cache(experiment, tmp_path):
         embed_utterances(embedder, [Utterance("bad", str(bad))])
     _, problems = embed_utterances(embedder, [Utterance("bad", str(bad))], skip_bad=True)
     assert "unreadable audio" in problems[0]
+
+
+def test_embedding_does_not_depend_on_the_batch(experiment):
+    embedder = load_embedder(experiment / "pretrained")
+    rng = np.random.default_rng(5)
+    waves = [torch.from_numpy(speech_like(s, 16000, rng)).float() for s in (1.37, 3.0, 2.2)]
+    padded = torch.zeros(3, 48000)
+    for row, wave in enumerate(waves):
+        padded[row, :len(wave)] = wave
+    lengths = torch.tensor([len(w) / 48000 for w in waves])
+    with torch.inference_mode():
+        together = embedder(padded, lengths)
+        for row, wave in enumerate(waves):
+            alone = embedder(wave.unsqueeze(0))[0]
+            cosine = torch.nn.functional.cosine_similarity(alone, together[row], dim=0)
+            assert cosine >= 0.9999, (row, float(cosine))
+            assert torch.allclose(alone, together[row], atol=1e-4)
