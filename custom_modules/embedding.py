@@ -42,12 +42,13 @@ def model_fingerprint(embedder: Embedder) -> str:
 
 def embed_utterances(embedder: Embedder, utterances: list[Utterance],
                      cache_folder: str | os.PathLike | None = None, batch_seconds: float = 120.0,
-                     window_seconds: float = 60.0,
-                     skip_bad: bool = False) -> tuple[dict[str, torch.Tensor], list[str]]:
+                     window_seconds: float = 60.0, skip_bad: bool = False,
+                     min_seconds: float = 0.1) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Embed each distinct utterance once; returns ``{id: embedding}`` and the problems.
 
-    Unreadable or unusable audio raises a ``ValueError`` with the count and the first few
-    problems, unless ``skip_bad``, which leaves those IDs out and returns their messages.
+    Unreadable or unusable audio (including shorter than ``min_seconds``) raises a
+    ``ValueError`` with the count and the first few problems, unless ``skip_bad``, which
+    leaves those IDs out and returns their messages.
     """
     cache_path = None
     cached: dict[str, torch.Tensor] = {}
@@ -66,8 +67,8 @@ def embed_utterances(embedder: Embedder, utterances: list[Utterance],
     with torch.inference_mode():
         for batch in tqdm(_batches(pieces, batch_seconds * embedder.sample_rate),
                           desc="Embedding", unit="batch", disable=len(pieces) < 100):
-            for piece, result in zip(batch, _embed_batch(embedder, batch, problems),
-                                     strict=True):
+            results = _embed_batch(embedder, batch, problems, min_seconds)
+            for piece, result in zip(batch, results, strict=True):
                 if result is not None:
                     length, embedding = result
                     sums[piece.id] = sums.get(piece.id, 0) + embedding * length
@@ -132,14 +133,14 @@ def _batches(pieces: list[_Piece], budget_samples: float) -> list[list[_Piece]]:
     return batches
 
 
-def _embed_batch(embedder: Embedder, batch: list[_Piece],
-                 problems: list[str]) -> list[tuple[int, torch.Tensor] | None]:
+def _embed_batch(embedder: Embedder, batch: list[_Piece], problems: list[str],
+                 min_seconds: float) -> list[tuple[int, torch.Tensor] | None]:
     """Read and embed one batch; unreadable pieces give ``None`` and a problem."""
     waves: list[torch.Tensor | None] = []
     for piece in batch:
         try:
             waves.append(read_audio(piece.wav, embedder.sample_rate, piece.start, piece.stop,
-                                    min_duration=0.1))
+                                    min_duration=min_seconds))
         except AudioError as error:
             problems.append(str(error))
             waves.append(None)
