@@ -1,0 +1,69 @@
+"""ONNX / TorchScript export and the command line, on a tiny pretrained folder."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from custom_modules import ECAPA_TDNN, MelFrontend
+from custom_modules.export import ExportableEmbedder, check_onnx, export_onnx, export_torchscript
+from custom_modules.pretrained import load_embedder, write_pretrained
+from data_prep.synthetic_audio import speech_like
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    torch.manual_seed(0)
+    model = ECAPA_TDNN(40, channels=[32, 32, 32, 32, 96], attention_channels=16,
+                       se_channels=16, lin_neurons=24)
+    write_pretrained(root / "pretrained", MelFrontend(n_mels=40), model, threshold=0.5)
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        soundfile.write(root / f"{name}.wav", speech_like(2.0, 16000, rng), 16000)
+    return root
+
+
+def test_onnx_and_torchscript_match_pytorch_with_dynamic_axes(folder, tmp_path):
+    embedder = load_embedder(folder / "pretrained")
+    rng = np.random.default_rng(1)
+    waves = [speech_like(s, 16000, rng) for s in (3.0, 1.2, 2.5)]
+    wavs = torch.zeros(3, 48000)
+    for row, wave in enumerate(waves):
+        wavs[row, :len(wave)] = torch.from_numpy(wave)
+    samples = torch.tensor([len(w) for w in waves])
+    assert check_onnx(embedder, export_onnx(embedder, tmp_path / "m.onnx"), wavs,
+                      samples) >= 0.9999
+    traced = torch.jit.load(str(export_torchscript(embedder, tmp_path / "m.pt")))
+    with torch.no_grad():
+        expected = ExportableEmbedder(embedder)(wavs, samples)
+        assert torch.allclose(traced(wavs, samples), expected, atol=1e-5)
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "custom_modules", *args],
+                          capture_output=True, text=True, check=False)
+
+
+def test_command_line(folder, tmp_path):
+    model = str(folder / "pretrained")
+    a, b = str(folder / "a.wav"), str(folder / "b.wav")
+    for command in ("embed", "verify", "enroll", "identify", "export"):
+        assert run(command, "--help").returncode == 0
+    done = run("embed", "--model", model, a, b, "--output", str(tmp_path / "e.pt"))
+    assert done.returncode == 0, done.stderr
+    assert set(torch.load(tmp_path / "e.pt", weights_only=True)) == {a, b}
+    assert "score" in run("verify", "--model", model, a, b).stdout
+    store = str(tmp_path / "store")
+    assert run("enroll", "--model", model, "--store", store, "--name", "x", a).returncode == 0
+    assert run("identify", "--model", model, "--store", store, b).stdout.split()[1] == "x"
+    done = run("export", "--model", model, "--onnx", str(tmp_path / "m.onnx"))
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.split("lowest cosine")[1].strip(" )\n")) >= 0.9999
+    failed = run("verify", "--model", model, a, str(tmp_path / "missing.wav"))
+    assert failed.returncode != 0
+    assert failed.stderr.strip().splitlines()[-1].startswith("error:")
+    assert "missing.wav: no such file" in failed.stderr
