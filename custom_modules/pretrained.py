@@ -54,11 +54,14 @@ class Embedder(torch.nn.Module):
 
 def write_pretrained(folder: str | os.PathLike, compute_features: torch.nn.Module,
                      embedding_model: torch.nn.Module, threshold: float | None = None,
-                     extra_modules: dict[str, torch.nn.Module] | None = None) -> Path:
+                     extra_modules: dict[str, torch.nn.Module] | None = None,
+                     emb_norm_std: bool | None = None) -> Path:
     """Write ``hyperparams.yaml`` and ``<module>.ckpt`` files into ``folder``.
 
     The frontend and the model are described by their ``config`` (constructor arguments);
-    ``extra_modules`` (e.g. the classifier) are saved as checkpoints beside them.
+    ``extra_modules`` (e.g. the classifier) are saved as checkpoints beside them. With
+    ``emb_norm_std`` set, the file also declares SpeechBrain's global embedding normalisation
+    (``mean_var_norm_emb``; its statistics file is the caller's to copy in).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -70,6 +73,11 @@ def write_pretrained(folder: str | os.PathLike, compute_features: torch.nn.Modul
             f"{_indented(embedding_model.config)}"
             "modules:\n    compute_features: !ref <compute_features>\n"
             "    embedding_model: !ref <embedding_model>\n")
+    if emb_norm_std is not None:
+        text += ("    mean_var_norm_emb: !ref <mean_var_norm_emb>\n"
+                 "normalize_embeddings: false  # true: apply mean_var_norm_emb\n"
+                 "mean_var_norm_emb: !new:speechbrain.processing.features.InputNormalization\n"
+                 f"    norm_type: global\n    std_norm: {json.dumps(emb_norm_std)}\n")
     (folder / HPARAMS).write_text(text, encoding="utf-8")
     modules = {"embedding_model": embedding_model, **(extra_modules or {})}
     for name, module in modules.items():
@@ -101,9 +109,11 @@ def load_embedder(source: str | os.PathLike, checkpoint: str | os.PathLike | Non
             module._load(str(path))
         else:
             module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    embedder = Embedder(modules["compute_features"], modules["embedding_model"],
-                        modules.get("mean_var_norm_emb"), hparams.get("threshold"),
-                        hparams.get("sample_rate", 16000))
+    # Like SpeechBrain's encode_batch(normalize=False), the embedding normalisation is only
+    # applied when the folder asks for it.
+    emb_norm = modules.get("mean_var_norm_emb") if hparams.get("normalize_embeddings") else None
+    embedder = Embedder(modules["compute_features"], modules["embedding_model"], emb_norm,
+                        hparams.get("threshold"), hparams.get("sample_rate", 16000))
     return embedder.to(device).eval()
 
 

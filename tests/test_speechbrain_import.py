@@ -1,0 +1,99 @@
+"""A SpeechBrain model folder (spkrec-ecapa-voxceleb layout, random weights) converts into
+our pretrained folder and gives the same embeddings as SpeechBrain's EncoderClassifier."""
+
+import numpy as np
+import pytest
+import torch
+from speechbrain.inference.speaker import EncoderClassifier
+from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN as SpeechBrainECAPA
+from speechbrain.processing.features import InputNormalization
+
+from custom_modules import SpeakerEncoder
+from custom_modules.speechbrain_import import import_speechbrain
+from data_prep.synthetic_audio import speech_like
+
+HPARAMS = """pretrained_path: {folder}
+n_mels: 40
+compute_features: !new:speechbrain.lobes.features.Fbank
+    n_mels: !ref <n_mels>
+mean_var_norm: !new:speechbrain.processing.features.InputNormalization
+    norm_type: sentence
+    std_norm: False
+embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
+    input_size: !ref <n_mels>
+    channels: [32, 32, 32, 32, 96]
+    kernel_sizes: [5, 3, 3, 3, 1]
+    dilations: [1, 2, 3, 4, 1]
+    attention_channels: 16
+    se_channels: 16
+    lin_neurons: 24
+mean_var_norm_emb: !new:speechbrain.processing.features.InputNormalization
+    norm_type: global
+    std_norm: False
+modules:
+    compute_features: !ref <compute_features>
+    mean_var_norm: !ref <mean_var_norm>
+    embedding_model: !ref <embedding_model>
+    mean_var_norm_emb: !ref <mean_var_norm_emb>
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        embedding_model: !ref <embedding_model>
+        mean_var_norm_emb: !ref <mean_var_norm_emb>
+    paths:
+        embedding_model: !ref <pretrained_path>/embedding_model.ckpt
+        mean_var_norm_emb: !ref <pretrained_path>/mean_var_norm_emb.ckpt
+"""
+
+
+@pytest.fixture(scope="module")
+def speechbrain_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("spkrec")
+    torch.manual_seed(0)
+    model = SpeechBrainECAPA(40, channels=[32, 32, 32, 32, 96], attention_channels=16,
+                             se_channels=16, lin_neurons=24)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if "running_var" in name:
+                tensor.uniform_(0.5, 2.0)
+            elif tensor.is_floating_point():
+                tensor.add_(0.05 * torch.randn_like(tensor))
+    torch.save(model.state_dict(), folder / "embedding_model.ckpt")
+    norm = InputNormalization(norm_type="global", std_norm=False)
+    norm(torch.randn(50, 1, 24) + 0.5, torch.ones(50))
+    norm._save(folder / "mean_var_norm_emb.ckpt")
+    (folder / "hyperparams.yaml").write_text(HPARAMS.format(folder=folder))
+    (folder / "label_encoder.txt").write_text("'spk1' => 0\n'spk2' => 1\n================\n"
+                                              "'starting_index' => 0\n")
+    return folder
+
+
+def test_converted_folder_gives_speechbrains_embeddings(speechbrain_folder, tmp_path):
+    ours = SpeakerEncoder.from_hparams(import_speechbrain(speechbrain_folder, tmp_path / "ours"))
+    theirs = EncoderClassifier.from_hparams(source=str(speechbrain_folder),
+                                            savedir=str(tmp_path / "sb"))
+    assert (tmp_path / "ours/label_encoder.txt").is_file()
+    rng = np.random.default_rng(0)
+    for seconds in (1.5, 3.2):
+        wave = torch.from_numpy(speech_like(seconds, 16000, rng)).float()
+        expected = theirs.encode_batch(wave.unsqueeze(0))[0, 0]
+        got = ours.encode_batch(wave.unsqueeze(0))[0, 0]
+        assert torch.nn.functional.cosine_similarity(got, expected, dim=0) >= 0.9999
+
+
+def test_embedding_normalisation_when_asked(speechbrain_folder, tmp_path):
+    target = import_speechbrain(speechbrain_folder, tmp_path / "ours")
+    hparams = target / "hyperparams.yaml"
+    hparams.write_text(hparams.read_text().replace("normalize_embeddings: false",
+                                                   "normalize_embeddings: true"))
+    ours = SpeakerEncoder.from_hparams(target)
+    theirs = EncoderClassifier.from_hparams(source=str(speechbrain_folder),
+                                            savedir=str(tmp_path / "sb"))
+    wave = torch.from_numpy(speech_like(2.0, 16000, np.random.default_rng(1))).float()
+    expected = theirs.encode_batch(wave.unsqueeze(0), normalize=True)[0, 0]
+    got = ours.encode_batch(wave.unsqueeze(0))[0, 0]
+    assert torch.allclose(got, expected, atol=1e-4)
+
+
+def test_not_a_speechbrain_folder(tmp_path):
+    with pytest.raises(ValueError, match="not a SpeechBrain speaker model folder"):
+        import_speechbrain(tmp_path, tmp_path / "out")
