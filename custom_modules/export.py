@@ -39,7 +39,7 @@ def _example(embedder: Embedder) -> tuple[torch.Tensor, torch.Tensor]:
 
 def export_onnx(embedder: Embedder, path: str | os.PathLike, opset: int = 17) -> Path:
     """Write an ONNX file with dynamic batch and time axes."""
-    module = ExportableEmbedder(embedder.cpu().eval())
+    module = ExportableEmbedder(embedder.cpu()).eval()
     with torch.no_grad():
         torch.onnx.export(module, _example(embedder), str(path), dynamo=False,
                           opset_version=opset, input_names=["wavs", "samples"],
@@ -51,7 +51,7 @@ def export_onnx(embedder: Embedder, path: str | os.PathLike, opset: int = 17) ->
 
 def export_torchscript(embedder: Embedder, path: str | os.PathLike) -> Path:
     """Write a traced TorchScript file (same inputs and outputs as the ONNX export)."""
-    module = ExportableEmbedder(embedder.cpu().eval())
+    module = ExportableEmbedder(embedder.cpu()).eval()
     with torch.no_grad():
         traced = torch.jit.trace(module, _example(embedder), check_trace=False)
     traced.save(str(path))
@@ -65,5 +65,5 @@ def check_onnx(embedder: Embedder, path: str | os.PathLike, wavs: torch.Tensor,
     (onnx_out,) = session.run(None, {"wavs": wavs.numpy().astype(np.float32),
                                       "samples": samples.numpy().astype(np.int64)})
     with torch.no_grad():
-        reference = ExportableEmbedder(embedder.cpu().eval())(wavs, samples)
+        reference = ExportableEmbedder(embedder.cpu()).eval()(wavs, samples)
     return float(F.cosine_similarity(torch.from_numpy(onnx_out), reference, dim=1).min())

@@ -38,6 +38,7 @@ def test_onnx_and_torchscript_match_pytorch_with_dynamic_axes(folder, tmp_path):
     assert check_onnx(embedder, export_onnx(embedder, tmp_path / "m.onnx"), wavs,
                       samples) >= 0.9999
     traced = torch.jit.load(str(export_torchscript(embedder, tmp_path / "m.pt")))
+    assert not embedder.training  # exporting leaves the embedder in eval mode
     with torch.no_grad():
         expected = ExportableEmbedder(embedder)(wavs, samples)
         assert torch.allclose(traced(wavs, samples), expected, atol=1e-5)
