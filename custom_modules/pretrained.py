@@ -41,11 +41,12 @@ class Embedder(torch.nn.Module):
         Rows are processed at their exact lengths, so an utterance gets the same embedding
         alone or in a padded batch.
         """
-        if lengths is None:
-            lengths = torch.ones(wavs.shape[0], device=wavs.device)
-        samples = (lengths * wavs.shape[1]).round().long()
-        feats = self.compute_features(wavs, samples)
-        embeddings = self.embedding_model(feats, self.compute_features.frame_counts(samples))
+        samples = None if lengths is None else (lengths * wavs.shape[1]).round().long()
+        if samples is None or bool((samples == wavs.shape[1]).all()):  # no padding: no masks
+            embeddings = self.embedding_model(self.compute_features(wavs))
+        else:
+            embeddings = self.embedding_model(self.compute_features(wavs, samples),
+                                              self.compute_features.frame_counts(samples))
         if self.mean_var_norm_emb is not None:
             embeddings = self.mean_var_norm_emb(embeddings, torch.ones(len(wavs),
                                                                        device=wavs.device))
