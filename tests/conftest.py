@@ -1,11 +1,17 @@
 """Shared test helpers: speech-like audio made on the spot (no downloads), CSV reading."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from custom_modules import ECAPA_TDNN, MelFrontend
+from custom_modules.pretrained import write_pretrained
 from data_prep import synthetic_audio
+
+TINY_MODEL = {"input_size": 40, "channels": [32, 32, 32, 32, 96], "attention_channels": 16,
+              "se_channels": 16, "lin_neurons": 24}
 
 
 def speech_like(seconds: float, sample_rate: int = 16000, seed: int = 0) -> torch.Tensor:
@@ -29,3 +35,10 @@ def read_csv(path) -> list[dict]:
     """Rows of a CSV file as dicts."""
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
+
+
+def tiny_pretrained(folder: Path, threshold: float = 0.5, seed: int = 0) -> Path:
+    """A pretrained folder with a tiny random model (40 mels, C=32, 24-d embeddings)."""
+    torch.manual_seed(seed)
+    return write_pretrained(folder, MelFrontend(n_mels=40), ECAPA_TDNN(**TINY_MODEL),
+                            threshold=threshold)

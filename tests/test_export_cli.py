@@ -7,20 +7,17 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from conftest import tiny_pretrained
 
-from custom_modules import ECAPA_TDNN, MelFrontend
 from custom_modules.export import ExportableEmbedder, check_onnx, export_onnx, export_torchscript
-from custom_modules.pretrained import load_embedder, write_pretrained
+from custom_modules.pretrained import load_embedder
 from data_prep.synthetic_audio import speech_like
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
-    torch.manual_seed(0)
-    model = ECAPA_TDNN(40, channels=[32, 32, 32, 32, 96], attention_channels=16,
-                       se_channels=16, lin_neurons=24)
-    write_pretrained(root / "pretrained", MelFrontend(n_mels=40), model, threshold=0.5)
+    tiny_pretrained(root / "pretrained", threshold=0.5)
     rng = np.random.default_rng(0)
     for name in ("a", "b"):
         soundfile.write(root / f"{name}.wav", speech_like(2.0, 16000, rng), 16000)

@@ -4,20 +4,17 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from conftest import tiny_pretrained
 from scipy.signal import resample_poly
 
-from custom_modules import ECAPA_TDNN, MelFrontend, SpeakerEncoder
-from custom_modules.pretrained import write_pretrained
+from custom_modules import SpeakerEncoder
 from data_prep.synthetic_audio import speech_like
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("interface")
-    torch.manual_seed(0)
-    model = ECAPA_TDNN(40, channels=[32, 32, 32, 32, 96], attention_channels=16,
-                       se_channels=16, lin_neurons=24)
-    write_pretrained(root / "pretrained", MelFrontend(n_mels=40), model, threshold=0.9)
+    tiny_pretrained(root / "pretrained", threshold=0.9)
     for name, seed in (("alice", 1), ("bob", 2)):
         for take in range(2):
             rng = np.random.default_rng(seed)

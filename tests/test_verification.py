@@ -10,17 +10,14 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from conftest import TINY_MODEL, tiny_pretrained
 from speechbrain.utils.checkpoints import Checkpointer
 
-from custom_modules import ECAPA_TDNN, MelFrontend
+from custom_modules import ECAPA_TDNN
 from custom_modules.embedding import Utterance, embed_utterances, model_fingerprint
-from custom_modules.pretrained import load_embedder, write_pretrained
+from custom_modules.pretrained import load_embedder
 from data_prep.folder_prepare import prepare_folder
 from data_prep.synthetic_audio import speech_like
-
-TINY = {"input_size": 40, "channels": [32, 32, 32, 32, 96], "attention_channels": 16,
-        "se_channels": 16, "lin_neurons": 24}
-FRONTEND = {"n_mels": 40}
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +32,7 @@ def experiment(tmp_path_factory):
             soundfile.write(path, speech_like(seconds, 16000, rng), 16000)
     prepare_folder(str(root / "corpus"), str(root / "exp/data"), test_speakers=4,
                    test_trials=60, split_ratio=(75, 25), valid_trials=30, num_workers=1)
-    torch.manual_seed(0)
-    model = ECAPA_TDNN(**TINY)
-    write_pretrained(root / "exp/pretrained", MelFrontend(**FRONTEND), model, threshold=0.5)
+    tiny_pretrained(root / "exp/pretrained")
     return root / "exp"
 
 
@@ -72,7 +67,7 @@ def test_script_end_to_end_with_as_norm_and_calibration(experiment):
 
 def test_calibration_and_training_checkpoint(experiment, tmp_path):
     torch.manual_seed(1)
-    other = ECAPA_TDNN(**TINY)
+    other = ECAPA_TDNN(**TINY_MODEL)
     checkpointer = Checkpointer(tmp_path / "save", {"embedding_model": other})
     checkpoint = checkpointer.save_checkpoint()
     embedder = load_embedder(experiment / "pretrained", checkpoint.path)
