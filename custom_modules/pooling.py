@@ -8,6 +8,7 @@ from typing import Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from custom_modules.layers import SameConv1d, TDNNBlock
 
@@ -98,15 +99,24 @@ class AttentiveStatisticsPooling(nn.Module):
             ``(batch, channels, frames)`` attention weights, summing to one over valid frames.
         """
         if self.global_context:
-            uniform = mask / mask.sum(dim=2, keepdim=True)
-            mean, std = weighted_statistics(x, uniform, self.eps)
-            frames = x.shape[2]
-            context = torch.cat([x, mean.unsqueeze(2).expand(-1, -1, frames),
-                                 std.unsqueeze(2).expand(-1, -1, frames)], dim=1)
+            hidden = self._attention_with_context(x, mask)
         else:
-            context = x
-        scores = self.conv(self.tanh(self.tdnn(context)))
+            hidden = self.tdnn(x)
+        scores = self.conv(self.tanh(hidden))
         scores = scores.masked_fill(mask == 0, float("-inf"))
         weights = torch.softmax(scores, dim=2)
         mean, std = weighted_statistics(x, weights, self.eps)
         return torch.cat([mean, std], dim=1).unsqueeze(2), weights
+
+    def _attention_with_context(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``self.tdnn`` applied to ``[x; mean; std]`` (the global context appended to every
+        frame), without building that tensor: the 1x1 convolution splits into a per-frame
+        product with ``x`` and a per-utterance product with the statistics, which are the same
+        for every frame. Same function, a third of the multiplications."""
+        uniform = mask / mask.sum(dim=2, keepdim=True)
+        mean, std = weighted_statistics(x, uniform, self.eps)
+        conv = self.tdnn.conv.conv
+        frame_weight, mean_weight, std_weight = conv.weight.squeeze(2).split(x.shape[1], dim=1)
+        utterance = F.linear(mean, mean_weight, conv.bias) + F.linear(std, std_weight)
+        hidden = torch.matmul(frame_weight, x) + utterance.unsqueeze(2)
+        return self.tdnn.dropout(self.tdnn.norm(self.tdnn.activation(hidden)))

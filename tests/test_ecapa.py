@@ -57,8 +57,10 @@ def test_matches_speechbrain_on_padded_batch(name):
         got = ours(features, lengths)
         got_unpadded = ours(features)
     assert got.shape == (3, 1, config.get("lin_neurons", 192))
-    assert (got - expected).abs().max() < 1e-5
-    assert (got_unpadded - reference(features)).abs().max() < 1e-5
+    # Same function; float rounding differs (our pooling splits its attention convolution).
+    scale = expected.abs().max()
+    assert (got - expected).abs().max() < 1e-6 * scale
+    assert (got_unpadded - reference(features)).abs().max() < 1e-6 * scale
 
 
 def test_parameter_counts_match_speechbrain():
