@@ -6,7 +6,9 @@
 For C=512 and C=1024 and for 3 s and 10 s utterances: a SpeechBrain folder with random
 weights is written, imported into our format, and both embed the same batch of utterances
 (batches of 8). Embeddings are checked first (cosine >= 0.9999 for eager and ONNX). Prints
-embeddings per second and the ratio; also the peak memory of embedding one hour of audio.
+embeddings per second and the ratio (median of 3 interleaved rounds), the arithmetic per
+utterance and the machine's fp32 matrix-product peak (the ceiling for any fp32 implementation);
+also the peak memory of embedding one hour of audio.
 """
 
 import subprocess
@@ -22,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from speechbrain.inference.speaker import EncoderClassifier
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN as SpeechBrainECAPA
+from torch.utils.flop_counter import FlopCounterMode
 
 from custom_modules import SpeakerEncoder
 from custom_modules.export import export_onnx
@@ -60,13 +63,38 @@ def speechbrain_folder(root: Path, channels: list[int]) -> Path:
     return folder
 
 
-def throughput(embed, wavs: torch.Tensor) -> float:
-    """Embeddings per second over the whole set, in batches of ``BATCH``, after a warm-up."""
-    embed(wavs[:BATCH])
+def interleaved_rates(embedders: dict, wavs: torch.Tensor, rounds: int = 3) -> dict:
+    """Embeddings per second of each embedder over the whole set, in batches of ``BATCH``:
+    the median of ``rounds`` rounds, each timing every embedder once in turn (so that drift
+    in the machine's speed hits all of them alike), after one warm-up batch each."""
+    times = {name: [] for name in embedders}
+    for embed in embedders.values():
+        embed(wavs[:BATCH])
+    for _ in range(rounds):
+        for name, embed in embedders.items():
+            start = time.perf_counter()
+            for i in range(0, len(wavs), BATCH):
+                embed(wavs[i:i + BATCH])
+            times[name].append(time.perf_counter() - start)
+    return {name: len(wavs) / float(np.median(spent)) for name, spent in times.items()}
+
+
+def gemm_peak() -> float:
+    """GFLOP/s of a large fp32 matrix product on this machine and thread count: a ceiling
+    for any implementation that does ECAPA's arithmetic in fp32."""
+    a, b = torch.randn(2400, 1536), torch.randn(1536, 1536)
+    a @ b
     start = time.perf_counter()
-    for i in range(0, len(wavs), BATCH):
-        embed(wavs[i:i + BATCH])
-    return len(wavs) / (time.perf_counter() - start)
+    for _ in range(10):
+        a @ b
+    return 10 * 2 * 2400 * 1536 * 1536 / (time.perf_counter() - start) / 1e9
+
+
+def model_gflop(model: torch.nn.Module, features: torch.Tensor) -> float:
+    """GFLOP of one forward pass (matrix products and convolutions), counted by torch."""
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(features)
+    return counter.get_total_flops() / 1e9
 
 
 def hour_peak_memory(model_folder: Path, root: Path) -> float:
@@ -103,6 +131,10 @@ def main() -> None:
             samples = np.full(len(wavs), wavs.shape[1], dtype=np.int64)
             return session.run(None, {"wavs": wavs.numpy(), "samples": samples})[0]
 
+        def speechbrain_embed(wavs: torch.Tensor, theirs=theirs) -> torch.Tensor:
+            with torch.inference_mode():
+                return theirs.encode_batch(wavs)
+
         for seconds in (3.0, 10.0):
             wavs = torch.from_numpy(np.stack([speech_like(seconds, 16000, rng)
                                               for _ in range(count)])).float()
@@ -111,15 +143,21 @@ def main() -> None:
             eager_cos = F.cosine_similarity(ours.encode_batch(wavs[:BATCH])[:, 0], reference)
             onnx_cos = F.cosine_similarity(torch.from_numpy(onnx_embed(wavs[:BATCH])), reference)
             assert eager_cos.min() >= 0.9999 and onnx_cos.min() >= 0.9999, (eager_cos, onnx_cos)
-            with torch.inference_mode():
-                sb_rate = throughput(theirs.encode_batch, wavs)
-            eager_rate = throughput(ours.encode_batch, wavs)
-            onnx_rate = throughput(onnx_embed, wavs)
-            best = max(eager_rate, onnx_rate)
+            rates = interleaved_rates({"speechbrain": speechbrain_embed, "eager": ours.encode_batch,
+                                       "onnx": onnx_embed}, wavs)
+            best = max(rates["eager"], rates["onnx"])
             lowest = float(min(eager_cos.min(), onnx_cos.min()))
-            print(f"C={channels[0]:<5} {seconds:4.0f} s: SpeechBrain {sb_rate:6.2f}/s, ours "
-                  f"eager {eager_rate:6.2f}/s, ours onnxruntime {onnx_rate:6.2f}/s -> "
-                  f"best/SpeechBrain {best / sb_rate:.2f}x (cosine >= {lowest:.6f})")
+            features = theirs.mods.compute_features(wavs[:BATCH])
+            sb_flop = model_gflop(theirs.mods.embedding_model, features) / BATCH
+            our_flop = model_gflop(ours.embedder.embedding_model, features) / BATCH
+            print(f"C={channels[0]:<5} {seconds:4.0f} s: "
+                  f"SpeechBrain {rates['speechbrain']:6.2f}/s, "
+                  f"ours eager {rates['eager']:6.2f}/s, ours onnxruntime {rates['onnx']:6.2f}/s "
+                  f"-> best/SpeechBrain {best / rates['speechbrain']:.2f}x "
+                  f"(cosine >= {lowest:.6f}); GFLOP per utterance: SpeechBrain {sb_flop:.2f}, "
+                  f"ours {our_flop:.2f}; SpeechBrain's model runs at "
+                  f"{sb_flop * rates['speechbrain']:.0f} GFLOP/s")
+    print(f"fp32 matrix-product peak here: {gemm_peak():.0f} GFLOP/s")
     print(f"one hour of audio, C=512 in 60 s windows: peak memory "
           f"{hour_peak_memory(root / 'ours_512', root):.0f} MB")
 

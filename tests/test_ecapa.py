@@ -57,10 +57,10 @@ def test_matches_speechbrain_on_padded_batch(name):
         got = ours(features, lengths)
         got_unpadded = ours(features)
     assert got.shape == (3, 1, config.get("lin_neurons", 192))
-    # Same function; float rounding differs (our pooling splits its attention convolution).
+    # Same function; float rounding differs (different but equivalent matrix products).
     scale = expected.abs().max()
-    assert (got - expected).abs().max() < 1e-6 * scale
-    assert (got_unpadded - reference(features)).abs().max() < 1e-6 * scale
+    assert (got - expected).abs().max() < 1e-5 * scale
+    assert (got_unpadded - reference(features)).abs().max() < 1e-5 * scale
 
 
 def test_parameter_counts_match_speechbrain():
