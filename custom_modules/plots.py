@@ -1,7 +1,7 @@
 """Figures as PNG files (matplotlib, Agg backend: no screen needed).
 
-DET curves on normal-deviate axes, and target / non-target score histograms with the decision
-threshold.
+DET curves on normal-deviate axes, target / non-target score histograms with the decision
+threshold, 2-D maps of embeddings by speaker, and the attention of one utterance.
 """
 
 import os
@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.gridspec import GridSpec  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
 DET_TICKS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8]
@@ -60,4 +61,79 @@ def plot_score_histogram(positive: np.ndarray, negative: np.ndarray, threshold: 
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+MARKERS = "os^vD<>pP*Xh"
+
+
+def plot_embedding_map(points: np.ndarray, labels: list[str], path: str | os.PathLike,
+                       title: str) -> None:
+    """Scatter of 2-D ``points``, one colour and marker per label, with a legend."""
+    figure, axes = plt.subplots(figsize=(8, 6.5))
+    names = sorted(set(labels))
+    colours = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+    labels_array = np.array(labels)
+    for i, name in enumerate(names):
+        chosen = labels_array == name
+        axes.scatter(points[chosen, 0], points[chosen, 1], s=22, label=name,
+                     color=colours(i % colours.N), marker=MARKERS[i % len(MARKERS)],
+                     edgecolors="none", alpha=0.85)
+    axes.set_title(title, fontsize=10)
+    axes.set_xticks([])
+    axes.set_yticks([])
+    axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7,
+                ncol=1 if len(names) <= 25 else 2, title="speaker" if len(names) > 2 else None)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_attention(maps: dict[str, np.ndarray], sample_rate: int, hop: int,
+                   path: str | os.PathLike, title: str, silent: np.ndarray | None = None
+                   ) -> None:
+    """One figure, time-aligned: the model's log-mel input, the pooling weights (channels
+    sorted by their attention's centre in time, relative to uniform weights), and their
+    mean over channels; below, the SE gates of every block. ``silent`` marks frames."""
+    features, weights, gates = maps["features"], maps["weights"], maps["gates"]
+    frames = weights.shape[1]
+    seconds = frames * hop / sample_rate
+    extent_time = (0.0, seconds)
+    relative = weights * frames  # 1 = uniform attention
+    centre = (weights * np.arange(frames)).sum(axis=1)
+    relative = relative[np.argsort(centre)]
+    figure = plt.figure(figsize=(11, 10))
+    grid = GridSpec(4, 2, figure=figure, height_ratios=[1.0, 1.4, 0.7, 0.6],
+                    width_ratios=[1, 0.02], hspace=0.55, wspace=0.03, top=0.95, bottom=0.06)
+    axes_mel = figure.add_subplot(grid[0, 0])
+    image = axes_mel.imshow(features.T, origin="lower", aspect="auto", cmap="magma",
+                            extent=(*extent_time, 0, features.shape[1]))
+    figure.colorbar(image, cax=figure.add_subplot(grid[0, 1]), label="dB (mean-normalised)")
+    axes_mel.set_ylabel("mel bin")
+    axes_mel.set_title(title, fontsize=10)
+    axes_weights = figure.add_subplot(grid[1, 0], sharex=axes_mel)
+    high = max(float(np.percentile(relative, 99.5)), 1.0 + 1e-6)
+    image = axes_weights.imshow(relative, origin="lower", aspect="auto", cmap="viridis",
+                                extent=(*extent_time, 0, relative.shape[0]), vmin=0, vmax=high)
+    figure.colorbar(image, cax=figure.add_subplot(grid[1, 1]), label="weight x frames")
+    axes_weights.set_ylabel("channel (sorted by\nattention centre)")
+    axes_mean = figure.add_subplot(grid[2, 0], sharex=axes_mel)
+    times = (np.arange(frames) + 0.5) * hop / sample_rate
+    axes_mean.plot(times, relative.mean(axis=0), linewidth=1.0)
+    axes_mean.axhline(1.0, color="grey", linestyle=":", linewidth=0.8, label="uniform")
+    if silent is not None and silent.any():
+        axes_mean.fill_between(times, 0, 1, where=silent, color="orange", alpha=0.3,
+                               transform=axes_mean.get_xaxis_transform(), label="silence")
+    axes_mean.set_ylabel("mean weight\nx frames")
+    axes_mean.set_xlabel("time (s)")
+    axes_mean.set_xlim(*extent_time)
+    axes_mean.legend(loc="upper right", fontsize=8)
+    axes_gates = figure.add_subplot(grid[3, 0])
+    image = axes_gates.imshow(gates, aspect="auto", cmap="cividis", vmin=0, vmax=1,
+                              interpolation="nearest")
+    figure.colorbar(image, cax=figure.add_subplot(grid[3, 1]), label="gate")
+    axes_gates.set_yticks(range(len(gates)), [f"block {i + 1}" for i in range(len(gates))])
+    axes_gates.set_xlabel("channel")
+    axes_gates.set_title("squeeze-excitation gates", fontsize=9)
+    figure.savefig(path, dpi=100, bbox_inches=None)
     plt.close(figure)

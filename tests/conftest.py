@@ -37,8 +37,14 @@ def read_csv(path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def tiny_pretrained(folder: Path, threshold: float = 0.5, seed: int = 0) -> Path:
-    """A pretrained folder with a tiny random model (40 mels, C=32, 24-d embeddings)."""
+def tiny_pretrained(folder: Path, threshold: float = 0.5, seed: int = 0,
+                    seen_data: bool = False) -> Path:
+    """A pretrained folder with a tiny random model (40 mels, C=32, 24-d embeddings). With
+    ``seen_data`` its batch norms hold statistics of speech-like audio, as after training."""
     torch.manual_seed(seed)
-    return write_pretrained(folder, MelFrontend(n_mels=40), ECAPA_TDNN(**TINY_MODEL),
-                            threshold=threshold)
+    frontend, model = MelFrontend(n_mels=40), ECAPA_TDNN(**TINY_MODEL)
+    if seen_data:
+        with torch.no_grad():
+            model.train()(frontend(torch.stack([speech_like(2.0, seed=i) for i in range(4)])))
+        model.eval()
+    return write_pretrained(folder, frontend, model, threshold=threshold)

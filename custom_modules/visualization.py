@@ -1,0 +1,225 @@
+"""What the model learned, in numbers and pictures: a t-SNE map of held-out speakers with its
+silhouette score, and the attention of one utterance (pooling weights, SE gates) with a
+silence sanity check.
+
+The drawing is in ``custom_modules.plots``; ``run_visualization`` ties it together for
+``recipes/visualize.py``.
+"""
+
+import json
+import logging
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from sklearn.metrics import silhouette_score
+
+from custom_modules.audio import read_audio
+from custom_modules.embedding import Utterance, embed_utterances
+from custom_modules.plots import plot_attention, plot_embedding_map
+from custom_modules.pretrained import Embedder
+from custom_modules.verification import read_utterance_csvs
+
+logger = logging.getLogger(__name__)
+
+
+def speaker_silhouette(embeddings: np.ndarray, speakers: list[str]) -> float:
+    """Silhouette score of the embeddings grouped by speaker, with cosine distance: near 1
+    for tight, well separated speakers, near 0 for no structure.
+
+    Example
+    -------
+    >>> points = np.array([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [0.1, 0.99]])
+    >>> round(speaker_silhouette(points, ["a", "a", "b", "b"]), 2)
+    0.99
+    """
+    if not 2 <= len(set(speakers)) < len(speakers):
+        raise ValueError(f"a silhouette score needs 2 to {len(speakers) - 1} speakers for "
+                         f"{len(speakers)} embeddings, got {len(set(speakers))}")
+    return float(silhouette_score(embeddings, speakers, metric="cosine"))
+
+
+def choose_utterances(catalogue: dict[str, tuple[Utterance, str]], speakers: int,
+                      per_speaker: int, seed: int) -> list[tuple[Utterance, str]]:
+    """Up to ``speakers`` speakers (those with the most utterances, ties broken at random)
+    and up to ``per_speaker`` random utterances of each, reproducibly for a ``seed``."""
+    by_speaker: dict[str, list[Utterance]] = {}
+    for utterance, speaker in catalogue.values():
+        by_speaker.setdefault(speaker, []).append(utterance)
+    rng = random.Random(seed)
+    names = sorted(by_speaker)
+    rng.shuffle(names)
+    names = sorted(names, key=lambda name: -min(len(by_speaker[name]), per_speaker))[:speakers]
+    chosen = []
+    for name in sorted(names):
+        utterances = sorted(by_speaker[name], key=lambda u: u.id)
+        chosen += [(u, name) for u in rng.sample(utterances, min(per_speaker, len(utterances)))]
+    return chosen
+
+
+def embedding_map(embeddings: np.ndarray, perplexity: float, seed: int,
+                  method: str = "tsne") -> np.ndarray:
+    """2-D coordinates of length-normalised embeddings by t-SNE (cosine) or PCA."""
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    if method == "pca":
+        return PCA(n_components=2, random_state=seed).fit_transform(unit)
+    if len(unit) <= perplexity:
+        raise ValueError(f"t-SNE perplexity {perplexity} needs more than {perplexity} "
+                         f"utterances, got {len(unit)}: lower the perplexity or add speakers")
+    return TSNE(n_components=2, perplexity=perplexity, metric="cosine", init="pca",
+                random_state=seed).fit_transform(unit)
+
+
+def check_trained(model: torch.nn.Module) -> None:
+    """One-line ``ValueError`` when every batch norm still holds its initial statistics
+    (mean 0, variance 1): such a model has never seen data and its pictures mean nothing."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+             and m.running_mean is not None]
+    if norms and all(bool((m.running_mean == 0).all() and (m.running_var == 1).all())
+                     for m in norms):
+        raise ValueError("the model is untrained (its batch-norm statistics are still at their "
+                         "initial values): give a trained pretrained folder or checkpoint")
+
+
+def attention_maps(embedder: Embedder, waveform: torch.Tensor) -> dict[str, np.ndarray]:
+    """Features, pooling weights ``(channels, frames)`` and SE gates ``(blocks, channels)``
+    of one waveform ``(samples,)``."""
+    model = embedder.embedding_model
+    if not hasattr(model, "forward_with_attention"):
+        raise ValueError(f"{type(model).__name__} does not expose its attention; attention "
+                         f"maps need custom_modules.ecapa.ECAPA_TDNN")
+    device = next(embedder.parameters()).device
+    with torch.inference_mode():
+        features = embedder.compute_features(waveform.to(device).unsqueeze(0))
+        _, weights, gates = model.forward_with_attention(features)
+    return {"features": features[0].cpu().numpy(), "weights": weights[0].cpu().numpy(),
+            "gates": torch.stack([g[0] for g in gates]).cpu().numpy()}
+
+
+def insert_silence(waveform: torch.Tensor, sample_rate: int, seconds: float
+                   ) -> tuple[torch.Tensor, int, int]:
+    """``waveform`` with ``seconds`` of digital silence inserted in the middle; also returns
+    the first and last sample of the silence."""
+    middle = len(waveform) // 2
+    gap = round(seconds * sample_rate)
+    silence = torch.zeros(gap, dtype=waveform.dtype)
+    return torch.cat([waveform[:middle], silence, waveform[middle:]]), middle, middle + gap
+
+
+def silent_frame_mask(frames: int, start: int, stop: int, hop: int, window: int) -> np.ndarray:
+    """Frames (centred windows, ``hop`` apart) whose whole window lies in ``[start, stop)``."""
+    centres = np.arange(frames) * hop
+    return (centres - window // 2 >= start) & (centres + window // 2 < stop)
+
+
+def attention_on_silence(weights: np.ndarray, silent: np.ndarray) -> dict[str, float]:
+    """Share of the attention mass (averaged over channels) on silent frames, against
+    their share of time; ``ratio`` below 1 means the model looks away from silence."""
+    mass = float(weights[:, silent].sum(axis=1).mean())
+    time_share = float(silent.mean())
+    return {"attention_share": mass, "time_share": time_share, "ratio": mass / time_share}
+
+
+def run_visualization(embedder: Embedder, output_folder: str, test_csvs: list[str],
+                      train_csv: str | None = None, speakers: int = 12,
+                      utterances_per_speaker: int = 20, perplexity: float = 15.0,
+                      seed: int = 1234, attention_utterance: str | None = None,
+                      silence_seconds: float = 1.0, cache_folder: str | None = None
+                      ) -> dict:
+    """Draw the embedding maps and the attention figure into ``output_folder`` and write
+    their numbers to ``visualization.json`` there; returns those numbers."""
+    check_trained(embedder.embedding_model)
+    folder = Path(output_folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    held_out = choose_utterances(read_utterance_csvs(test_csvs), speakers,
+                                 utterances_per_speaker, seed)
+    groups = {"held-out": held_out}
+    if train_csv is not None:
+        groups["training"] = choose_utterances(read_utterance_csvs([train_csv]), speakers,
+                                               utterances_per_speaker, seed)
+    embedded, problems = embed_utterances(
+        embedder, [u for group in groups.values() for u, _ in group], cache_folder,
+        skip_bad=True)
+    for problem in problems:
+        logger.warning("skipped: %s", problem)
+    groups = {name: [(u, s) for u, s in group if u.id in embedded]
+              for name, group in groups.items()}
+    labels = [s for _, s in groups["held-out"]]
+    if len(set(labels)) < 2:
+        raise ValueError(f"t-SNE needs at least 2 held-out speakers, found {len(set(labels))} "
+                         f"in {', '.join(test_csvs)}")
+    vectors = torch.stack([embedded[u.id] for u, _ in groups["held-out"]]).numpy()
+    silhouette = speaker_silhouette(vectors, labels)
+    results = {"speakers": len(set(labels)), "utterances": len(labels),
+               "silhouette_cosine": silhouette, "perplexity": perplexity, "seed": seed,
+               "skipped": len(problems)}
+    for method in ("tsne", "pca"):
+        points = embedding_map(vectors, perplexity, seed, method)
+        name = "t-SNE" if method == "tsne" else "PCA"
+        plot_embedding_map(points, labels, folder / f"{method}_held_out.png",
+                           f"{name} of {len(set(labels))} held-out speakers, "
+                           f"silhouette (cosine) {silhouette:.3f}")
+        _write_points(folder / f"{method}_held_out.csv", groups["held-out"], points)
+    if train_csv is not None and groups["training"]:
+        both = groups["held-out"] + groups["training"]
+        group_names = ["held-out"] * len(groups["held-out"]) + \
+            ["training"] * len(groups["training"])
+        points = embedding_map(torch.stack([embedded[u.id] for u, _ in both]).numpy(),
+                               perplexity, seed)
+        plot_embedding_map(points, group_names, folder / "tsne_training_vs_held_out.png",
+                           "t-SNE of training and held-out speakers")
+    results["attention"] = _attention_figure(embedder, held_out, attention_utterance,
+                                             silence_seconds, folder)
+    with open(folder / "visualization.json", "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=2)
+    return results
+
+
+def _attention_figure(embedder: Embedder, held_out: list[tuple[Utterance, str]],
+                      chosen: str | None, silence_seconds: float, folder: Path) -> dict:
+    """The attention figure of one utterance, then the same with silence inserted."""
+    if chosen is None:
+        utterance, speaker = held_out[0]
+    else:
+        matches = [(u, s) for u, s in held_out if chosen in (u.id, u.wav)]
+        if matches:
+            utterance, speaker = matches[0]
+        elif os.path.isfile(chosen):
+            utterance, speaker = Utterance(Path(chosen).stem, chosen), "unknown speaker"
+        else:
+            raise ValueError(f"attention_utterance {chosen!r}: neither a chosen utterance ID "
+                             f"nor an existing file")
+    rate = embedder.sample_rate
+    waveform = read_audio(utterance.wav, rate, utterance.start, utterance.stop)
+    title = f"{Path(utterance.wav).name} ({utterance.id}), speaker {speaker}"
+    plot_attention(attention_maps(embedder, waveform), rate, _hop(embedder),
+                   folder / "attention.png", title)
+    with_gap, start, stop = insert_silence(waveform, rate, silence_seconds)
+    maps = attention_maps(embedder, with_gap)
+    silent = silent_frame_mask(maps["weights"].shape[1], start, stop, _hop(embedder),
+                               getattr(embedder.compute_features, "win_samples", 400))
+    check = attention_on_silence(maps["weights"], silent)
+    logger.info("attention on %.1f s of inserted silence: %.1f %% of the mass on %.1f %% of the "
+                "time (ratio %.2f)", silence_seconds, 100 * check["attention_share"],
+                100 * check["time_share"], check["ratio"])
+    plot_attention(maps, rate, _hop(embedder), folder / "attention_with_silence.png",
+                   f"{title}, {silence_seconds:g} s silence inserted: attention share "
+                   f"{100 * check['attention_share']:.1f} % vs time share "
+                   f"{100 * check['time_share']:.1f} %", silent=silent)
+    return {"utterance": utterance.id, "wav": utterance.wav, "speaker": speaker,
+            "silence_seconds": silence_seconds, **check}
+
+
+def _hop(embedder: Embedder) -> int:
+    return int(getattr(embedder.compute_features, "hop_samples", embedder.sample_rate // 100))
+
+
+def _write_points(path: Path, chosen: list[tuple[Utterance, str]], points: np.ndarray) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("ID,spk_id,x,y\n")
+        for (utterance, speaker), (x, y) in zip(chosen, points, strict=True):
+            handle.write(f"{utterance.id},{speaker},{x:.6f},{y:.6f}\n")

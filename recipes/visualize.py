@@ -1,0 +1,37 @@
+"""Pictures of what a trained model learned: embedding maps of held-out speakers and the
+attention of one utterance.
+
+    python recipes/visualize.py hparams/visualize.yaml --experiment=exps/demo
+
+Loads the model named in the YAML, runs ``custom_modules.visualization.run_visualization`` and
+prints its numbers (silhouette score, attention on inserted silence).
+"""
+
+import logging
+import sys
+
+from custom_modules.hparams import load_hparams
+from custom_modules.pretrained import load_embedder
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    hparams, _ = load_hparams(sys.argv[1:])
+    try:
+        embedder = load_embedder(hparams["pretrained_path"], hparams["checkpoint_path"],
+                                 hparams["device"])
+        results = hparams["visualization"](embedder)
+    except (ValueError, RuntimeError) as error:
+        sys.exit(f"error: {error}")
+    attention = results["attention"]
+    print(f"{results['speakers']} held-out speakers, {results['utterances']} utterances: "
+          f"silhouette (cosine) {results['silhouette_cosine']:.3f}")
+    print(f"attention on {attention['silence_seconds']:g} s of inserted silence in "
+          f"{attention['utterance']}: {100 * attention['attention_share']:.1f} % of the mass on "
+          f"{100 * attention['time_share']:.1f} % of the time (ratio {attention['ratio']:.2f}; "
+          f"below 1: the model looks away from silence)")
+    print(f"plots in {hparams['visualization'].keywords['output_folder']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Embedding maps, attention figures and their numbers (custom_modules.visualization)."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from conftest import tiny_pretrained
+from matplotlib.image import imread
+
+from custom_modules.pretrained import load_embedder
+from custom_modules.visualization import (
+    attention_on_silence,
+    check_trained,
+    insert_silence,
+    run_visualization,
+    silent_frame_mask,
+    speaker_silhouette,
+)
+from data_prep.folder_prepare import prepare_folder
+from data_prep.synthetic_audio import speech_like
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    root = tmp_path_factory.mktemp("visualization")
+    rng = np.random.default_rng(0)
+    for speaker in range(8):
+        for utterance in range(6):
+            path = root / "corpus" / f"spk{speaker:02d}" / f"u{utterance}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            soundfile.write(path, speech_like(rng.uniform(1.5, 2.5), 16000, rng), 16000)
+    prepare_folder(str(root / "corpus"), str(root / "exp/data"), test_speakers=4,
+                   test_trials=40, split_ratio=(50, 50), valid_trials=10, num_workers=1)
+    tiny_pretrained(root / "exp/pretrained", seen_data=True)
+    tiny_pretrained(root / "untrained")
+    return root
+
+
+def check_png(path, width: int, height: int) -> None:
+    """A readable PNG of the expected size whose pixels are not all alike."""
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = imread(path)
+    assert pixels.shape[:2] == (height, width)
+    assert pixels[..., :3].std() > 0.05
+
+
+def test_silhouette_separated_and_random():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, 32))
+    labels = [f"s{i}" for i in range(6) for _ in range(20)]
+    clustered = np.repeat(centres, 20, axis=0) + 0.05 * rng.normal(size=(120, 32))
+    assert speaker_silhouette(clustered, labels) > 0.8
+    assert abs(speaker_silhouette(rng.normal(size=(120, 32)), labels)) < 0.1
+    with pytest.raises(ValueError, match="needs 2 to"):
+        speaker_silhouette(clustered, ["one"] * 120)
+
+
+def test_silence_helpers():
+    wave, start, stop = insert_silence(torch.ones(16000), 16000, 1.0)
+    assert len(wave) == 32000 and (wave[start:stop] == 0).all() and (wave[:start] == 1).all()
+    silent = silent_frame_mask(201, 8000, 24000, 160, 400)
+    centres = np.arange(201) * 160
+    assert silent.sum() == ((centres >= 8200) & (centres < 23800)).sum()
+    uniform = np.full((4, 201), 1 / 201)
+    assert attention_on_silence(uniform, silent)["ratio"] == pytest.approx(1.0)
+    avoiding = uniform.copy()
+    avoiding[:, silent] = 0
+    avoiding /= avoiding.sum(axis=1, keepdims=True)
+    assert attention_on_silence(avoiding, silent)["ratio"] == 0
+
+
+def test_run_visualization_writes_plots_and_finite_numbers(experiment):
+    embedder = load_embedder(experiment / "exp/pretrained")
+    data = experiment / "exp/data"
+    out = experiment / "exp/plots"
+    results = run_visualization(embedder, str(out), [str(data / "enrol.csv"),
+                                                     str(data / "test.csv")],
+                                str(data / "train.csv"), speakers=4, utterances_per_speaker=6,
+                                perplexity=5.0, seed=0)
+    assert results["speakers"] == 4 and results["utterances"] == 24
+    saved = json.loads((out / "visualization.json").read_text())
+    numbers = [saved["silhouette_cosine"], *(saved["attention"][k] for k in
+                                             ("attention_share", "time_share", "ratio"))]
+    assert all(math.isfinite(n) for n in numbers)
+    assert -1 <= saved["silhouette_cosine"] <= 1
+    assert 0 < saved["attention"]["time_share"] < 1
+    for name in ("tsne_held_out", "pca_held_out", "tsne_training_vs_held_out"):
+        check_png(out / f"{name}.png", 960, 780)
+    for name in ("attention", "attention_with_silence"):
+        check_png(out / f"{name}.png", 1100, 1000)
+    rows = (out / "tsne_held_out.csv").read_text().splitlines()
+    assert rows[0] == "ID,spk_id,x,y" and len(rows) == 25
+
+
+def test_clear_errors(experiment, tmp_path):
+    data = experiment / "exp/data"
+    with pytest.raises(ValueError, match="untrained"):
+        check_trained(load_embedder(experiment / "untrained").embedding_model)
+    embedder = load_embedder(experiment / "exp/pretrained")
+    csvs = [str(data / "test.csv")]
+    with pytest.raises(ValueError, match="at least 2 held-out speakers"):
+        run_visualization(embedder, str(tmp_path), csvs, speakers=1, perplexity=2.0)
+    with pytest.raises(ValueError, match="perplexity 30"):
+        run_visualization(embedder, str(tmp_path), csvs, speakers=2, utterances_per_speaker=3,
+                          perplexity=30.0)
+    with pytest.raises(ValueError, match="nope.wav"):
+        run_visualization(embedder, str(tmp_path), csvs, perplexity=3.0,
+                          attention_utterance="nope.wav")
+
+
+def test_script(experiment):
+    done = subprocess.run([sys.executable, "recipes/visualize.py", "hparams/visualize.yaml",
+                           f"--experiment={experiment / 'exp'}", "--perplexity=5.0"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "silhouette (cosine)" in done.stdout and "inserted silence" in done.stdout
+    untrained = subprocess.run([sys.executable, "recipes/visualize.py", "hparams/visualize.yaml",
+                                f"--experiment={experiment / 'exp'}",
+                                f"--pretrained_path={experiment / 'untrained'}"],
+                               capture_output=True, text=True, check=False)
+    assert untrained.returncode != 0
+    assert untrained.stderr.strip().splitlines()[-1].startswith("error: the model is untrained")
