@@ -62,13 +62,15 @@ def trial_speakers(trials: list[Trial]) -> set[str]:
     return {entry.split("/")[0] for t in trials for entry in (t.enrol, t.test)}
 
 
-def make_trials(utterances: dict[str, list[str]], num_trials: int, seed: int = 0) -> list[Trial]:
+def make_trials(utterances: dict[str, list[str]], num_trials: int, seed: int = 0,
+                groups: dict[str, str] | None = None) -> list[Trial]:
     """Balanced random trials among ``utterances`` (speaker -> utterance paths).
 
     Half the trials pair two different utterances of one speaker, the other half utterances of
     two different speakers; no trial repeats. When the speakers have too few utterances for
     ``num_trials // 2`` distinct target pairs, fewer trials come back, still balanced.
-    Reproducible from ``seed``.
+    With ``groups`` (speaker -> e.g. language and gender), non-target pairs only join speakers
+    of the same group: a harder list. Reproducible from ``seed``.
 
     >>> utts = {"a": ["a/1.wav", "a/2.wav"], "b": ["b/1.wav", "b/2.wav"]}
     >>> sorted(t.label for t in make_trials(utts, 4))
@@ -80,9 +82,19 @@ def make_trials(utterances: dict[str, list[str]], num_trials: int, seed: int = 0
         raise ValueError(f"cannot make trials from {len(speakers)} speakers "
                          f"({len(with_pairs)} with two or more utterances): need at least two "
                          f"speakers and one speaker with two utterances")
+    by_group: dict[str, list[str]] = {}
+    for speaker in speakers:
+        by_group.setdefault(groups[speaker] if groups else "", []).append(speaker)
+    pools = [pool for pool in by_group.values() if len(pool) >= 2]
+    if not pools:
+        raise ValueError(f"cannot make non-target trials: none of the {len(speakers)} speakers "
+                         f"shares a group with another")
     rng = random.Random(seed)
     targets = _unique_pairs(num_trials // 2, lambda: _target_pair(rng, utterances, with_pairs))
-    nontargets = _unique_pairs(len(targets), lambda: _nontarget_pair(rng, utterances, speakers))
+    # A pool is drawn in proportion to its speakers, so every speaker is about equally likely.
+    weights = [len(pool) for pool in pools]
+    nontargets = _unique_pairs(len(targets), lambda: _nontarget_pair(
+        rng, utterances, rng.choices(pools, weights)[0]))
     trials = [Trial(1, *pair) for pair in targets] + [Trial(0, *pair) for pair in nontargets]
     rng.shuffle(trials)
     return trials

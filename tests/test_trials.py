@@ -45,3 +45,15 @@ def test_small_pools_give_fewer_but_balanced_trials():
     assert sorted(t.label for t in trials) == [0, 0, 1, 1]
     with pytest.raises(ValueError, match="need at least two speakers"):
         make_trials({"a": ["a/1", "a/2"]}, 10)
+
+
+def test_grouped_non_targets_stay_in_their_group():
+    utterances = {s: [f"{s}/{i}.wav" for i in range(4)] for s in "abcdef"}
+    groups = {"a": "en/m", "b": "en/m", "c": "de/f", "d": "de/f", "e": "fr/m", "f": "it/m"}
+    trials = make_trials(utterances, 40, seed=1, groups=groups)
+    non_targets = [t for t in trials if t.label == 0]
+    assert len(non_targets) == 20
+    assert all(groups[t.enrol[0]] == groups[t.test[0]] for t in non_targets)
+    assert {t.enrol[0] for t in non_targets} | {t.test[0] for t in non_targets} == set("abcd")
+    with pytest.raises(ValueError, match="shares a group"):
+        make_trials(utterances, 10, groups={s: s for s in utterances})

@@ -1,0 +1,129 @@
+"""The generated demo corpus: voices, text, channels, the tree and its trial lists."""
+
+import csv
+import random
+import re
+import shutil
+import struct
+
+import numpy as np
+import pytest
+import soundfile
+from scipy.signal import welch
+
+from custom_modules.trials import read_trials
+from data_prep.demo_channels import apply_channel, random_channel
+from data_prep.demo_corpus import generate_demo_corpus
+from data_prep.demo_text import clean, read_mo, utterance_text
+from data_prep.install_voices import contrib_non_free_entry, debian_sources
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
+                                  reason="espeak-ng is not installed (make installs it as root)")
+
+
+def write_mo(path, pairs: list[tuple[str, str]]) -> None:
+    """A little-endian GNU .mo file holding ``pairs``."""
+    originals = [o.encode() for o, _ in pairs]
+    translations = [t.encode() for _, t in pairs]
+    start = 28 + 16 * len(pairs)
+    blob, o_table, t_table = b"", b"", b""
+    for table_strings, is_original in ((originals, True), (translations, False)):
+        for text in table_strings:
+            entry = struct.pack("<2I", len(text), start + len(blob))
+            if is_original:
+                o_table += entry
+            else:
+                t_table += entry
+            blob += text + b"\0"
+    header = struct.pack("<7I", 0x950412DE, 0, len(pairs), 28, 28 + 8 * len(pairs), 0, 0)
+    path.write_bytes(header + o_table + t_table + blob)
+
+
+def test_sources_are_derived_from_the_machine(tmp_path):
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d/debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: trixie trixie-updates\n"
+        "Components: main\nSigned-By: /usr/share/keyrings/k.gpg\n\n"
+        "Types: deb-src\nURIs: http://mirror.example/debian\nSuites: trixie\nComponents: main\n")
+    (tmp_path / "sources.list").write_text(
+        "# comment\ndeb [arch=amd64 signed-by=/k2.gpg] http://other.example/debian bookworm main\n"
+        "deb http://third.example/x stable contrib\n")
+    entries = debian_sources(str(tmp_path / "sources.list.d"), str(tmp_path / "sources.list"))
+    assert [e["URIs"] for e in entries] == ["http://mirror.example/debian",
+                                             "http://other.example/debian"]
+    text = contrib_non_free_entry(entries)
+    assert "Suites: trixie trixie-updates\nComponents: contrib non-free\n" \
+           "Signed-By: /usr/share/keyrings/k.gpg" in text
+    assert "URIs: http://other.example/debian\nSuites: bookworm\n" \
+           "Components: contrib non-free\nSigned-By: /k2.gpg" in text
+    with pytest.raises(ValueError, match="no Debian"):
+        contrib_non_free_entry([])
+
+
+def test_catalogue_text(tmp_path):
+    path = tmp_path / "x.mo"
+    write_mo(path, [("", "header"), ("Could not open the file", "Datei konnte nicht geöffnet "
+                                                                "werden")])
+    assert read_mo(path)[1] == ("Could not open the file", "Datei konnte nicht geöffnet werden")
+    assert read_mo(tmp_path / "missing.mo") == []
+    assert clean("Datei konnte nicht geöffnet werden") == "Datei konnte nicht geöffnet werden."
+    assert clean("_Open the %s file now") is None and clean("<b>Bold text here</b>") is None
+    assert clean("Too short.") is None
+    text, native = utterance_text("xx_unknown", random.Random(0), min_words=12)
+    assert not native and len(text.split()) >= 12 and text.endswith(".")
+
+
+def test_channel_output_and_telephone_band():
+    rng = np.random.default_rng(0)
+    wave = rng.standard_normal(32000)
+    for seed in range(6):
+        out = apply_channel(wave, random_channel(np.random.default_rng(seed)), 16000, rng)
+        assert out.shape == wave.shape and np.isfinite(out).all()
+        assert 0.29 <= np.abs(out).max() <= 0.91
+    phone = random_channel(rng)._replace(telephone=True, rt60=None)
+    freqs, power = welch(apply_channel(wave, phone, 16000, rng), 16000)
+    assert power[freqs > 4500].sum() < 0.01 * power.sum()
+
+
+@needs_espeak
+def test_tiny_corpus(tmp_path):
+    folder = tmp_path / "corpus"
+    summary = generate_demo_corpus(str(folder), utterances_per_voice=4, sessions_per_voice=2,
+                                   max_voices=8, trials=60, min_words=6, num_workers=2, seed=3)
+    assert summary["voices"] >= 6 and summary["utterances"] >= 6 * 4 - summary["failed_utterances"]
+    files = sorted(p.relative_to(folder / "wav").as_posix() for p in folder.rglob("*.wav"))
+    assert len(files) == summary["utterances"]
+    assert all(re.fullmatch(r"id\d{5}/sess\d{2}/\d{5}\.wav", f) for f in files)
+    info = soundfile.info(folder / "wav" / files[0])
+    assert (info.samplerate, info.channels) == (16000, 1) and info.duration > 1.0
+    with open(folder / "speakers.csv", newline="", encoding="utf-8") as handle:
+        speakers = {row["ID"]: row for row in csv.DictReader(handle)}
+    standard = read_trials(folder / "trials_standard.txt")
+    assert standard and {t.label for t in standard} == {0, 1}
+    named = {e.split("/")[0] for t in standard for e in (t.enrol, t.test)}
+    assert all(speakers[s]["split"] == "test" for s in named)
+    assert all(e in files for t in standard for e in (t.enrol, t.test))
+    hard = read_trials(folder / "trials_hard.txt") if summary["hard_trials"] else []
+    assert (folder / "trials_hard.txt").is_file() == bool(hard)
+    for trial in hard:
+        one, other = (speakers[e.split("/")[0]] for e in (trial.enrol, trial.test))
+        assert one["gender"] == other["gender"]
+        assert one["language"].split("_")[0] == other["language"].split("_")[0]
+    again = generate_demo_corpus(str(folder), utterances_per_voice=4, sessions_per_voice=2,
+                                 max_voices=8, trials=60, min_words=6, num_workers=2, seed=3)
+    assert again["skipped"]
+    with pytest.raises(ValueError, match="at least 4 voices"):
+        generate_demo_corpus(str(tmp_path / "small"), max_voices=3)
+
+
+@needs_espeak
+def test_same_seed_same_corpus(tmp_path):
+    made = [generate_demo_corpus(str(tmp_path / name), utterances_per_voice=2,
+                                 sessions_per_voice=1, max_voices=4, trials=4, min_words=5,
+                                 num_workers=1, seed=7) for name in ("a", "b")]
+    assert made[0]["utterances"] == made[1]["utterances"] > 0
+    for name in ("speakers.csv", "trials_standard.txt"):
+        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
+    first = sorted((tmp_path / "a/wav").rglob("*.wav"))[0]
+    twin = tmp_path / "b/wav" / first.relative_to(tmp_path / "a/wav")
+    np.testing.assert_array_equal(soundfile.read(first)[0], soundfile.read(twin)[0])
