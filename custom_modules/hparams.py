@@ -1,10 +1,13 @@
-"""Loading a recipe's HyperPyYAML file with one-line errors instead of tracebacks."""
+"""Loading a recipe's HyperPyYAML file (and the model it names) with one-line errors instead
+of tracebacks."""
 
 import sys
 
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from ruamel.yaml import YAMLError
+
+from custom_modules.pretrained import load_embedder
 
 
 def load_hparams(argv: list[str]) -> tuple[dict, dict]:
@@ -29,3 +32,16 @@ def load_hparams(argv: list[str]) -> tuple[dict, dict]:
         hint = " (set it on the command line, e.g. --data_folder=...)" \
             if "PLACEHOLDER" in message else ""
         sys.exit(f"error: {hparams_file}: {message}{hint}")
+
+
+def run_with_model(argv: list[str], step: str) -> tuple[dict, dict]:
+    """Load the YAML, the model it names (``pretrained_path``, ``checkpoint_path``,
+    ``device``) and call ``hparams[step](embedder)``; returns ``(hparams, result)``. Bad input
+    ends the program with ``error: <problem>`` on one line."""
+    hparams, _ = load_hparams(argv)
+    try:
+        embedder = load_embedder(hparams["pretrained_path"], hparams["checkpoint_path"],
+                                 hparams["device"])
+        return hparams, hparams[step](embedder)
+    except (ValueError, RuntimeError) as error:
+        sys.exit(f"error: {error}")

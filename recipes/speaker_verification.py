@@ -9,8 +9,7 @@ weights), runs ``custom_modules.verification.run_verification`` and prints a sum
 import logging
 import sys
 
-from custom_modules.hparams import load_hparams
-from custom_modules.pretrained import load_embedder
+from custom_modules.hparams import run_with_model
 
 
 def summary_table(results: dict) -> str:
@@ -31,13 +30,7 @@ def summary_table(results: dict) -> str:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    hparams, _ = load_hparams(sys.argv[1:])
-    try:
-        embedder = load_embedder(hparams["pretrained_path"], hparams["checkpoint_path"],
-                                 hparams["device"])
-        results = hparams["verification"](embedder)
-    except (ValueError, RuntimeError) as error:
-        sys.exit(f"error: {error}")
+    hparams, results = run_with_model(sys.argv[1:], "verification")
     print(summary_table(results))
     if results["problems"]:
         print(f"{len(results['problems'])} utterances skipped, e.g. {results['problems'][0]}")

@@ -10,19 +10,12 @@ prints its numbers (silhouette score, attention on inserted silence).
 import logging
 import sys
 
-from custom_modules.hparams import load_hparams
-from custom_modules.pretrained import load_embedder
+from custom_modules.hparams import run_with_model
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    hparams, _ = load_hparams(sys.argv[1:])
-    try:
-        embedder = load_embedder(hparams["pretrained_path"], hparams["checkpoint_path"],
-                                 hparams["device"])
-        results = hparams["visualization"](embedder)
-    except (ValueError, RuntimeError) as error:
-        sys.exit(f"error: {error}")
+    hparams, results = run_with_model(sys.argv[1:], "visualization")
     attention = results["attention"]
     print(f"{results['speakers']} held-out speakers, {results['utterances']} utterances: "
           f"silhouette (cosine) {results['silhouette_cosine']:.3f}")
