@@ -135,9 +135,8 @@ def run_visualization(embedder: Embedder, output_folder: str, test_csvs: list[st
     check_trained(embedder.embedding_model)
     folder = Path(output_folder)
     folder.mkdir(parents=True, exist_ok=True)
-    held_out = choose_utterances(read_utterance_csvs(test_csvs), speakers,
-                                 utterances_per_speaker, seed)
-    groups = {"held-out": held_out}
+    catalogue = read_utterance_csvs(test_csvs)
+    groups = {"held-out": choose_utterances(catalogue, speakers, utterances_per_speaker, seed)}
     if train_csv is not None:
         groups["training"] = choose_utterances(read_utterance_csvs([train_csv]), speakers,
                                                utterances_per_speaker, seed)
@@ -172,50 +171,47 @@ def run_visualization(embedder: Embedder, output_folder: str, test_csvs: list[st
                                perplexity, seed)
         plot_embedding_map(points, group_names, folder / "tsne_training_vs_held_out.png",
                            "t-SNE of training and held-out speakers")
-    results["attention"] = _attention_figure(embedder, held_out, attention_utterance,
-                                             silence_seconds, folder)
+    results["attention"] = _attention_figure(embedder, groups["held-out"], catalogue,
+                                             attention_utterance, silence_seconds, folder)
     with open(folder / "visualization.json", "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=2)
     return results
 
 
 def _attention_figure(embedder: Embedder, held_out: list[tuple[Utterance, str]],
-                      chosen: str | None, silence_seconds: float, folder: Path) -> dict:
-    """The attention figure of one utterance, then the same with silence inserted."""
+                      catalogue: dict[str, tuple[Utterance, str]], chosen: str | None,
+                      silence_seconds: float, folder: Path) -> dict:
+    """The attention figure of one utterance (the first embedded held-out one, or ``chosen``:
+    an ID of the test CSVs or a file), then the same with silence inserted."""
     if chosen is None:
         utterance, speaker = held_out[0]
+    elif chosen in catalogue:
+        utterance, speaker = catalogue[chosen]
+    elif os.path.isfile(chosen):
+        utterance, speaker = Utterance(Path(chosen).stem, chosen), "unknown speaker"
     else:
-        matches = [(u, s) for u, s in held_out if chosen in (u.id, u.wav)]
-        if matches:
-            utterance, speaker = matches[0]
-        elif os.path.isfile(chosen):
-            utterance, speaker = Utterance(Path(chosen).stem, chosen), "unknown speaker"
-        else:
-            raise ValueError(f"attention_utterance {chosen!r}: neither a chosen utterance ID "
-                             f"nor an existing file")
+        raise ValueError(f"attention_utterance {chosen!r}: neither an utterance ID of the test "
+                         f"CSVs nor an existing file")
     rate = embedder.sample_rate
+    hop = int(getattr(embedder.compute_features, "hop_samples", rate // 100))
     waveform = read_audio(utterance.wav, rate, utterance.start, utterance.stop)
     title = f"{Path(utterance.wav).name} ({utterance.id}), speaker {speaker}"
-    plot_attention(attention_maps(embedder, waveform), rate, _hop(embedder),
+    plot_attention(attention_maps(embedder, waveform), rate, hop,
                    folder / "attention.png", title)
     with_gap, start, stop = insert_silence(waveform, rate, silence_seconds)
     maps = attention_maps(embedder, with_gap)
-    silent = silent_frame_mask(maps["weights"].shape[1], start, stop, _hop(embedder),
+    silent = silent_frame_mask(maps["weights"].shape[1], start, stop, hop,
                                getattr(embedder.compute_features, "win_samples", 400))
     check = attention_on_silence(maps["weights"], silent)
     logger.info("attention on %.1f s of inserted silence: %.1f %% of the mass on %.1f %% of the "
                 "time (ratio %.2f)", silence_seconds, 100 * check["attention_share"],
                 100 * check["time_share"], check["ratio"])
-    plot_attention(maps, rate, _hop(embedder), folder / "attention_with_silence.png",
+    plot_attention(maps, rate, hop, folder / "attention_with_silence.png",
                    f"{title}, {silence_seconds:g} s silence inserted: attention share "
                    f"{100 * check['attention_share']:.1f} % vs time share "
                    f"{100 * check['time_share']:.1f} %", silent=silent)
     return {"utterance": utterance.id, "wav": utterance.wav, "speaker": speaker,
             "silence_seconds": silence_seconds, **check}
-
-
-def _hop(embedder: Embedder) -> int:
-    return int(getattr(embedder.compute_features, "hop_samples", embedder.sample_rate // 100))
 
 
 def _write_points(path: Path, chosen: list[tuple[Utterance, str]], points: np.ndarray) -> None:

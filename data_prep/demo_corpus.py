@@ -85,8 +85,9 @@ def generate_demo_corpus(output_folder: str, utterances_per_voice: int = 50,
             for index, (speaker, voice) in enumerate(speakers.items())
             for u in range(utterances_per_voice)]
     written, failures = _run(jobs, worker_count(num_workers))
-    files = {speaker: sorted(r for r in written if r.startswith(speaker + "/"))
-             for speaker in speakers}
+    files: dict[str, list[str]] = {speaker: [] for speaker in speakers}
+    for relative in sorted(written):
+        files[relative.split("/", 1)[0]].append(relative)
     failed = sorted(speakers[s].key for s, f in files.items() if not f)
     if failed:
         warnings.append(f"{len(failed)} of {len(speakers)} voices made no audio and are left "
@@ -121,18 +122,18 @@ def generate_demo_corpus(output_folder: str, utterances_per_voice: int = 50,
 def _choose_voices(max_voices: int | None, seed: int) -> tuple[list[Voice], list[str]]:
     voices = find_voices()
     if not voices:
-        raise ValueError("no speech synthesis voices found: install espeak-ng (run `make demo` "
-                         "as root to install every voice Debian packages)")
+        raise ValueError("no speech synthesis voices found: install espeak-ng (or run "
+                         "`python -m data_prep.install_voices` as root for every voice Debian "
+                         "packages)")
     warnings = []
     if {v.engine for v in voices} <= {"espeak"}:
         warnings.append("only espeak-ng's own voices were found: the corpus is small and "
-                        "formant-synthesised; run `make demo` as root to add MBROLA, RHVoice, "
-                        "Festival, Flite and Pico voices from contrib and non-free")
+                        "formant-synthesised; run `python -m data_prep.install_voices` as root "
+                        "to add MBROLA, RHVoice, Festival, Flite and Pico voices from contrib "
+                        "and non-free")
     if max_voices is not None and max_voices < len(voices):
         rng = random.Random(seed)
-        by_engine: dict[str, list[Voice]] = {}
-        for voice in voices:
-            by_engine.setdefault(voice.engine, []).append(voice)
+        by_engine = _by_engine(voices, [v.engine for v in voices])
         for group in by_engine.values():
             rng.shuffle(group)
         # Round-robin over the engines, so a small corpus still mixes them.
@@ -145,14 +146,20 @@ def _choose_voices(max_voices: int | None, seed: int) -> tuple[list[Voice], list
 def _held_out(speakers: dict[str, Voice], share: float, seed: int) -> set[str]:
     """Test speakers: ``share`` of each engine's voices (at least two overall)."""
     rng = random.Random(seed)
-    by_engine: dict[str, list[str]] = {}
-    for speaker, voice in speakers.items():
-        by_engine.setdefault(voice.engine, []).append(speaker)
+    by_engine = _by_engine(list(speakers), [v.engine for v in speakers.values()])
     held_out = {s for group in by_engine.values()
                 for s in rng.sample(group, round(share * len(group)))}
     if len(held_out) < 2:
         held_out |= set(rng.sample(sorted(set(speakers) - held_out), 2 - len(held_out)))
     return held_out
+
+
+def _by_engine(items: list, engines: list[str]) -> dict[str, list]:
+    """``items`` grouped by their engine, in order."""
+    groups: dict[str, list] = {}
+    for item, engine in zip(items, engines, strict=True):
+        groups.setdefault(engine, []).append(item)
+    return groups
 
 
 def _job(folder: str, speaker: str, index: int, voice: Voice, utterance: int, sessions: int,
