@@ -18,6 +18,7 @@ import csv
 import logging
 import os
 import random
+import shutil
 import tempfile
 import zlib
 from collections import Counter
@@ -43,8 +44,16 @@ from data_prep.tts_voices import Voice, find_voices, synthesize
 logger = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
 OUTPUTS = ["speakers.csv", "trials_standard.txt", "corpus_report.json"]
+MARKER = ".demo_corpus"   # this folder's audio is ours to replace
+VERSION = 3         # of the way utterances are made: a corpus made differently is regenerated
+# Per utterance: speaking rate and pitch factors around the voice's own. A reader's mean pitch
+# moves by a few per cent between sentences; a wider range makes the voices that one
+# synthesiser derives from another (espeak-ng variants) overlap.
+RATE_RANGE = (0.85, 1.2)
+PITCH_RANGE = (0.92, 1.08)
 # Engines without a pitch control get a resampling factor instead (pitch and tempo together).
 RESAMPLED_ENGINES = {"festival", "flite"}
+SPEED_RANGE = (0.94, 1.06)
 
 
 def generate_demo_corpus(output_folder: str, utterances_per_voice: int = 50,
@@ -70,11 +79,12 @@ def generate_demo_corpus(output_folder: str, utterances_per_voice: int = 50,
     """
     options = {"utterances_per_voice": utterances_per_voice, "sessions": sessions_per_voice,
                "max_voices": max_voices, "test_voices": test_voices, "trials": trials,
-               "min_words": min_words, "seed": seed}
+               "min_words": min_words, "seed": seed, "version": VERSION}
     if already_prepared(output_folder, options, OUTPUTS):
         logger.info("demo corpus already in %s with the same options: nothing to do",
                     output_folder)
         return {"skipped": True, "output_folder": output_folder}
+    _clear_old_audio(Path(output_folder))
     voices, warnings = _choose_voices(max_voices, seed)
     if len(voices) < 4:
         raise ValueError(f"the demo corpus needs at least 4 voices (2 held out for trials), "
@@ -93,7 +103,7 @@ def generate_demo_corpus(output_folder: str, utterances_per_voice: int = 50,
         warnings.append(f"{len(failed)} of {len(speakers)} voices made no audio and are left "
                         f"out: {', '.join(failed)}")
     test_files = {s: f for s, f in files.items() if s in held_out and f}
-    groups = {s: f"{speakers[s].language.split('_')[0]}/{speakers[s].gender}" for s in test_files}
+    groups = {s: _group(speakers[s]) for s in test_files}
     write_trials(Path(output_folder, "trials_standard.txt"),
                  make_trials(test_files, trials, seed))
     hard_path = Path(output_folder, "trials_hard.txt")
@@ -119,6 +129,18 @@ def generate_demo_corpus(output_folder: str, utterances_per_voice: int = 50,
     return summary
 
 
+def _clear_old_audio(folder: Path) -> None:
+    """Remove the audio of an earlier corpus made here with other options (it would mix into
+    this one); refuse to touch a ``wav/`` folder this generator did not make."""
+    if (folder / "wav").exists():
+        if not (folder / MARKER).is_file():
+            raise ValueError(f"{folder / 'wav'} exists and was not made by the demo corpus "
+                             f"generator: choose another output folder")
+        shutil.rmtree(folder / "wav")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).touch()
+
+
 def _choose_voices(max_voices: int | None, seed: int) -> tuple[list[Voice], list[str]]:
     voices = find_voices()
     if not voices:
@@ -133,7 +155,7 @@ def _choose_voices(max_voices: int | None, seed: int) -> tuple[list[Voice], list
                         "and non-free")
     if max_voices is not None and max_voices < len(voices):
         rng = random.Random(seed)
-        by_engine = _by_engine(voices, [v.engine for v in voices])
+        by_engine = _grouped(voices, [v.engine for v in voices])
         for group in by_engine.values():
             rng.shuffle(group)
         # Round-robin over the engines, so a small corpus still mixes them.
@@ -144,21 +166,31 @@ def _choose_voices(max_voices: int | None, seed: int) -> tuple[list[Voice], list
 
 
 def _held_out(speakers: dict[str, Voice], share: float, seed: int) -> set[str]:
-    """Test speakers: ``share`` of each engine's voices (at least two overall)."""
+    """Test speakers: ``share`` of each language-and-gender group's voices, and at least two of
+    every group of four or more, so that the hard list has many impostor pairs rather than a
+    few (at least two test speakers overall)."""
     rng = random.Random(seed)
-    by_engine = _by_engine(list(speakers), [v.engine for v in speakers.values()])
-    held_out = {s for group in by_engine.values()
-                for s in rng.sample(group, round(share * len(group)))}
+    groups = _grouped(list(speakers), [_group(v) for v in speakers.values()])
+    held_out = set()
+    for key in sorted(groups):
+        members = groups[key]
+        count = round(share * len(members))
+        held_out |= set(rng.sample(members, max(count, 2) if len(members) >= 4 else count))
     if len(held_out) < 2:
         held_out |= set(rng.sample(sorted(set(speakers) - held_out), 2 - len(held_out)))
     return held_out
 
 
-def _by_engine(items: list, engines: list[str]) -> dict[str, list]:
-    """``items`` grouped by their engine, in order."""
+def _group(voice: Voice) -> str:
+    """What the hard list's impostors share: language (without region) and gender."""
+    return f"{voice.language.split('_')[0]}/{voice.gender}"
+
+
+def _grouped(items: list, keys: list[str]) -> dict[str, list]:
+    """``items`` grouped by their key, in order."""
     groups: dict[str, list] = {}
-    for item, engine in zip(items, engines, strict=True):
-        groups.setdefault(engine, []).append(item)
+    for item, key in zip(items, keys, strict=True):
+        groups.setdefault(key, []).append(item)
     return groups
 
 
@@ -168,9 +200,9 @@ def _job(folder: str, speaker: str, index: int, voice: Voice, utterance: int, se
     session = utterance % sessions
     rng = random.Random(zlib.crc32(f"{seed}/{index}/{utterance}".encode()))
     text, _ = utterance_text(voice.language, rng, min_words)
-    return {"voice": voice, "text": text, "rate": rng.uniform(0.85, 1.2),
-            "pitch": rng.uniform(0.85, 1.15),
-            "speed": rng.uniform(0.93, 1.07) if voice.engine in RESAMPLED_ENGINES else 1.0,
+    return {"voice": voice, "text": text, "rate": rng.uniform(*RATE_RANGE),
+            "pitch": rng.uniform(*PITCH_RANGE),
+            "speed": rng.uniform(*SPEED_RANGE) if voice.engine in RESAMPLED_ENGINES else 1.0,
             "channel_seed": zlib.crc32(f"{seed}/{index}/session{session}".encode()),
             "noise_seed": rng.getrandbits(32), "folder": folder,
             "relative": f"{speaker}/sess{session + 1:02d}/{utterance + 1:05d}.wav"}

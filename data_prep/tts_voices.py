@@ -129,15 +129,40 @@ def _espeak_table(kind: str) -> list[tuple[str, str, str]]:
 
 
 def _espeak_variants() -> list[Voice]:
-    voices = []
+    """One voice per variant, except that the variants which keep espeak-ng's own pitch and
+    formant frequencies (they only switch the synthesiser mode, e.g. klatt2..klatt6, or the
+    formant widths) all sound like its default voice: the first of them stands for all."""
+    voices, default_kept = [], False
+    match = re.search(r"Data at:\s*(\S+)", _run(["espeak-ng", "--version"]))
+    data = match.group(1) if match else ""
     for _, gender, file in _espeak_table("variant"):
         variant = file.split("/", 1)[1]
         if variant.lower() in ESPEAK_SKIPPED or gender == "-":
             continue
+        if not _changes_voice(os.path.join(data, "voices", file)):
+            if default_kept:
+                continue
+            default_kept = True
         language = ESPEAK_LANGUAGES[zlib.crc32(variant.encode()) % len(ESPEAK_LANGUAGES)]
         voices.append(Voice("espeak", f"{language}+{variant}", language,
                             "male" if gender == "M" else "female"))
     return voices
+
+
+def _changes_voice(variant_file: str) -> bool:
+    """Whether an espeak-ng variant file moves the pitch or a formant frequency away from
+    espeak-ng's defaults (pitch 82 118, every formant frequency at 100 %)."""
+    try:
+        with open(variant_file, encoding="utf-8", errors="replace") as handle:
+            lines = [line.split("//")[0].split() for line in handle]
+    except OSError:
+        return True            # unknown: keep the variant
+    for words in lines:
+        if words[:1] == ["pitch"] and words[1:3] != ["82", "118"]:
+            return True
+        if words[:1] == ["formant"] and len(words) > 2 and words[2] != "100":
+            return True
+    return False
 
 
 def _mbrola_voices() -> list[Voice]:

@@ -5,6 +5,7 @@ import random
 import re
 import shutil
 import struct
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -13,9 +14,10 @@ from scipy.signal import welch
 
 from custom_modules.trials import read_trials
 from data_prep.demo_channels import apply_channel, random_channel
-from data_prep.demo_corpus import generate_demo_corpus
+from data_prep.demo_corpus import _group, _held_out, generate_demo_corpus
 from data_prep.demo_text import clean, read_mo, utterance_text
 from data_prep.install_voices import contrib_non_free_entry, debian_sources
+from data_prep.tts_voices import Voice, _changes_voice
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng is not installed (make installs it as root)")
@@ -85,6 +87,32 @@ def test_channel_output_and_telephone_band():
     assert power[freqs > 4500].sum() < 0.01 * power.sum()
 
 
+def test_espeak_variants_that_keep_the_default_voice_count_once(tmp_path):
+    files = {"klatt3": "name klatt3\nklatt 3\n",
+             "adam": "name Adam\nklatt 6\nformant 1 100 100 130 // widths only\n",
+             "john": "pitch 82 118\n",
+             "m5": "formant 1  90  85 130  40\n",
+             "anika": "gender female\npitch 140 260\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    changes = {name: _changes_voice(str(tmp_path / name)) for name in files}
+    assert changes == {"klatt3": False, "adam": False, "john": False, "m5": True,
+                       "anika": True}
+    assert _changes_voice(str(tmp_path / "missing"))        # unknown: kept
+
+
+def test_test_voices_give_the_hard_list_pairs_in_every_large_group():
+    voices = [Voice("espeak", f"v{i}", language, gender)
+              for i, (language, gender) in enumerate(
+                  [("en", "male")] * 10 + [("de", "female")] * 4 + [("fi", "male")] * 3
+                  + [("ka", "female")])]
+    speakers = {f"id{10001 + i}": v for i, v in enumerate(voices)}
+    held_out = _held_out(speakers, 0.2, seed=1)
+    counts = Counter(_group(speakers[s]) for s in held_out)
+    assert counts == {"en/male": 2, "de/female": 2, "fi/male": 1}
+    assert held_out == _held_out(speakers, 0.2, seed=1)
+
+
 @needs_espeak
 def test_tiny_corpus(tmp_path):
     folder = tmp_path / "corpus"
@@ -112,8 +140,14 @@ def test_tiny_corpus(tmp_path):
     again = generate_demo_corpus(str(folder), utterances_per_voice=4, sessions_per_voice=2,
                                  max_voices=8, trials=60, min_words=6, num_workers=2, seed=3)
     assert again["skipped"]
+    smaller = generate_demo_corpus(str(folder), utterances_per_voice=2, sessions_per_voice=2,
+                                   max_voices=4, trials=20, min_words=6, num_workers=2, seed=3)
+    assert len(list(folder.rglob("*.wav"))) == smaller["utterances"] <= 8   # nothing stale
     with pytest.raises(ValueError, match="at least 4 voices"):
         generate_demo_corpus(str(tmp_path / "small"), max_voices=3)
+    (tmp_path / "theirs/wav").mkdir(parents=True)
+    with pytest.raises(ValueError, match="was not made by the demo corpus generator"):
+        generate_demo_corpus(str(tmp_path / "theirs"), max_voices=4)
 
 
 @needs_espeak
