@@ -8,11 +8,20 @@ PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
 DEBIAN := $(VENV)/.debian-packages
+VOICES := $(VENV)/.voices
+DEMO := exps/demo
 
 .PHONY: demo test install
 
-demo: $(INSTALLED) $(DEBIAN)
-	$(PYTHON) recipes/model_summary.py
+# The end-to-end demo: voices, corpus, training, verification, plots, pretrained folder, summary.
+demo: $(INSTALLED) $(DEBIAN) $(VOICES)
+	$(PYTHON) recipes/train_speaker_embeddings.py hparams/demo.yaml --output_folder=$(DEMO)
+	hard=$(DEMO)/corpus/trials_hard.txt; test -f $$hard || hard=null; \
+	$(PYTHON) recipes/speaker_verification.py hparams/verify.yaml --experiment=$(DEMO) \
+		--trial_lists="{test: null, standard: $(DEMO)/corpus/trials_standard.txt, hard: $$hard}" \
+		--audio_folder=$(DEMO)/corpus/wav
+	$(PYTHON) recipes/visualize.py hparams/visualize.yaml --experiment=$(DEMO)
+	$(PYTHON) recipes/demo_summary.py hparams/demo.yaml --output_folder=$(DEMO)
 
 test: $(INSTALLED) $(DEBIAN)
 	$(VENV)/bin/ruff check .
@@ -34,4 +43,10 @@ $(DEBIAN): debian-packages.txt
 		for p in $$packages; do dpkg -s $$p >/dev/null 2>&1 || echo "warning: Debian package $$p is missing (run as root to install it)"; done; \
 	fi
 	mkdir -p $(VENV) && touch $(DEBIAN)
+
+# Every speech synthesis voice Debian packages (contrib and non-free too): installed when root,
+# otherwise the demo uses the voices already there (with a warning if that is espeak-ng only).
+$(VOICES): data_prep/install_voices.py
+	$(PYTHON) -m data_prep.install_voices
+	if [ "$$(id -u)" = 0 ]; then touch $(VOICES); fi
 

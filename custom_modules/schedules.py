@@ -6,6 +6,13 @@ epoch. There is no state of its own to save, so a resumed run continues exactly 
 stopped, and with several processes each step is one synchronised global step.
 """
 
+import logging
+import time
+
+from speechbrain.utils.epoch_loop import EpochCounter
+
+logger = logging.getLogger(__name__)
+
 
 class WarmupSchedule:
     """Linear warm-up to ``lr``, then exponential or cyclic (triangular) decay.
@@ -67,3 +74,40 @@ class WarmupSchedule:
             group["lr"] = lr
         return lr
 
+
+
+class TimeBudgetEpochCounter(EpochCounter):
+    """SpeechBrain's checkpointable ``EpochCounter`` that also stops when a wall-clock budget
+    would be overrun: an epoch is not started when the mean length of the epochs run so far in
+    this process says it would end after ``max_minutes``. ``max_minutes=None`` is a plain
+    ``EpochCounter``. Used to train two models for the same time (a resumed run starts a new
+    budget).
+
+    Example
+    -------
+    >>> counter = TimeBudgetEpochCounter(limit=5, max_minutes=None)
+    >>> list(counter)
+    [1, 2, 3, 4, 5]
+    """
+
+    def __init__(self, limit: int, max_minutes: float | None = None):
+        super().__init__(limit)
+        self.max_seconds = None if max_minutes is None else 60.0 * max_minutes
+        self.started: float | None = None
+        self.epochs_timed = 0
+
+    def __next__(self) -> int:
+        if self.max_seconds is None:
+            return super().__next__()
+        now = time.monotonic()
+        if self.started is None:
+            self.started = now
+        elif self.current < self.limit:
+            self.epochs_timed += 1
+        if self.epochs_timed:
+            spent = now - self.started
+            if spent + spent / self.epochs_timed > self.max_seconds:
+                logger.info("time budget of %.1f min reached after epoch %d (%.1f min spent)",
+                            self.max_seconds / 60, self.current, spent / 60)
+                raise StopIteration
+        return super().__next__()

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import torch
 from hyperpyyaml import load_hyperpyyaml
+from speechbrain.lobes.features import Fbank
+from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN as SpeechBrainECAPA
+from speechbrain.processing.features import InputNormalization
 
 from custom_modules.ecapa import ECAPA_TDNN
 from custom_modules.frontend import MelFrontend
@@ -83,3 +86,34 @@ def import_speechbrain(source: str | os.PathLike, target: str | os.PathLike) -> 
         if (source / name).is_file() and (name != "mean_var_norm_emb.ckpt" or has_emb_norm):
             shutil.copyfile(source / name, target / name)
     return target
+
+
+class SpeechBrainFrontend(torch.nn.Module):
+    """SpeechBrain's recipe features as one module: ``Fbank`` then sentence-level mean
+    normalisation (``InputNormalization``), called like ``MelFrontend(wavs, lengths)``.
+
+    Lets our training recipe train SpeechBrain's stock model on SpeechBrain's own features
+    (``benchmarks/bench_demo_vs_speechbrain.py``); ``config`` holds the equivalent
+    ``MelFrontend`` arguments, so the exported folder loads through our frontend.
+    """
+
+    def __init__(self, n_mels: int = 80, sample_rate: int = 16000):
+        super().__init__()
+        self.fbank = Fbank(n_mels=n_mels, sample_rate=sample_rate)
+        self.normalization = InputNormalization(norm_type="sentence", std_norm=False)
+
+    @property
+    def config(self) -> dict:
+        return frontend_config(self.fbank, self.normalization)
+
+    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.normalization(self.fbank(wavs), lengths)
+
+
+class SpeechBrainStockECAPA(SpeechBrainECAPA):
+    """SpeechBrain's stock ``ECAPA_TDNN``, unchanged, with the ``config`` of the equivalent
+    ``custom_modules.ECAPA_TDNN`` (same state-dict keys), so our exporter can write it."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.config = ecapa_config(self)

@@ -113,9 +113,12 @@ def run_verification(embedder: Embedder, trial_lists: dict[str, str], output_fol
                      batch_seconds: float = 120.0, seed: int = 1234) -> dict:
     """Score every trial list and write the results; returns ``{list: {variant: metrics}}``.
 
-    ``top_k=None`` gives S-norm instead of AS-norm. See ``hparams/verify.yaml`` for the rest.
+    A list given as ``None`` is left out. ``top_k=None`` gives S-norm instead of AS-norm. See
+    ``hparams/verify.yaml`` for the rest.
     """
-    lists = {name: read_trials(path) for name, path in trial_lists.items()}
+    lists = {name: read_trials(path) for name, path in trial_lists.items() if path is not None}
+    if not lists:
+        raise ValueError("no trial list to score (every entry of trial_lists is null)")
     if calibration_trials:
         lists["calibration"] = read_trials(calibration_trials)
     catalogue = read_utterance_csvs(list(utterance_csvs)
@@ -222,3 +225,19 @@ def _report(name: str, variants: dict[str, torch.Tensor], trials: list[Trial], d
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def summary_table(results: dict) -> str:
+    """One line per trial list and score variant: EER and minDCF at 0.01 and 0.05."""
+    lines = [f"{'trials':<16}{'scores':<10}{'EER %':>8}{'minDCF 0.01':>13}{'minDCF 0.05':>13}"
+             f"{'count':>9}"]
+    lists = {name: variants for name, variants in results.items() if name != "problems"}
+    for name, variants in lists.items():
+        for variant, m in variants.items():
+            if "eer" in m:
+                lines.append(f"{name:<16}{variant:<10}{m['eer']:>8.2f}{m['min_dcf_0.01']:>13.4f}"
+                             f"{m['min_dcf_0.05']:>13.4f}{m['trials']:>9}")
+            else:
+                lines.append(f"{name:<16}{variant:<10}  actDCF(0.01) {m['act_dcf_0.01']:.4f}  "
+                             f"Cllr {m['cllr']:.4f}")
+    return "\n".join(lines)

@@ -10,22 +10,7 @@ import logging
 import sys
 
 from custom_modules.hparams import run_with_model
-
-
-def summary_table(results: dict) -> str:
-    """One line per trial list and score variant: EER and minDCF at 0.01 and 0.05."""
-    lines = [f"{'trials':<16}{'scores':<10}{'EER %':>8}{'minDCF 0.01':>13}{'minDCF 0.05':>13}"
-             f"{'count':>9}"]
-    lists = {name: variants for name, variants in results.items() if name != "problems"}
-    for name, variants in lists.items():
-        for variant, m in variants.items():
-            if "eer" in m:
-                lines.append(f"{name:<16}{variant:<10}{m['eer']:>8.2f}{m['min_dcf_0.01']:>13.4f}"
-                             f"{m['min_dcf_0.05']:>13.4f}{m['trials']:>9}")
-            else:
-                lines.append(f"{name:<16}{variant:<10}  actDCF(0.01) {m['act_dcf_0.01']:.4f}  "
-                             f"Cllr {m['cllr']:.4f}")
-    return "\n".join(lines)
+from custom_modules.verification import summary_table
 
 
 def main() -> None:

@@ -36,9 +36,11 @@ def test_missing_file(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["ecapa.yaml", "ecapa_c512.yaml", "ecapa_demo.yaml",
-                                  "verify.yaml", "prepare_voxceleb.yaml", "prepare_folder.yaml"])
+                                  "demo.yaml", "verify.yaml", "visualize.yaml",
+                                  "prepare_voxceleb.yaml", "prepare_folder.yaml"])
 def test_shipped_yaml_files_load(name, tmp_path):
-    hparams, _ = load_hparams([f"hparams/{name}", f"--data_folder={tmp_path}",
-                               f"--experiment={tmp_path}"] if name == "verify.yaml"
-                              else [f"hparams/{name}", f"--data_folder={tmp_path}"])
+    overrides = {"verify.yaml": [f"--experiment={tmp_path}"],
+                 "visualize.yaml": [f"--experiment={tmp_path}"], "demo.yaml": []}
+    hparams, _ = load_hparams([f"hparams/{name}",
+                               *overrides.get(name, [f"--data_folder={tmp_path}"])])
     assert hparams

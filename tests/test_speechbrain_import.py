@@ -97,3 +97,28 @@ def test_embedding_normalisation_when_asked(speechbrain_folder, tmp_path):
 def test_not_a_speechbrain_folder(tmp_path):
     with pytest.raises(ValueError, match="not a SpeechBrain speaker model folder"):
         import_speechbrain(tmp_path, tmp_path / "out")
+
+
+def test_speechbrain_stock_model_trained_by_our_recipe_exports_to_our_folder(tmp_path):
+    """SpeechBrainFrontend + SpeechBrainStockECAPA (what the demo benchmark trains) give the same
+    features as MelFrontend, and the exported folder loads into our model unchanged."""
+    from custom_modules.frontend import MelFrontend
+    from custom_modules.pretrained import load_embedder, write_pretrained
+    from custom_modules.speechbrain_import import SpeechBrainFrontend, SpeechBrainStockECAPA
+
+    wavs = torch.from_numpy(np.stack([speech_like(1.5, 16000, np.random.default_rng(i))
+                                      for i in range(2)])).float()
+    lengths = torch.tensor([1.0, 0.7])
+    frontend = SpeechBrainFrontend(n_mels=40)
+    with torch.no_grad():
+        theirs, ours = frontend(wavs, lengths), MelFrontend(**frontend.config)(wavs, lengths)
+    assert (theirs - ours)[:, :90].abs().max() < 1e-3          # the rows' valid frames
+    torch.manual_seed(0)
+    model = SpeechBrainStockECAPA(input_size=40, channels=[32, 32, 32, 32, 96], lin_neurons=24)
+    model.eval()
+    write_pretrained(tmp_path, frontend, model)
+    embedder = load_embedder(tmp_path)
+    with torch.no_grad():
+        expected = model(frontend(wavs[:1], torch.ones(1)))
+        assert torch.nn.functional.cosine_similarity(
+            embedder(wavs[:1]).reshape(-1), expected.reshape(-1), dim=0) > 0.9999

@@ -15,7 +15,7 @@ import torch
 
 from custom_modules.losses import AAMSoftmaxHead
 from custom_modules.pretrained import load_embedder
-from custom_modules.schedules import WarmupSchedule
+from custom_modules.schedules import TimeBudgetEpochCounter, WarmupSchedule
 from custom_modules.spec_augment import PerSampleSpecAugment
 from data_prep.synthetic_audio import speech_like
 
@@ -82,6 +82,15 @@ def test_margin_warmup_schedule_and_per_sample_masks():
     out = masks(torch.ones(16, 100, 10))
     patterns = {tuple((out[i, :, 0] == 0).nonzero().flatten().tolist()) for i in range(16)}
     assert len(patterns) > 8  # masks differ between samples
+
+
+def test_time_budget_stops_before_an_epoch_that_would_overrun(monkeypatch):
+    clock = iter([0.0, 100.0, 200.0, 300.0])        # each epoch takes 100 s
+    monkeypatch.setattr("custom_modules.schedules.time.monotonic", lambda: next(clock))
+    counter = TimeBudgetEpochCounter(limit=10, max_minutes=250 / 60)
+    assert list(counter) == [1, 2]                   # a third would end at 300 s > 250 s
+    assert counter.current == 2
+    assert list(TimeBudgetEpochCounter(limit=3, max_minutes=None)) == [1, 2, 3]
 
 
 @pytest.mark.slow

@@ -1,0 +1,123 @@
+"""The demo recipe with SpeechBrain's stock ECAPA_TDNN + Fbank against ours: same recipe, same
+data, same seed, same epochs, same wall-clock budget; EER on the demo's held-out voices.
+
+    python benchmarks/bench_demo_vs_speechbrain.py [minutes] [--key=value ...]
+
+Needs the demo corpus (``make demo``, or ``python recipes/prepare_data.py hparams/demo.yaml``).
+Both models are trained one after the other by ``recipes/train_speaker_embeddings.py`` on the
+prepared corpus in ``exps/demo``: ours with ``hparams/demo.yaml``, SpeechBrain's with a copy of
+it in which only ``compute_features`` (``Fbank`` + sentence mean normalisation) and
+``embedding_model`` (``speechbrain.lobes.models.ECAPA_TDNN``, same channels) are swapped. Each
+gets the YAML's epochs and at most ``minutes`` of training (default 13; the recipe stops before
+an epoch that would overrun it). Extra ``--key=value`` arguments go to both runs. Both exported
+folders are then scored by the same verification code on the standard and hard trial lists,
+with and without AS-norm.
+
+Before training, the two are checked to be the same computation: same state-dict keys and
+parameter count, and SpeechBrain's features equal to ours within 1e-3 dB on a corpus file.
+"""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from custom_modules.audio import read_audio
+from custom_modules.ecapa import ECAPA_TDNN
+from custom_modules.frontend import MelFrontend
+from custom_modules.pretrained import load_embedder
+from custom_modules.speechbrain_import import SpeechBrainFrontend, SpeechBrainStockECAPA
+from custom_modules.verification import run_verification, summary_table
+
+DEMO = Path("exps/demo")
+OUTPUT = Path("exps/bench_demo")
+CHANNELS = [256, 256, 256, 256, 768]
+# SpeechBrain's run: the demo YAML with these two modules swapped, nothing else.
+SWAPS = {"!new:custom_modules.frontend.MelFrontend":
+         "!new:custom_modules.speechbrain_import.SpeechBrainFrontend",
+         "!new:custom_modules.ecapa.ECAPA_TDNN":
+         "!new:custom_modules.speechbrain_import.SpeechBrainStockECAPA"}
+
+
+def speechbrain_yaml(folder: Path) -> Path:
+    """``hparams/demo.yaml`` with SpeechBrain's frontend and model (each swapped once)."""
+    text = Path("hparams/demo.yaml").read_text(encoding="utf-8")
+    for ours, theirs in SWAPS.items():
+        if text.count(ours) != 1:
+            sys.exit(f"error: hparams/demo.yaml: expected {ours} once")
+        text = text.replace(ours, theirs)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "speechbrain_demo.yaml").write_text(text, encoding="utf-8")
+    return folder / "speechbrain_demo.yaml"
+
+
+def check_same_computation(wav: str) -> None:
+    """Same architecture and the same features, or stop."""
+    ours = ECAPA_TDNN(80, channels=CHANNELS)
+    theirs = SpeechBrainStockECAPA(input_size=80, channels=CHANNELS)
+    if ours.state_dict().keys() != theirs.state_dict().keys() or \
+            sum(p.numel() for p in ours.parameters()) != \
+            sum(p.numel() for p in theirs.parameters()):
+        sys.exit("error: the two ECAPA_TDNN differ in their parameters")
+    audio = read_audio(wav).unsqueeze(0)
+    lengths = torch.ones(1)
+    with torch.no_grad():
+        difference = (MelFrontend()(audio, lengths)
+                      - SpeechBrainFrontend()(audio, lengths)).abs().max().item()
+    if difference > 1e-3:
+        sys.exit(f"error: features differ by {difference:.2e} dB")
+    count = sum(p.numel() for p in ours.parameters())
+    print(f"same state-dict keys and parameter count ({count:,}); features differ by at most "
+          f"{difference:.1e} dB")
+
+
+def train(name: str, hparams: Path, minutes: float, extra: list[str]) -> dict:
+    """Run the recipe for one model; returns its wall-clock minutes and epochs."""
+    folder = OUTPUT / name
+    command = [sys.executable, "recipes/train_speaker_embeddings.py", str(hparams),
+               f"--output_folder={folder}", f"--corpus_folder={DEMO / 'corpus'}",
+               f"--prepared_folder={DEMO / 'data'}", f"--max_train_minutes={minutes}", *extra]
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    spent = (time.perf_counter() - start) / 60
+    epochs = (folder / "train_log.txt").read_text(encoding="utf-8").strip().splitlines()
+    return {"minutes": spent, "epochs": len(epochs), "last_epoch": epochs[-1]}
+
+
+def verify(name: str) -> dict:
+    embedder = load_embedder(OUTPUT / name / "pretrained")
+    corpus = DEMO / "corpus"
+    return run_verification(
+        embedder, {"standard": str(corpus / "trials_standard.txt"),
+                   "hard": str(corpus / "trials_hard.txt")},
+        str(OUTPUT / name / "verification"), data_folder=str(corpus / "wav"),
+        cohort_csv=str(DEMO / "data" / "train.csv"), cache_folder=str(OUTPUT / name / "cache"))
+
+
+def main() -> None:
+    minutes = float(sys.argv[1]) if len(sys.argv) > 1 and not sys.argv[1].startswith("--") \
+        else 13.0
+    extra = [a for a in sys.argv[1:] if a.startswith("--")]
+    if not (DEMO / "data" / "train.csv").is_file():
+        sys.exit(f"error: {DEMO / 'data' / 'train.csv'} not found: generate the demo corpus "
+                 "first (make demo, or python recipes/prepare_data.py hparams/demo.yaml)")
+    first_wav = (DEMO / "data" / "train.csv").read_text().splitlines()[1].split(",")[2]
+    check_same_computation(first_wav)
+    runs = {"ours": train("ours", Path("hparams/demo.yaml"), minutes, extra),
+            "speechbrain": train("speechbrain", speechbrain_yaml(OUTPUT), minutes, extra)}
+    for name, run in runs.items():
+        results = verify(name)
+        run["metrics"] = {lst: results[lst] for lst in ("standard", "hard")}
+        print(f"\n{name}: {run['epochs']} epochs in {run['minutes']:.1f} min "
+              f"(recipe wall clock, budget {minutes:g} min)\n{summary_table(run['metrics'])}")
+    (OUTPUT / "results.json").write_text(json.dumps(runs, indent=2) + "\n")
+    ours, theirs = (runs[n]["metrics"]["standard"]["cosine"]["eer"] for n in runs)
+    print(f"\nEER on the standard list (cosine): ours {ours:.2f} %, SpeechBrain {theirs:.2f} % "
+          f"(ratio {theirs / max(ours, 1e-9):.2f}x); results in {OUTPUT / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
