@@ -23,7 +23,14 @@ import numpy as np
 
 from custom_modules.audio import AudioError, read_audio, write_wav
 from data_prep import synthetic_audio
-from data_prep.manifest import already_prepared, mark_prepared, scan, worker_count, write_json
+from data_prep.manifest import (
+    already_prepared,
+    mark_prepared,
+    modification_stamp,
+    scan,
+    worker_count,
+    write_json,
+)
 
 logger = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
@@ -43,7 +50,7 @@ def prepare_augmentation(save_folder: str, musan_folder: str | None = None,
     """
     options = {"musan_folder": musan_folder, "rirs_folder": rirs_folder,
                "babble_csv": babble_csv, "num_generated": num_generated, "seconds": seconds,
-               "seed": seed}
+               "seed": seed, "modified": modification_stamp([babble_csv])}
     save = Path(save_folder)
     outputs = {name: str(save / f"{name}.csv") for name in ("noise", "babble", "rir")}
     if already_prepared(save, options, ["noise.csv", "babble.csv", "rir.csv"]):

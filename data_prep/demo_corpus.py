@@ -80,12 +80,13 @@ def generate_demo_corpus(output_folder: str, utterances_per_voice: int = 50,
     options = {"utterances_per_voice": utterances_per_voice, "sessions": sessions_per_voice,
                "max_voices": max_voices, "test_voices": test_voices, "trials": trials,
                "min_words": min_words, "seed": seed, "version": VERSION}
+    voices, warnings = _choose_voices(max_voices, seed)
+    options["voices"] = [v.key for v in voices]      # other voices installed: a new corpus
     if already_prepared(output_folder, options, OUTPUTS):
         logger.info("demo corpus already in %s with the same options: nothing to do",
                     output_folder)
         return {"skipped": True, "output_folder": output_folder}
     _clear_old_audio(Path(output_folder))
-    voices, warnings = _choose_voices(max_voices, seed)
     if len(voices) < 4:
         raise ValueError(f"the demo corpus needs at least 4 voices (2 held out for trials), "
                          f"{len(voices)} available")

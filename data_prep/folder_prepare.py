@@ -23,6 +23,7 @@ from data_prep.manifest import (
     Utterance,
     already_prepared,
     mark_prepared,
+    modification_stamp,
     process_pool,
     scan,
     worker_count,
@@ -67,7 +68,8 @@ def prepare_folder(data_folder: str, save_folder: str, test_speakers: float = 0.
     options = {"data_folder": str(root), "test_speakers": test_speakers,
                "test_trials": test_trials, "mode": mode, "seg_dur": seg_dur,
                "min_duration": min_duration, "split_ratio": list(split_ratio),
-               "dev_split": dev_split, "valid_trials": valid_trials, "seed": seed}
+               "dev_split": dev_split, "valid_trials": valid_trials, "seed": seed,
+               "modified": modification_stamp([root])}
     outputs = ["train.csv", "dev.csv", "enrol.csv", "test.csv", "test_trials.txt", REPORT_FILE]
     if already_prepared(save_folder, options, outputs):
         logger.info("%s already prepared in %s with the same options: nothing to do", root,

@@ -145,6 +145,13 @@ def already_prepared(save_folder: str | os.PathLike, options: dict, outputs: lis
     return json.loads(record.read_text(encoding="utf-8")) == json.loads(json.dumps(options))
 
 
+def modification_stamp(paths: list) -> dict[str, int | None]:
+    """Modification times (ns) of the inputs a preparation reads, for its options: a corpus
+    regenerated in place, or a changed list, then counts as a change and is prepared again."""
+    return {str(p): os.stat(p).st_mtime_ns if p is not None and os.path.exists(p) else None
+            for p in paths}
+
+
 def mark_prepared(save_folder: str | os.PathLike, options: dict) -> None:
     """Record a finished run; written last so an interrupted run is redone."""
     write_json(Path(save_folder, OPTIONS_FILE), options)

@@ -47,7 +47,8 @@ FLITE_VOICES = {"kal": "male", "awb": "male", "rms": "male", "slt": "female"}
 # The same recorded person in several packages: the first one found is kept.
 SAME_PERSON = [["rhvoice:slt", "flite:slt", "festival:cmu_us_slt_arctic_hts"],
                ["flite:kal", "festival:kal_diphone"], ["rhvoice:bdl"], ["flite:awb"],
-               ["flite:rms"], ["rhvoice:clb"]]
+               ["flite:rms"], ["rhvoice:clb"],
+               ["rhvoice:aleksandr-hq", "rhvoice:aleksandr"]]   # one speaker, two voice builds
 
 
 class Voice(NamedTuple):

@@ -23,6 +23,7 @@ from data_prep.manifest import (
     Utterance,
     already_prepared,
     mark_prepared,
+    modification_stamp,
     scan,
     worker_count,
     write_json,
@@ -81,7 +82,8 @@ def prepare_voxceleb(data_folder: str | list[str], save_folder: str,
                "dev_split": dev_split, "valid_trials": valid_trials,
                "trials": os.path.abspath(verification_pairs_file),
                "converted_folder": converted_folder,
-               "skip_missing_trials": skip_missing_trials, "seed": seed}
+               "skip_missing_trials": skip_missing_trials, "seed": seed,
+               "modified": modification_stamp([verification_pairs_file, *folders])}
     if mode not in ("utterances", "chunks") or dev_split not in ("speakers", "utterances"):
         raise ValueError(f"prepare_voxceleb: mode must be 'utterances' or 'chunks' and "
                          f"dev_split 'speakers' or 'utterances', got {mode!r}, {dev_split!r}")

@@ -1,6 +1,7 @@
 """VoxCeleb preparation on tiny fake VoxCeleb1 / VoxCeleb2 trees."""
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -126,6 +127,12 @@ def test_second_run_does_nothing_and_changed_options_regenerate(corpus, prepared
     chunk = read_csv(save / "train.csv")[0]
     assert chunk["ID"].endswith("_0.0_1.0")
     assert (chunk["start"], chunk["stop"]) == ("0", "16000")
+    trials = Path(corpus["trials"])
+    os.utime(trials, ns=(trials.stat().st_atime_ns, trials.stat().st_mtime_ns + 10**9))
+    rewritten = prepare_voxceleb(corpus["folders"], str(save), corpus["trials"],
+                                 split_ratio=(75, 25), valid_trials=6, num_workers=2,
+                                 mode="chunks", seg_dur=1.0)
+    assert rewritten["skipped"] is False      # a rewritten trial list (new corpus) is redone
 
 
 def test_missing_trial_audio_is_a_clear_error_or_skipped(corpus, tmp_path):
