@@ -8,7 +8,7 @@ Both models are trained one after the other by ``recipes/train_speaker_embedding
 prepared corpus in ``exps/demo``: ours with ``hparams/demo.yaml``, SpeechBrain's with a copy of
 it in which only ``compute_features`` (``Fbank`` + sentence mean normalisation) and
 ``embedding_model`` (``speechbrain.lobes.models.ECAPA_TDNN``, same channels) are swapped. Each
-gets the YAML's epochs and at most ``minutes`` of training (default 13; the recipe stops before
+gets the YAML's epochs and at most ``minutes`` of training (default 14; the recipe stops before
 an epoch that would overrun it). Extra ``--key=value`` arguments go to both runs. Both exported
 folders are then scored by the same verification code on the standard and hard trial lists,
 with and without AS-norm.
@@ -18,6 +18,7 @@ parameter count, and SpeechBrain's features equal to ours within 1e-3 dB on a co
 """
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -75,8 +76,9 @@ def check_same_computation(wav: str) -> None:
 
 
 def train(name: str, hparams: Path, minutes: float, extra: list[str]) -> dict:
-    """Run the recipe for one model; returns its wall-clock minutes and epochs."""
+    """Run the recipe for one model from scratch; returns its wall-clock minutes and epochs."""
     folder = OUTPUT / name
+    shutil.rmtree(folder, ignore_errors=True)
     command = [sys.executable, "recipes/train_speaker_embeddings.py", str(hparams),
                f"--output_folder={folder}", f"--corpus_folder={DEMO / 'corpus'}",
                f"--prepared_folder={DEMO / 'data'}", f"--max_train_minutes={minutes}", *extra]
@@ -88,6 +90,7 @@ def train(name: str, hparams: Path, minutes: float, extra: list[str]) -> dict:
 
 
 def verify(name: str) -> dict:
+    """Both trial lists, cosine and AS-norm, with the model the recipe exported."""
     embedder = load_embedder(OUTPUT / name / "pretrained")
     corpus = DEMO / "corpus"
     return run_verification(
@@ -99,7 +102,7 @@ def verify(name: str) -> dict:
 
 def main() -> None:
     minutes = float(sys.argv[1]) if len(sys.argv) > 1 and not sys.argv[1].startswith("--") \
-        else 13.0
+        else 14.0
     extra = [a for a in sys.argv[1:] if a.startswith("--")]
     if not (DEMO / "data" / "train.csv").is_file():
         sys.exit(f"error: {DEMO / 'data' / 'train.csv'} not found: generate the demo corpus "

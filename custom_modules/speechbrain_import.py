@@ -94,7 +94,8 @@ class SpeechBrainFrontend(torch.nn.Module):
 
     Lets our training recipe train SpeechBrain's stock model on SpeechBrain's own features
     (``benchmarks/bench_demo_vs_speechbrain.py``); ``config`` holds the equivalent
-    ``MelFrontend`` arguments, so the exported folder loads through our frontend.
+    ``MelFrontend`` arguments, so the exported folder loads through our frontend. Integer
+    sample counts are turned into SpeechBrain's relative lengths (its padding behaviour).
     """
 
     def __init__(self, n_mels: int = 80, sample_rate: int = 16000):
@@ -106,14 +107,28 @@ class SpeechBrainFrontend(torch.nn.Module):
     def config(self) -> dict:
         return frontend_config(self.fbank, self.normalization)
 
-    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def frame_counts(self, samples: torch.Tensor) -> torch.Tensor:
+        """Frames of each row for integer sample counts (as ``MelFrontend.frame_counts``)."""
+        return 1 + torch.div(samples, self.fbank.compute_STFT.hop_length, rounding_mode="floor")
+
+    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if lengths is None:
+            lengths = torch.ones(len(wavs), device=wavs.device)
+        elif not lengths.is_floating_point():
+            lengths = lengths / wavs.shape[1]
         return self.normalization(self.fbank(wavs), lengths)
 
 
 class SpeechBrainStockECAPA(SpeechBrainECAPA):
     """SpeechBrain's stock ``ECAPA_TDNN``, unchanged, with the ``config`` of the equivalent
-    ``custom_modules.ECAPA_TDNN`` (same state-dict keys), so our exporter can write it."""
+    ``custom_modules.ECAPA_TDNN`` (same state-dict keys), so our exporter can write it.
+    Integer frame counts are turned into SpeechBrain's relative lengths."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.config = ecapa_config(self)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if lengths is not None and not lengths.is_floating_point():
+            lengths = lengths / x.shape[1]
+        return super().forward(x, lengths)

@@ -103,7 +103,7 @@ def test_speechbrain_stock_model_trained_by_our_recipe_exports_to_our_folder(tmp
     """SpeechBrainFrontend + SpeechBrainStockECAPA (what the demo benchmark trains) give the same
     features as MelFrontend, and the exported folder loads into our model unchanged."""
     from custom_modules.frontend import MelFrontend
-    from custom_modules.pretrained import load_embedder, write_pretrained
+    from custom_modules.pretrained import Embedder, load_embedder, write_pretrained
     from custom_modules.speechbrain_import import SpeechBrainFrontend, SpeechBrainStockECAPA
 
     wavs = torch.from_numpy(np.stack([speech_like(1.5, 16000, np.random.default_rng(i))
@@ -122,3 +122,6 @@ def test_speechbrain_stock_model_trained_by_our_recipe_exports_to_our_folder(tmp
         expected = model(frontend(wavs[:1], torch.ones(1)))
         assert torch.nn.functional.cosine_similarity(
             embedder(wavs[:1]).reshape(-1), expected.reshape(-1), dim=0) > 0.9999
+        # The recipe's validation embeds through Embedder, with integer lengths.
+        during_training = Embedder(frontend, model)(wavs, lengths)
+    assert during_training.shape == (2, 24) and torch.isfinite(during_training).all()
