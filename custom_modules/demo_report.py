@@ -33,13 +33,12 @@ def demo_summary(experiment: str, corpus_folder: str | None = None) -> str:
     engines = ", ".join(f"{engine} {count}" for engine, count in
                         sorted(corpus["voices_by_engine"].items(), key=lambda kv: -kv[1]))
     lines = [f"Demo corpus: {corpus['voices']} voices ({engines}), {corpus['utterances']} "
-             f"utterances; {corpus['test_voices']} voices held out for the trials.",
-             ""]
+             f"utterances; {corpus['test_voices']} voices held out for the trials."]
     log = folder / "train_log.txt"
     epochs = log.read_text(encoding="utf-8").strip().splitlines() if log.is_file() else []
     if epochs:
-        lines[1:1] = [f"Training: {len(epochs)} epochs; last: {epochs[-1]}"]
-    lines += [summary_table(metrics), ""]
+        lines.append(f"Training: {len(epochs)} epochs; last: {epochs[-1]}")
+    lines += ["", summary_table(metrics), ""]
     for name, target in TARGETS.items():
         if name in metrics:
             best = min(m["eer"] for m in metrics[name].values() if "eer" in m)

@@ -75,7 +75,6 @@ class WarmupSchedule:
         return lr
 
 
-
 class TimeBudgetEpochCounter(EpochCounter):
     """SpeechBrain's checkpointable ``EpochCounter`` that also stops when a wall-clock budget
     would be overrun: an epoch is not started when the mean length of the epochs run so far in
@@ -94,19 +93,18 @@ class TimeBudgetEpochCounter(EpochCounter):
         super().__init__(limit)
         self.max_seconds = None if max_minutes is None else 60.0 * max_minutes
         self.started: float | None = None
-        self.epochs_timed = 0
+        self.first_epoch = 0          # epochs already done when this process started timing
 
     def __next__(self) -> int:
         if self.max_seconds is None:
             return super().__next__()
         now = time.monotonic()
         if self.started is None:
-            self.started = now
-        elif self.current < self.limit:
-            self.epochs_timed += 1
-        if self.epochs_timed:
+            self.started, self.first_epoch = now, self.current
+        epochs_timed = self.current - self.first_epoch
+        if epochs_timed:
             spent = now - self.started
-            if spent + spent / self.epochs_timed > self.max_seconds:
+            if spent + spent / epochs_timed > self.max_seconds:
                 logger.info("time budget of %.1f min reached after epoch %d (%.1f min spent)",
                             self.max_seconds / 60, self.current, spent / 60)
                 raise StopIteration
