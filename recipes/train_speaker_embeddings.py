@@ -34,17 +34,18 @@ def main() -> None:
     try:
         for step in hparams["preparation"]:
             sb.utils.distributed.run_on_main(step)
-        train_data, encoder = training_set(hparams["train_csv"],
-                                           f"{hparams['save_folder']}/label_encoder.txt",
-                                           hparams["crop_seconds"], hparams["sample_rate"])
+        train_data = training_set(hparams["train_csv"],
+                                  f"{hparams['save_folder']}/label_encoder.txt",
+                                  hparams["crop_seconds"], hparams["sample_rate"],
+                                  hparams.get("speaker_speeds", [1.0]))
     except (ValueError, RuntimeError) as error:
         sys.exit(f"error: {error}")
-    classifier = hparams["classifier"](num_classes=len(encoder))
+    classifier = hparams["classifier"](num_classes=train_data.num_classes)
     hparams["modules"]["classifier"] = classifier
     hparams["checkpointer"].add_recoverable("classifier", classifier)
     brain = SpeakerBrain(modules=hparams["modules"], opt_class=hparams["opt_class"],
                          hparams=hparams, run_opts=run_opts, checkpointer=hparams["checkpointer"])
-    brain.fit(hparams["epoch_counter"], train_data, None,
+    brain.fit(hparams["epoch_counter"], train_data.dataset, None,
               train_loader_kwargs=hparams["dataloader_options"])
     logger = logging.getLogger(__name__)
     if not replicas_identical(hparams["embedding_model"]):

@@ -78,6 +78,10 @@ def test_margin_warmup_schedule_and_per_sample_masks():
     assert schedule(0.5) == pytest.approx(0.005)
     assert schedule(2.0) == pytest.approx(0.001)
     assert schedule(3.0) == pytest.approx(0.01)
+    cosine = WarmupSchedule(0.01, warmup_epochs=1, total_epochs=5, decay="cosine",
+                            final_ratio=0.1)
+    assert [cosine(e) for e in (1.0, 3.0, 5.0, 7.0)] == pytest.approx([0.01, 0.0055, 0.001,
+                                                                       0.001])
     masks = PerSampleSpecAugment(time_masks=2, max_time=20, freq_masks=0).train()
     out = masks(torch.ones(16, 100, 10))
     patterns = {tuple((out[i, :, 0] == 0).nonzero().flatten().tolist()) for i in range(16)}
@@ -143,10 +147,16 @@ def test_two_cpu_processes_end_with_identical_weights(corpus, tmp_path):
 
 
 @pytest.mark.slow
-def test_same_seed_same_weights(corpus, tmp_path):
+def test_same_seed_same_weights_with_speed_perturbed_speakers(corpus, tmp_path):
     for name in ("a", "b"):
-        done = train(corpus, tmp_path / name, "--number_of_epochs=1")
+        done = train(corpus, tmp_path / name, "--number_of_epochs=1",
+                     "--speaker_speeds=[1.0, 0.9, 1.1]")
         assert done.returncode == 0, done.stderr[-2000:]
     first, second = (torch.load(tmp_path / n / "pretrained/embedding_model.ckpt",
                                 weights_only=True) for n in ("a", "b"))
     assert all(torch.equal(first[k], second[k]) for k in first)
+    pretrained = tmp_path / "a" / "pretrained"
+    classes = torch.load(pretrained / "classifier.ckpt", weights_only=True)["weight"].shape[0]
+    labels = (pretrained / "label_encoder.txt").read_text().split("\n=")[0].splitlines()
+    speakers = len(labels)
+    assert classes == 3 * speakers
