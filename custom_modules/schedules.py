@@ -7,6 +7,7 @@ stopped, and with several processes each step is one synchronised global step.
 """
 
 import logging
+import math
 import time
 
 from speechbrain.utils.epoch_loop import EpochCounter
@@ -15,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 
 class WarmupSchedule:
-    """Linear warm-up to ``lr``, then exponential or cyclic (triangular) decay.
+    """Linear warm-up to ``lr``, then exponential, cosine or cyclic (triangular) decay.
 
     Arguments
     ---------
@@ -24,10 +25,11 @@ class WarmupSchedule:
     warmup_epochs : float
         Length of the linear warm-up (may be fractional).
     total_epochs : float
-        Length of training; the exponential decay reaches ``lr * final_ratio`` there.
+        Length of training; the exponential and cosine decays reach ``lr * final_ratio`` there.
     decay : str
-        ``"exponential"``, ``"cyclic"`` (triangular cycles, ``cycle_epochs`` long, from ``lr``
-        down to ``lr * final_ratio`` and back) or ``"constant"``.
+        ``"exponential"``, ``"cosine"`` (half a cosine: stays high longer), ``"cyclic"``
+        (triangular cycles, ``cycle_epochs`` long, from ``lr`` down to ``lr * final_ratio``
+        and back) or ``"constant"``.
 
     Example
     -------
@@ -39,8 +41,9 @@ class WarmupSchedule:
     def __init__(self, lr: float, warmup_epochs: float, total_epochs: float,
                  decay: str = "exponential", final_ratio: float = 0.01,
                  cycle_epochs: float = 2.0):
-        if decay not in ("exponential", "cyclic", "constant"):
-            raise ValueError(f"WarmupSchedule: decay must be exponential, cyclic or constant, "
+        if decay not in ("exponential", "cosine", "cyclic", "constant"):
+            raise ValueError(f"WarmupSchedule: decay must be exponential, cosine, cyclic or "
+                             f"constant, "
                              f"got {decay!r}")
         if lr <= 0 or warmup_epochs < 0 or total_epochs <= warmup_epochs or final_ratio <= 0:
             raise ValueError(f"WarmupSchedule: need lr > 0, 0 <= warmup_epochs < total_epochs "
@@ -58,9 +61,12 @@ class WarmupSchedule:
         if epochs_done < self.warmup_epochs:
             return self.lr * epochs_done / self.warmup_epochs
         after = epochs_done - self.warmup_epochs
+        progress = min(1.0, after / (self.total_epochs - self.warmup_epochs))
         if self.decay == "exponential":
-            span = self.total_epochs - self.warmup_epochs
-            return self.lr * self.final_ratio ** min(1.0, after / span)
+            return self.lr * self.final_ratio ** progress
+        if self.decay == "cosine":
+            low = self.lr * self.final_ratio
+            return low + (self.lr - low) * (1 + math.cos(math.pi * progress)) / 2
         if self.decay == "cyclic":
             phase = (after / self.cycle_epochs) % 1.0
             low = self.lr * self.final_ratio
