@@ -16,10 +16,11 @@ DEMO := exps/demo
 # The end-to-end demo: voices, corpus, training, verification, plots, pretrained folder, summary.
 demo: $(INSTALLED) $(DEBIAN) $(VOICES)
 	$(PYTHON) recipes/train_speaker_embeddings.py hparams/demo.yaml --output_folder=$(DEMO)
+	# AS-norm against training utterances and the LDA back-end: chosen on the validation voices.
 	hard=$(DEMO)/corpus/trials_hard.txt; test -f $$hard || hard=null; \
 	$(PYTHON) recipes/speaker_verification.py hparams/verify.yaml --experiment=$(DEMO) \
 		--trial_lists="{test: null, standard: $(DEMO)/corpus/trials_standard.txt, hard: $$hard}" \
-		--audio_folder=$(DEMO)/corpus/wav
+		--audio_folder=$(DEMO)/corpus/wav --cohort=utterances --lda_dim=100
 	$(PYTHON) recipes/visualize.py hparams/visualize.yaml --experiment=$(DEMO)
 	$(PYTHON) recipes/demo_summary.py hparams/demo.yaml --output_folder=$(DEMO)
 

@@ -1,4 +1,5 @@
-"""Scoring trials: cosine similarity, score normalisation (S-norm, AS-norm) and calibration.
+"""Scoring trials: cosine similarity, an LDA back-end, score normalisation (S-norm, AS-norm)
+and calibration.
 
 Everything is computed per *utterance*, not per trial: each embedding is scored against the
 cohort once (one matrix product per chunk, then top-k), and trials only look up the
@@ -8,6 +9,10 @@ AS-norm (adaptive symmetric normalisation) of a trial score ``s`` between enrolm
 test ``t``: ``((s - mean_e) / std_e + (s - mean_t) / std_t) / 2``, where ``mean_x`` and
 ``std_x`` are the mean and (unbiased) standard deviation of ``x``'s ``top_k`` highest cosine
 scores against the cohort; S-norm uses the whole cohort.
+
+The LDA back-end is the classical one before cosine scoring (as in Kaldi's x-vector recipe):
+length-normalise, centre, and project onto the ``dim`` directions that best separate the
+training speakers, which drops within-speaker (channel, session) directions.
 """
 
 from typing import NamedTuple
@@ -15,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import LogisticRegression
 
 
@@ -87,6 +93,36 @@ def speaker_means(embeddings: torch.Tensor, speakers: list[str]) -> torch.Tensor
     sums = torch.zeros(len(names), unit.shape[1], dtype=unit.dtype).index_add_(0, index, unit)
     counts = torch.bincount(index, minlength=len(names)).unsqueeze(1).to(unit.dtype)
     return sums / counts
+
+
+class Projection(NamedTuple):
+    """``(unit(x) - mean) @ matrix``: a linear back-end applied to embeddings ``(n, dim)``."""
+
+    mean: torch.Tensor
+    matrix: torch.Tensor
+
+    def __call__(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return (F.normalize(embeddings, dim=1) - self.mean) @ self.matrix
+
+
+def fit_lda(embeddings: torch.Tensor, speakers: list[str], dim: int) -> Projection:
+    """LDA of length-normalised ``embeddings`` ``(n, d)`` labelled by ``speakers``, keeping
+    ``dim`` directions (at most ``d`` and one less than the number of speakers).
+
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> centres = torch.randn(4, 8, generator=gen)
+    >>> emb = centres.repeat_interleave(5, 0) + 0.1 * torch.randn(20, 8, generator=gen)
+    >>> fit_lda(emb, [s for s in "abcd" for _ in range(5)], dim=3)(emb).shape
+    torch.Size([20, 3])
+    """
+    unit = F.normalize(embeddings, dim=1).double()
+    classes = len(set(speakers))
+    if not 1 <= dim <= min(unit.shape[1], classes - 1):
+        raise ValueError(f"LDA: lda_dim={dim} must be between 1 and min(embedding size "
+                         f"{unit.shape[1]}, speakers - 1 = {classes - 1})")
+    lda = LinearDiscriminantAnalysis(n_components=dim).fit(unit.numpy(), np.asarray(speakers))
+    return Projection(torch.from_numpy(lda.xbar_).to(embeddings.dtype),
+                      torch.from_numpy(lda.scalings_[:, :dim]).to(embeddings.dtype))
 
 
 class Calibration(NamedTuple):

@@ -2,9 +2,11 @@
 
 Every utterance named by any trial list (and the cohort) is embedded exactly once. Scores are
 cosine similarities, optionally after subtracting the cohort's mean embedding; with a cohort
-they are also S-normalised or AS-normalised; with held-out calibration trials they are also
-turned into log-likelihood ratios. Writes, per trial list, ``scores.txt``, a DET plot and a
-score histogram, and one ``metrics.json`` for everything.
+they are also S-normalised or AS-normalised; with ``lda_dim`` the same scores are computed
+again after an LDA fitted on training utterances (variants ``lda+cosine``, ``lda+as-norm``);
+with held-out calibration trials the last variant is also turned into log-likelihood ratios.
+Writes, per trial list, ``scores.txt``, a DET plot and a score histogram, and one
+``metrics.json`` for everything.
 """
 
 import csv
@@ -26,6 +28,7 @@ from custom_modules.scoring import (
     cohort_stats,
     cosine_scores,
     fit_calibration,
+    fit_lda,
     normalize_scores,
     speaker_means,
 )
@@ -108,17 +111,21 @@ def run_verification(embedder: Embedder, trial_lists: dict[str, str], output_fol
                      cohort_csv: str | None = None, cohort: str = "speakers",
                      cohort_size: int = 20000, cohort_per_speaker: int = 3,
                      top_k: int | None = 300, mean_subtraction: bool = False,
-                     calibration_trials: str | None = None, calibration_csv: str | None = None,
+                     lda_dim: int | None = None, calibration_trials: str | None = None,
+                     calibration_csv: str | None = None,
                      skip_missing: bool = False, cache_folder: str | None = None,
                      batch_seconds: float = 120.0, seed: int = 1234) -> dict:
     """Score every trial list and write the results; returns ``{list: {variant: metrics}}``.
 
-    A list given as ``None`` is left out. ``top_k=None`` gives S-norm instead of AS-norm. See
+    A list given as ``None`` is left out. ``top_k=None`` gives S-norm instead of AS-norm.
+    ``lda_dim`` fits the LDA on ``cohort_size`` random utterances of ``cohort_csv``. See
     ``hparams/verify.yaml`` for the rest.
     """
     lists = {name: read_trials(path) for name, path in trial_lists.items() if path is not None}
     if not lists:
         raise ValueError("no trial list to score (every entry of trial_lists is null)")
+    if lda_dim is not None and not cohort_csv:
+        raise ValueError("lda_dim needs cohort_csv: the training utterances to fit the LDA on")
     if calibration_trials:
         lists["calibration"] = read_trials(calibration_trials)
     catalogue = read_utterance_csvs(list(utterance_csvs)
@@ -136,36 +143,44 @@ def run_verification(embedder: Embedder, trial_lists: dict[str, str], output_fol
     position = {utt_id: i for i, utt_id in enumerate(ids)}
     index = {entry: position[found[entry].id] for entry in usable}
 
-    stats, cohort_matrix = None, None
+    cohort_matrix, lda_pool, projection = None, None, None
     if cohort_csv:
-        pool, speakers = choose_cohort(read_utterance_csvs([cohort_csv]), cohort, cohort_size,
-                                       cohort_per_speaker, seed)
-        cohort_embedded, _ = embed_utterances(embedder, pool, cache_folder, batch_seconds,
-                                              skip_bad=True)
-        kept = [(u, s) for u, s in zip(pool, speakers, strict=True) if u.id in cohort_embedded]
-        cohort_matrix = torch.stack([cohort_embedded[u.id] for u, _ in kept])
-        if cohort == "speakers":
-            cohort_matrix = speaker_means(cohort_matrix, [s for _, s in kept])
+        training = read_utterance_csvs([cohort_csv])
+        pool = _embedded_pool(embedder, training, cohort, cohort_size, cohort_per_speaker, seed,
+                              cache_folder, batch_seconds)
+        cohort_matrix = speaker_means(*pool) if cohort == "speakers" else pool[0]
+        if lda_dim is not None:
+            lda_pool = pool if cohort == "utterances" else _embedded_pool(
+                embedder, training, "utterances", cohort_size, 1, seed, cache_folder,
+                batch_seconds)
     if mean_subtraction:
         mean = (cohort_matrix if cohort_matrix is not None else matrix).mean(dim=0)
         matrix = matrix - mean
         cohort_matrix = cohort_matrix - mean if cohort_matrix is not None else None
-    if cohort_matrix is not None:
-        if top_k is not None and top_k > len(cohort_matrix):
-            logger.warning("AS-norm: top_k=%d is more than the %d cohort entries; using %d",
-                           top_k, len(cohort_matrix), len(cohort_matrix))
-            top_k = len(cohort_matrix)
-        stats = cohort_stats(matrix, cohort_matrix, top_k)
+        lda_pool = (lda_pool[0] - mean, lda_pool[1]) if lda_pool is not None else None
+    if lda_pool is not None:
+        projection = fit_lda(*lda_pool, lda_dim)
+    if cohort_matrix is not None and top_k is not None and top_k > len(cohort_matrix):
+        logger.warning("AS-norm: top_k=%d is more than the %d cohort entries; using %d",
+                       top_k, len(cohort_matrix), len(cohort_matrix))
+        top_k = len(cohort_matrix)
     norm_name = "s-norm" if top_k is None else "as-norm"
-
-    scored = {name: _score(trials, index, matrix, stats, norm_name)
-              for name, trials in lists.items()}
+    spaces = {"": (matrix, cohort_matrix)}
+    if projection is not None:
+        spaces["lda+"] = (projection(matrix), projection(cohort_matrix))
+    scored = {}
+    for prefix, (embeddings, cohort_embeddings) in spaces.items():
+        stats = None if cohort_embeddings is None else \
+            cohort_stats(embeddings, cohort_embeddings, top_k)
+        for name, trials in lists.items():
+            variants, kept, dropped = _score(trials, index, embeddings, stats, norm_name)
+            merged = scored.setdefault(name, ({}, kept, dropped))[0]
+            merged.update({prefix + variant: values for variant, values in variants.items()})
     calibration = None
     if calibration_trials:
         calibration_scores, calibration_trial_list, _ = scored.pop("calibration")
-        final = norm_name if stats is not None else "cosine"
         labels = torch.tensor([t.label for t in calibration_trial_list])
-        calibration = fit_calibration(calibration_scores[final], labels)
+        calibration = fit_calibration(list(calibration_scores.values())[-1], labels)
     results = {}
     for name, (variants, trials, dropped) in scored.items():
         results[name] = _report(name, variants, trials, dropped, calibration,
@@ -174,6 +189,16 @@ def run_verification(embedder: Embedder, trial_lists: dict[str, str], output_fol
     Path(output_folder).mkdir(parents=True, exist_ok=True)
     Path(output_folder, "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def _embedded_pool(embedder: Embedder, training: dict[str, tuple[Utterance, str]], kind: str,
+                   size: int, per_speaker: int, seed: int, cache_folder: str | None,
+                   batch_seconds: float) -> tuple[torch.Tensor, list[str]]:
+    """Training utterances chosen by ``choose_cohort``, embedded, with their speakers."""
+    pool, speakers = choose_cohort(training, kind, size, per_speaker, seed)
+    embedded, _ = embed_utterances(embedder, pool, cache_folder, batch_seconds, skip_bad=True)
+    kept = [(u, s) for u, s in zip(pool, speakers, strict=True) if u.id in embedded]
+    return torch.stack([embedded[u.id] for u, _ in kept]), [s for _, s in kept]
 
 
 def _score(trials: list[Trial], index: dict[str, int], matrix: torch.Tensor,
@@ -229,15 +254,15 @@ def _safe(name: str) -> str:
 
 def summary_table(results: dict) -> str:
     """One line per trial list and score variant: EER and minDCF at 0.01 and 0.05."""
-    lines = [f"{'trials':<16}{'scores':<10}{'EER %':>8}{'minDCF 0.01':>13}{'minDCF 0.05':>13}"
+    lines = [f"{'trials':<16}{'scores':<13}{'EER %':>8}{'minDCF 0.01':>13}{'minDCF 0.05':>13}"
              f"{'count':>9}"]
     lists = {name: variants for name, variants in results.items() if name != "problems"}
     for name, variants in lists.items():
         for variant, m in variants.items():
             if "eer" in m:
-                lines.append(f"{name:<16}{variant:<10}{m['eer']:>8.2f}{m['min_dcf_0.01']:>13.4f}"
+                lines.append(f"{name:<16}{variant:<13}{m['eer']:>8.2f}{m['min_dcf_0.01']:>13.4f}"
                              f"{m['min_dcf_0.05']:>13.4f}{m['trials']:>9}")
             else:
-                lines.append(f"{name:<16}{variant:<10}  actDCF(0.01) {m['act_dcf_0.01']:.4f}  "
+                lines.append(f"{name:<16}{variant:<13}  actDCF(0.01) {m['act_dcf_0.01']:.4f}  "
                              f"Cllr {m['cllr']:.4f}")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from custom_modules.scoring import (
     cohort_stats,
     cosine_scores,
     fit_calibration,
+    fit_lda,
     normalize_scores,
     speaker_means,
 )
@@ -68,3 +69,33 @@ def test_calibration_gives_llrs():
     assert cllr(llr[:2000], llr[2000:]) < cllr(scores[:2000], scores[2000:])
     with pytest.raises(ValueError, match="both target and non-target"):
         fit_calibration(scores[:10], np.ones(10))
+
+
+def test_lda_projection_is_sklearns_and_removes_within_speaker_directions():
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(6, 10, generator=generator, dtype=torch.float64)
+    channel = torch.zeros(10, dtype=torch.float64)
+    channel[0] = 1.0            # a strong nuisance direction shared by every speaker
+    nuisance = 3.0 * torch.randn(60, 1, generator=generator, dtype=torch.float64) * channel
+    embeddings = (centres.repeat_interleave(10, 0) + nuisance
+                  + 0.05 * torch.randn(60, 10, generator=generator, dtype=torch.float64))
+    speakers = [f"s{n}" for n in range(6) for _ in range(10)]
+    projection = fit_lda(embeddings, speakers, dim=5)
+    unit = torch.nn.functional.normalize(embeddings, dim=1).numpy()
+    reference = LinearDiscriminantAnalysis(n_components=5).fit(unit, speakers).transform(unit)
+    assert np.allclose(projection(embeddings).numpy(), reference, atol=1e-8)
+    enrol, test = torch.arange(60).repeat(3), torch.arange(60).roll(5).repeat(3)
+    test[60:] = torch.randint(0, 60, (120,), generator=generator)
+    same = torch.tensor([speakers[e] == speakers[t] for e, t in zip(enrol, test, strict=True)])
+    raw = cosine_scores(embeddings, enrol, test)
+    projected = cosine_scores(projection(embeddings), enrol, test)
+    gap = lambda s: float(s[same].mean() - s[~same].mean())  # noqa: E731
+    assert gap(projected) > gap(raw) + 0.2
+
+
+@pytest.mark.parametrize("dim", [0, 6, 11])
+def test_lda_dimension_is_checked(dim):
+    with pytest.raises(ValueError, match=f"lda_dim={dim} must be between 1 and"):
+        fit_lda(torch.randn(30, 10), [f"s{n % 6}" for n in range(30)], dim)

@@ -65,6 +65,20 @@ def test_script_end_to_end_with_as_norm_and_calibration(experiment):
     assert caches[0].stat().st_mtime_ns == stamp  # everything came from the cache
 
 
+def test_lda_back_end_adds_its_variants(experiment, tmp_path):
+    done = run_script(experiment, "--lda_dim=3", "--cohort=utterances",
+                      f"--output_folder={tmp_path / 'lda'}")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((tmp_path / "lda/metrics.json").read_text())["test"]
+    assert list(metrics) == ["cosine", "as-norm", "lda+cosine", "lda+as-norm"]
+    header = (tmp_path / "lda/test/scores.txt").read_text().splitlines()[0]
+    assert header == "enrol test label cosine as-norm lda+cosine lda+as-norm"
+    assert "lda+as-norm" in done.stdout
+    too_many = run_script(experiment, "--lda_dim=50", f"--output_folder={tmp_path / 'bad'}")
+    assert too_many.returncode != 0
+    assert "lda_dim=50 must be between 1 and" in too_many.stderr.strip().splitlines()[-1]
+
+
 def test_calibration_and_training_checkpoint(experiment, tmp_path):
     torch.manual_seed(1)
     other = ECAPA_TDNN(**TINY_MODEL)
