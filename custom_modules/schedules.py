@@ -43,8 +43,7 @@ class WarmupSchedule:
                  cycle_epochs: float = 2.0):
         if decay not in ("exponential", "cosine", "cyclic", "constant"):
             raise ValueError(f"WarmupSchedule: decay must be exponential, cosine, cyclic or "
-                             f"constant, "
-                             f"got {decay!r}")
+                             f"constant, got {decay!r}")
         if lr <= 0 or warmup_epochs < 0 or total_epochs <= warmup_epochs or final_ratio <= 0:
             raise ValueError(f"WarmupSchedule: need lr > 0, 0 <= warmup_epochs < total_epochs "
                              f"and final_ratio > 0; got {lr}, {warmup_epochs}, {total_epochs}, "
@@ -62,14 +61,13 @@ class WarmupSchedule:
             return self.lr * epochs_done / self.warmup_epochs
         after = epochs_done - self.warmup_epochs
         progress = min(1.0, after / (self.total_epochs - self.warmup_epochs))
+        low = self.lr * self.final_ratio
         if self.decay == "exponential":
             return self.lr * self.final_ratio ** progress
         if self.decay == "cosine":
-            low = self.lr * self.final_ratio
             return low + (self.lr - low) * (1 + math.cos(math.pi * progress)) / 2
         if self.decay == "cyclic":
             phase = (after / self.cycle_epochs) % 1.0
-            low = self.lr * self.final_ratio
             return low + (self.lr - low) * abs(2 * phase - 1)
         return self.lr
 

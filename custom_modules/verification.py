@@ -168,23 +168,22 @@ def run_verification(embedder: Embedder, trial_lists: dict[str, str], output_fol
     spaces = {"": (matrix, cohort_matrix)}
     if projection is not None:
         spaces["lda+"] = (projection(matrix), projection(cohort_matrix))
-    scored = {}
+    pairs = {name: _pairs(trials, index) for name, trials in lists.items()}
+    scored: dict[str, dict[str, torch.Tensor]] = {name: {} for name in lists}
     for prefix, (embeddings, cohort_embeddings) in spaces.items():
         stats = None if cohort_embeddings is None else \
             cohort_stats(embeddings, cohort_embeddings, top_k)
-        for name, trials in lists.items():
-            variants, kept, dropped = _score(trials, index, embeddings, stats, norm_name)
-            merged = scored.setdefault(name, ({}, kept, dropped))[0]
-            merged.update({prefix + variant: values for variant, values in variants.items()})
+        for name, (_, enrol, test) in pairs.items():
+            variants = _score(embeddings, enrol, test, stats, norm_name)
+            scored[name].update({prefix + variant: v for variant, v in variants.items()})
     calibration = None
     if calibration_trials:
-        calibration_scores, calibration_trial_list, _ = scored.pop("calibration")
-        labels = torch.tensor([t.label for t in calibration_trial_list])
-        calibration = fit_calibration(list(calibration_scores.values())[-1], labels)
+        labels = torch.tensor([t.label for t in pairs.pop("calibration")[0]])
+        calibration = fit_calibration(list(scored.pop("calibration").values())[-1], labels)
     results = {}
-    for name, (variants, trials, dropped) in scored.items():
-        results[name] = _report(name, variants, trials, dropped, calibration,
-                                Path(output_folder, _safe(name)))
+    for name, (kept, _, _) in pairs.items():
+        results[name] = _report(name, scored[name], kept, len(lists[name]) - len(kept),
+                                calibration, Path(output_folder, _safe(name)))
     results["problems"] = problems
     Path(output_folder).mkdir(parents=True, exist_ok=True)
     Path(output_folder, "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -201,19 +200,24 @@ def _embedded_pool(embedder: Embedder, training: dict[str, tuple[Utterance, str]
     return torch.stack([embedded[u.id] for u, _ in kept]), [s for _, s in kept]
 
 
-def _score(trials: list[Trial], index: dict[str, int], matrix: torch.Tensor,
-           stats: CohortStats | None, norm_name: str):
-    """Scores of the trials whose two sides were embedded: cosine, and normalised when
-    there are cohort statistics. Returns them, the kept trials and how many were dropped."""
+def _pairs(trials: list[Trial], index: dict[str, int]
+           ) -> tuple[list[Trial], torch.Tensor, torch.Tensor]:
+    """The trials whose two sides were embedded, with their enrolment and test rows."""
     kept = [t for t in trials if t.enrol in index and t.test in index]
     if not kept:
         raise ValueError("no trial has both utterances embedded")
-    enrol = torch.tensor([index[t.enrol] for t in kept])
-    test = torch.tensor([index[t.test] for t in kept])
+    return (kept, torch.tensor([index[t.enrol] for t in kept]),
+            torch.tensor([index[t.test] for t in kept]))
+
+
+def _score(matrix: torch.Tensor, enrol: torch.Tensor, test: torch.Tensor,
+           stats: CohortStats | None, norm_name: str) -> dict[str, torch.Tensor]:
+    """Cosine scores of the trials ``(enrol, test)``, and normalised ones when there are
+    cohort statistics."""
     variants = {"cosine": cosine_scores(matrix, enrol, test)}
     if stats is not None:
         variants[norm_name] = normalize_scores(variants["cosine"], stats, enrol, test)
-    return variants, kept, len(trials) - len(kept)
+    return variants
 
 
 def _report(name: str, variants: dict[str, torch.Tensor], trials: list[Trial], dropped: int,
