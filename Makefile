@@ -16,11 +16,7 @@ DEMO := exps/demo
 # The end-to-end demo: voices, corpus, training, verification, plots, pretrained folder, summary.
 demo: $(INSTALLED) $(DEBIAN) $(VOICES)
 	$(PYTHON) recipes/train_speaker_embeddings.py hparams/demo.yaml --output_folder=$(DEMO)
-	# AS-norm against training utterances and the LDA back-end: chosen on the validation voices.
-	hard=$(DEMO)/corpus/trials_hard.txt; test -f $$hard || hard=null; \
-	$(PYTHON) recipes/speaker_verification.py hparams/verify.yaml --experiment=$(DEMO) \
-		--trial_lists="{test: null, standard: $(DEMO)/corpus/trials_standard.txt, hard: $$hard}" \
-		--audio_folder=$(DEMO)/corpus/wav --cohort=utterances --lda_dim=100
+	$(PYTHON) recipes/speaker_verification.py hparams/demo_verify.yaml --experiment=$(DEMO)
 	$(PYTHON) recipes/visualize.py hparams/visualize.yaml --experiment=$(DEMO)
 	$(PYTHON) recipes/demo_summary.py hparams/demo.yaml --output_folder=$(DEMO)
 
@@ -47,7 +43,7 @@ $(DEBIAN): debian-packages.txt
 
 # Every speech synthesis voice Debian packages (contrib and non-free too): installed when root,
 # otherwise the demo uses the voices already there (with a warning if that is espeak-ng only).
-$(VOICES): data_prep/install_voices.py
-	$(PYTHON) -m data_prep.install_voices
+$(VOICES): data_prep/demo/install_voices.py
+	$(PYTHON) -m data_prep.demo.install_voices
 	if [ "$$(id -u)" = 0 ]; then touch $(VOICES); fi
 

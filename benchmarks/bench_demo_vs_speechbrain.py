@@ -5,19 +5,21 @@ data, same seed, same epochs, same wall-clock budget; EER on the demo's held-out
 
 Needs the demo corpus (``make demo``, or ``python recipes/prepare_data.py hparams/demo.yaml``).
 Both models are trained one after the other by ``recipes/train_speaker_embeddings.py`` on the
-prepared corpus in ``exps/demo``: ours with ``hparams/demo.yaml``, SpeechBrain's with a copy of
-it in which only ``compute_features`` (``Fbank`` + sentence mean normalisation) and
-``embedding_model`` (``speechbrain.lobes.models.ECAPA_TDNN``, same channels) are swapped. Each
-gets the YAML's epochs and at most ``minutes`` of training (default 14; the recipe stops before
-an epoch that would overrun it). Extra ``--key=value`` arguments go to both runs. Both exported
-folders are then scored the way ``make demo`` scores (``SCORING``) on the standard and hard
-trial lists: cosine and AS-norm, without and with the LDA back-end.
+prepared corpus in ``exps/demo``: ours with ``hparams/demo.yaml``, SpeechBrain's with a YAML
+that extends it and swaps only ``compute_features`` (``Fbank`` + sentence mean normalisation)
+and ``embedding_model`` (``speechbrain.lobes.models.ECAPA_TDNN``, same channels), the modules
+of ``benchmarks/speechbrain_stock.py``. Each gets the YAML's epochs and at most ``minutes`` of
+training (default 14; the recipe stops before an epoch that would overrun it). Extra
+``--key=value`` arguments go to both runs. Both exported folders are then scored by the
+verification recipe with ``hparams/demo_verify.yaml``, as ``make demo`` scores: the standard and
+hard trial lists, cosine and AS-norm, without and with the LDA back-end.
 
 Before training, the two are checked to be the same computation: same state-dict keys and
 parameter count, and SpeechBrain's features equal to ours within 1e-3 dB on a corpus file.
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -26,34 +28,36 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.speechbrain_stock import SpeechBrainFrontend, SpeechBrainStockECAPA
 from custom_modules.audio import read_audio
-from custom_modules.ecapa import ECAPA_TDNN
-from custom_modules.frontend import MelFrontend
-from custom_modules.pretrained import load_embedder
-from custom_modules.speechbrain_import import SpeechBrainFrontend, SpeechBrainStockECAPA
-from custom_modules.verification import run_verification, summary_table
+from custom_modules.evaluation.verification import summary_table
+from custom_modules.models.ecapa import ECAPA_TDNN
+from custom_modules.models.frontend import MelFrontend
 
 DEMO = Path("exps/demo")
 OUTPUT = Path("exps/bench_demo")
 CHANNELS = [256, 256, 256, 256, 768]
-SCORING = {"cohort": "utterances", "lda_dim": 100}   # the Makefile's verification options
 # SpeechBrain's run: the demo YAML with these two modules swapped, nothing else.
-SWAPS = {"!new:custom_modules.frontend.MelFrontend":
-         "!new:custom_modules.speechbrain_import.SpeechBrainFrontend",
-         "!new:custom_modules.ecapa.ECAPA_TDNN":
-         "!new:custom_modules.speechbrain_import.SpeechBrainStockECAPA"}
+SPEECHBRAIN_YAML = """extends: {demo}
+compute_features: !new:benchmarks.speechbrain_stock.SpeechBrainFrontend
+    sample_rate: !ref <sample_rate>
+    n_mels: !ref <n_mels>
+embedding_model: !new:benchmarks.speechbrain_stock.SpeechBrainStockECAPA
+    input_size: !ref <n_mels>
+    channels: !ref <channels>
+    lin_neurons: !ref <lin_neurons>
+"""
+# The recipes import benchmarks.speechbrain_stock from the repository root.
+ENVIRONMENT = {**os.environ, "PYTHONPATH": os.getcwd()}
 
 
 def speechbrain_yaml(folder: Path) -> Path:
-    """``hparams/demo.yaml`` with SpeechBrain's frontend and model (each swapped once)."""
-    text = Path("hparams/demo.yaml").read_text(encoding="utf-8")
-    for ours, theirs in SWAPS.items():
-        if text.count(ours) != 1:
-            sys.exit(f"error: hparams/demo.yaml: expected {ours} once")
-        text = text.replace(ours, theirs)
+    """``hparams/demo.yaml`` with SpeechBrain's frontend and model."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "speechbrain_demo.yaml").write_text(text, encoding="utf-8")
-    return folder / "speechbrain_demo.yaml"
+    path = folder / "speechbrain_demo.yaml"
+    path.write_text(SPEECHBRAIN_YAML.format(demo=Path("hparams/demo.yaml").resolve()),
+                    encoding="utf-8")
+    return path
 
 
 def check_same_computation(wav: str) -> None:
@@ -84,22 +88,20 @@ def train(name: str, hparams: Path, minutes: float, extra: list[str]) -> dict:
                f"--output_folder={folder}", f"--corpus_folder={DEMO / 'corpus'}",
                f"--prepared_folder={DEMO / 'data'}", f"--max_train_minutes={minutes}", *extra]
     start = time.perf_counter()
-    subprocess.run(command, check=True)
+    subprocess.run(command, check=True, env=ENVIRONMENT)
     spent = (time.perf_counter() - start) / 60
     epochs = (folder / "train_log.txt").read_text(encoding="utf-8").strip().splitlines()
     return {"minutes": spent, "epochs": len(epochs), "last_epoch": epochs[-1]}
 
 
 def verify(name: str) -> dict:
-    """Both trial lists, scored like the demo, with the model the recipe exported."""
-    embedder = load_embedder(OUTPUT / name / "pretrained")
-    corpus = DEMO / "corpus"
-    return run_verification(
-        embedder, {"standard": str(corpus / "trials_standard.txt"),
-                   "hard": str(corpus / "trials_hard.txt")},
-        str(OUTPUT / name / "verification"), data_folder=str(corpus / "wav"),
-        cohort_csv=str(DEMO / "data" / "train.csv"), cache_folder=str(OUTPUT / name / "cache"),
-        **SCORING)
+    """Both trial lists, scored like the demo (``hparams/demo_verify.yaml``), with the model
+    the recipe exported; returns ``metrics.json``."""
+    folder = OUTPUT / name
+    subprocess.run([sys.executable, "recipes/speaker_verification.py",
+                    "hparams/demo_verify.yaml", f"--experiment={folder}",
+                    f"--data_folder={DEMO / 'data'}"], check=True, env=ENVIRONMENT)
+    return json.loads((folder / "verification" / "metrics.json").read_text(encoding="utf-8"))
 
 
 def main() -> None:
@@ -114,14 +116,14 @@ def main() -> None:
     runs = {"ours": train("ours", Path("hparams/demo.yaml"), minutes, extra),
             "speechbrain": train("speechbrain", speechbrain_yaml(OUTPUT), minutes, extra)}
     for name, run in runs.items():
-        results = verify(name)
-        run["metrics"] = {lst: results[lst] for lst in ("standard", "hard")}
+        run["metrics"] = verify(name)
         print(f"\n{name}: {run['epochs']} epochs in {run['minutes']:.1f} min "
               f"(recipe wall clock, budget {minutes:g} min)\n{summary_table(run['metrics'])}")
     (OUTPUT / "results.json").write_text(json.dumps(runs, indent=2) + "\n")
+    variant = runs["ours"]["metrics"]["primary_variant"]
     for trials in ("standard", "hard"):
-        variant = list(runs["ours"]["metrics"][trials])[-1]
-        ours, theirs = (runs[n]["metrics"][trials][variant]["eer"] for n in runs)
+        ours, theirs = (runs[n]["metrics"]["lists"][trials]["variants"][variant]["eer"]
+                        for n in runs)
         print(f"EER on the {trials} list ({variant}): ours {ours:.2f} %, SpeechBrain "
               f"{theirs:.2f} % (SpeechBrain / ours {theirs / max(ours, 1e-9):.2f}x)")
     print(f"results in {OUTPUT / 'results.json'}")

@@ -27,8 +27,8 @@ from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN as SpeechBrainECAPA
 from torch.utils.flop_counter import FlopCounterMode
 
 from custom_modules import SpeakerEncoder
-from custom_modules.export import export_onnx
-from custom_modules.speechbrain_import import import_speechbrain
+from custom_modules.inference.export import export_onnx
+from custom_modules.interop.speechbrain import import_speechbrain
 from data_prep.synthetic_audio import speech_like
 
 HPARAMS = """pretrained_path: {folder}

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from custom_modules.metrics import eer, min_dcf
+from custom_modules.evaluation.metrics import eer, min_dcf
 
 
 def scores(trials: int) -> tuple[np.ndarray, np.ndarray]:

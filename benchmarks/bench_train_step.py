@@ -25,8 +25,8 @@ from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN as SpeechBrainECAPA
 from speechbrain.processing.features import InputNormalization
 
 from custom_modules import ECAPA_TDNN, MelFrontend
-from custom_modules.losses import AAMSoftmaxHead
-from custom_modules.spec_augment import PerSampleSpecAugment
+from custom_modules.training.losses import AAMSoftmaxHead
+from custom_modules.training.spec_augment import PerSampleSpecAugment
 from data_prep.augment_prepare import prepare_augmentation
 from data_prep.synthetic_audio import speech_like
 

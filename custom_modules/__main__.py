@@ -1,13 +1,13 @@
 """Command line: ``python -m custom_modules {embed,verify,enroll,identify,export} --help``."""
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-from custom_modules.export import check_onnx, export_onnx, export_torchscript
-from custom_modules.interface import SpeakerEncoder
+from custom_modules.errors import InputError, one_line_errors
+from custom_modules.inference.export import check_onnx, export_onnx, export_torchscript
+from custom_modules.interface.encoder import SpeakerEncoder
 
 
 def _encoder(args: argparse.Namespace) -> SpeakerEncoder:
@@ -20,7 +20,7 @@ def embed(args: argparse.Namespace) -> None:
         files += [line.strip() for line in Path(args.list).read_text().splitlines()
                   if line.strip()]
     if not files:
-        raise ValueError("no audio files given")
+        raise InputError("no audio files given (name them, or give --list)")
     encoder = _encoder(args)
     torch.save({f: encoder.encode_file(f) for f in files}, args.output)
     print(f"{len(files)} embeddings -> {args.output}")
@@ -88,10 +88,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    try:
+    with one_line_errors():
         args.function(args)
-    except (ValueError, OSError) as error:
-        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The one place that reads and writes audio: decode, downmix, resample, validate.
 
-Every problem with a file is an ``AudioError`` (a ``ValueError``) whose message names the file
+Every problem with a file is an ``AudioError`` (an ``InputError``) whose message names the file
 and the problem in one line, so that data preparation can skip and count it and the interface
 can show it to the user.
 """
@@ -15,10 +15,12 @@ import soundfile
 import torch
 import torchaudio.functional
 
+from custom_modules.errors import InputError, first_line
+
 SILENCE_PEAK = 1e-4  # a waveform whose peak stays below this is treated as silent
 
 
-class AudioError(ValueError):
+class AudioError(InputError):
     """An audio file that cannot be used; the message names the file and the problem."""
 
     def __init__(self, path: str | os.PathLike, problem: str):
@@ -59,7 +61,7 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     try:
         info = soundfile.info(str(path))
     except (RuntimeError, soundfile.LibsndfileError) as error:
-        raise AudioError(path, f"unreadable audio ({_first_line(error)})") from None
+        raise AudioError(path, f"unreadable audio ({first_line(error)})") from None
     if info.frames <= 0:
         raise AudioError(path, "no audio samples in the file")
     return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels))
@@ -123,7 +125,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000, start: int = 0
         samples, _ = soundfile.read(str(path), start=first, stop=last, dtype="float32",
                                     always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError) as error:
-        raise AudioError(path, f"cannot decode audio ({_first_line(error)})") from None
+        raise AudioError(path, f"cannot decode audio ({first_line(error)})") from None
     if samples.shape[0] == 0:
         raise AudioError(path, "no audio samples could be decoded (truncated file?)")
     if not np.isfinite(samples).all():
@@ -150,7 +152,3 @@ def write_wav(path: str | os.PathLike, waveform: torch.Tensor | np.ndarray,
     soundfile.write(str(partial), np.clip(samples, -1.0, 1.0), sample_rate,
                     subtype="PCM_16", format="WAV")
     os.replace(partial, path)
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

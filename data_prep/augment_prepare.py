@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from custom_modules.audio import AudioError, read_audio, write_wav
+from custom_modules.errors import InputError
 from data_prep import synthetic_audio
 from data_prep.manifest import (
     already_prepared,
@@ -67,11 +68,11 @@ def prepare_augmentation(save_folder: str, musan_folder: str | None = None,
         if folder is not None:
             files = _corpus_files(Path(folder), parts, rir_only=name == "rir")
             if not files:
-                raise ValueError(f"{folder}: none of {parts} holds wav files; is this "
+                raise InputError(f"{folder}: none of {parts} holds wav files; is this "
                                  f"{'MUSAN' if name != 'rir' else 'RIRS_NOISES'}?")
-            usable, bad = scan(files, 0.0, SAMPLE_RATE, workers)
-            skipped += bad
-            _write_csv(outputs[name], [(u.wav, u.info.duration) for u in usable])
+            scanned = scan(files, 0.0, SAMPLE_RATE, workers)
+            skipped += scanned.skipped
+            _write_csv(outputs[name], [(u.wav, u.duration) for u in scanned.utterances])
             sources[name] = "musan" if name != "rir" else "rirs_noises"
         else:
             made = _generate(name, save / "generated" / name, num_generated, seconds, rng,
@@ -148,7 +149,7 @@ def _mix_voices(paths: list[str], seconds: float, rng: np.random.Generator) -> n
 def _write_csv(path: str, entries: list[tuple[str, float]]) -> None:
     """SpeechBrain's extended CSV of audio files, written atomically."""
     if not entries:
-        raise ValueError(f"{path}: no usable 16 kHz mono audio for this augmentation CSV")
+        raise InputError(f"{path}: no usable 16 kHz mono audio for this augmentation CSV")
     partial = f"{path}.part"
     with open(partial, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from custom_modules.errors import InputError
+
 
 def _convert(source: str, target: str, sample_rate: int) -> str | None:
     """Convert one file; returns ``None`` or the problem in one line."""
@@ -35,14 +37,14 @@ def convert_to_wav(jobs: list[tuple[str, str]], num_workers: int,
                    sample_rate: int = 16000) -> list[dict]:
     """Convert each ``(source, target)`` whose target does not exist yet.
 
-    Returns a ``{"file", "reason"}`` record for every source that failed; raises
-    ``RuntimeError`` with install advice when ffmpeg is missing.
+    Returns a ``{"file", "reason"}`` record for every source that failed; raises an
+    ``InputError`` with install advice when ffmpeg is missing.
     """
     todo = [(s, t) for s, t in jobs if not os.path.isfile(t)]
     if not todo:
         return []
     if shutil.which("ffmpeg") is None:
-        raise RuntimeError(f"{len(todo)} files need converting to wav but ffmpeg is not "
+        raise InputError(f"{len(todo)} files need converting to wav but ffmpeg is not "
                            f"installed: run 'apt-get install ffmpeg' (or convert them yourself)")
     failures = []
     with ThreadPoolExecutor(max_workers=num_workers) as pool:

@@ -16,26 +16,22 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from custom_modules.audio import AudioError, audio_info, read_audio, write_wav
-from custom_modules.trials import make_trials
+from custom_modules.audio import AudioError, AudioInfo, audio_info, read_audio, write_wav
+from custom_modules.data.catalogue import Utterance, by_speaker
+from custom_modules.data.trials import make_trials
+from custom_modules.errors import InputError
 from data_prep.manifest import (
     REPORT_FILE,
-    Utterance,
     already_prepared,
     mark_prepared,
     modification_stamp,
     process_pool,
     scan,
+    trial_entry,
     worker_count,
     write_json,
 )
-from data_prep.splits import (
-    group_by_speaker,
-    split_train_dev,
-    write_test_side,
-    write_training,
-    write_validation,
-)
+from data_prep.splits import split_train_dev, write_test_side, write_training, write_validation
 
 logger = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
@@ -64,7 +60,7 @@ def prepare_folder(data_folder: str, save_folder: str, test_speakers: float = 0.
     """
     root = Path(data_folder).resolve()
     if not root.is_dir():
-        raise ValueError(f"{root}: corpus folder not found")
+        raise InputError(f"{root}: corpus folder not found")
     options = {"data_folder": str(root), "test_speakers": test_speakers,
                "test_trials": test_trials, "mode": mode, "seg_dur": seg_dur,
                "min_duration": min_duration, "split_ratio": list(split_ratio),
@@ -82,28 +78,27 @@ def prepare_folder(data_folder: str, save_folder: str, test_speakers: float = 0.
              for d, _, names in os.walk(root) for n in names if n.lower().endswith(EXTENSIONS)]
     loose = [{"file": path, "relative": rel, "reason": "not inside a speaker folder"}
              for path, rel in files if "/" not in rel]
-    utterances, skipped = scan(sorted(f for f in files if "/" in f[1]), min_duration, None,
-                               workers)
-    skipped += loose
-    utterances, failed = _to_16k_mono(utterances, Path(save_folder, "wav16k"), min_duration,
-                                      workers)
+    scanned = scan(sorted(f for f in files if "/" in f[1]), min_duration, None, workers)
+    skipped = scanned.skipped + loose
+    utterances, failed = _to_16k_mono(scanned.utterances, scanned.headers,
+                                      Path(save_folder, "wav16k"), min_duration, workers)
     skipped += failed
 
     rng = random.Random(seed)
     speakers = sorted({u.speaker for u in utterances})
     count = int(test_speakers) if test_speakers >= 1 else round(test_speakers * len(speakers))
     if not 2 <= count <= len(speakers) - 2:
-        raise ValueError(f"{root}: {len(speakers)} usable speakers cannot give {count} test "
+        raise InputError(f"{root}: {len(speakers)} usable speakers cannot give {count} test "
                          f"speakers and at least 2 training speakers; add speakers or change "
                          f"test_speakers")
     held_out = set(rng.sample(speakers, count))
     test = [u for u in utterances if u.speaker in held_out]
-    trials = make_trials({s: [u.relative for u in us]
-                          for s, us in group_by_speaker(test).items()}, test_trials, seed)
+    trials = make_trials({s: [trial_entry(u) for u in us]
+                          for s, us in by_speaker(test).items()}, test_trials, seed)
     train, dev = split_train_dev([u for u in utterances if u.speaker not in held_out],
                                  split_ratio, dev_split, seed)
-    write_training(save_folder, train, dev, mode, seg_dur)
-    write_test_side(save_folder, "test", trials, test)
+    write_training(save_folder, train, dev, mode, seg_dur, SAMPLE_RATE)
+    write_test_side(save_folder, "test", {"test": trials}, test)
     valid = write_validation(save_folder, dev, valid_trials, seed) \
         if dev_split == "speakers" else []
 
@@ -129,16 +124,16 @@ def _convert(job: tuple[str, str, float]) -> str | None:
     return None
 
 
-def _to_16k_mono(utterances: list[Utterance], target_root: Path, min_duration: float,
-                 num_workers: int) -> tuple[list[Utterance], list[dict]]:
+def _to_16k_mono(utterances: list[Utterance], headers: dict[str, AudioInfo], target_root: Path,
+                 min_duration: float, num_workers: int) -> tuple[list[Utterance], list[dict]]:
     """Point every utterance at a 16 kHz mono wav, converting the others into
     ``target_root`` (skipped when already there)."""
     ready, todo = [], []
     for u in utterances:
-        usable = (u.info.sample_rate == SAMPLE_RATE and u.info.channels == 1
+        usable = (headers[u.wav].sample_rate == SAMPLE_RATE and headers[u.wav].channels == 1
                   and u.wav.lower().endswith(".wav"))
         (ready if usable else todo).append(u)
-    targets = [str(target_root / Path(u.relative).with_suffix(".wav")) for u in todo]
+    targets = [str(target_root / f"{u.id}.wav") for u in todo]
     failed: list[dict] = []
     if not todo:
         return ready, failed
@@ -148,7 +143,8 @@ def _to_16k_mono(utterances: list[Utterance], target_root: Path, min_duration: f
         for u, target, problem in tqdm(zip(todo, targets, problems, strict=True),
                                        total=len(todo), desc="Converting to 16 kHz mono"):
             if problem is None:
-                ready.append(Utterance(target, u.relative, u.speaker, audio_info(target)))
+                info = audio_info(target)
+                ready.append(u._replace(wav=target, stop=info.frames, duration=info.duration))
             else:
-                failed.append({"file": u.wav, "relative": u.relative, "reason": problem})
-    return sorted(ready, key=lambda u: u.relative), failed
+                failed.append({"file": u.wav, "relative": trial_entry(u), "reason": problem})
+    return sorted(ready, key=lambda u: u.id), failed

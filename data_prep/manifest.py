@@ -3,6 +3,9 @@ files, SpeechBrain-format CSV rows (whole utterances or fixed chunks), atomic wr
 record that makes a second run with the same options a no-op.
 
 CSV columns are SpeechBrain's: ``ID,duration,wav,start,stop,spk_id`` (start/stop in samples).
+Scanned files are ``custom_modules.data.catalogue.Utterance``: the ID is the file's path
+relative to the corpus root without its extension (``speaker/.../name``, as trial lists name
+it), the speaker its first folder, ``stop`` its frame count.
 """
 
 import csv
@@ -17,31 +20,39 @@ from typing import NamedTuple
 from tqdm import tqdm
 
 from custom_modules.audio import AudioError, AudioInfo, audio_info
+from custom_modules.data.catalogue import COLUMNS, Utterance
+from custom_modules.data.trials import utterance_id
 
 logger = logging.getLogger(__name__)
-CSV_COLUMNS = ["ID", "duration", "wav", "start", "stop", "spk_id"]
 OPTIONS_FILE = "prep_options.json"
 REPORT_FILE = "prep_report.json"
 
 
-class Utterance(NamedTuple):
-    """One usable audio file: its path on disk, its path relative to the corpus root
-    (``speaker/.../name.ext``, as trial lists name it), its speaker and its header."""
+class Scan(NamedTuple):
+    """What ``scan`` found: the usable utterances (sorted by ID), a record per skipped file,
+    and each usable file's header (sample rate and channels matter before conversion)."""
 
-    wav: str
-    relative: str
-    speaker: str
-    info: AudioInfo
+    utterances: list[Utterance]
+    skipped: list[dict]
+    headers: dict[str, AudioInfo]
 
-    @property
-    def trial_id(self) -> str:
-        """ID in enrol/test/valid CSVs and trial lists: relative path without extension."""
-        return os.path.splitext(self.relative)[0]
 
-    @property
-    def train_id(self) -> str:
-        """ID in train/dev CSVs, SpeechBrain's ``spk--session--utt``."""
-        return self.trial_id.replace("/", "--")
+def train_id(utterance: Utterance) -> str:
+    """ID in train/dev CSVs, SpeechBrain's ``spk--session--utt``.
+
+    >>> train_id(Utterance("id10001/1zcIwhmdeo4/00001", "x.wav"))
+    'id10001--1zcIwhmdeo4--00001'
+    """
+    return utterance.id.replace("/", "--")
+
+
+def trial_entry(utterance: Utterance) -> str:
+    """How a trial list names it: the ID with the extension of its file.
+
+    >>> trial_entry(Utterance("id10001/x/00001", "/data/wav/id10001/x/00001.wav"))
+    'id10001/x/00001.wav'
+    """
+    return utterance.id + os.path.splitext(utterance.wav)[1]
 
 
 def _probe(path: str) -> tuple[str, AudioInfo | None, str | None]:
@@ -52,17 +63,16 @@ def _probe(path: str) -> tuple[str, AudioInfo | None, str | None]:
 
 
 def scan(files: list[tuple[str, str]], min_duration: float, sample_rate: int | None,
-         num_workers: int) -> tuple[list[Utterance], list[dict]]:
+         num_workers: int) -> Scan:
     """Read the headers of ``files`` (``(path, relative path)`` pairs) on ``num_workers``
     processes, with a progress bar.
 
-    Returns the usable utterances (sorted by relative path) and, for each skipped file, a
-    ``{"file", "relative", "reason"}`` record: unreadable, empty, shorter than
-    ``min_duration`` seconds, (when ``sample_rate`` is given) at another sample rate or with
-    several channels, or a second file with the same ID (e.g. ``a.wav`` beside ``a.flac``).
+    Skipped, each with a ``{"file", "relative", "reason"}`` record: unreadable, empty, shorter
+    than ``min_duration`` seconds, (when ``sample_rate`` is given) at another sample rate or
+    with several channels, or a second file with the same ID (``a.wav`` beside ``a.flac``).
     """
     relative = dict(files)
-    usable, skipped = [], []
+    usable, skipped, headers = [], [], {}
     with process_pool(num_workers, runs_torch=False) as pool:
         results = pool.map(_probe, list(relative), chunksize=1024)
         for path, info, problem in tqdm(results, total=len(relative), desc="Reading headers",
@@ -73,16 +83,19 @@ def scan(files: list[tuple[str, str]], min_duration: float, sample_rate: int | N
             if problem is not None:
                 skipped.append({"file": path, "relative": rel, "reason": problem})
                 continue
-            usable.append(Utterance(path, rel, rel.split("/")[0], info))
-    usable.sort(key=lambda u: u.relative)
+            usable.append(Utterance(utterance_id(rel), path, 0, info.frames, rel.split("/")[0],
+                                    info.duration))
+            headers[path] = info
+    usable.sort(key=lambda u: (u.id, u.wav))
     kept: dict[str, Utterance] = {}
     for u in usable:
-        if u.trial_id in kept:
-            skipped.append({"file": u.wav, "relative": u.relative,
-                            "reason": f"same ID as {kept[u.trial_id].wav}"})
+        if u.id in kept:
+            skipped.append({"file": u.wav, "relative": relative[u.wav],
+                            "reason": f"same ID as {kept[u.id].wav}"})
+            del headers[u.wav]
         else:
-            kept[u.trial_id] = u
-    return list(kept.values()), sorted(skipped, key=lambda s: s["file"])
+            kept[u.id] = u
+    return Scan(list(kept.values()), sorted(skipped, key=lambda s: s["file"]), headers)
 
 
 def _unusable(info: AudioInfo, min_duration: float, sample_rate: int | None) -> str | None:
@@ -98,26 +111,27 @@ def _unusable(info: AudioInfo, min_duration: float, sample_rate: int | None) -> 
 def utterance_rows(utterances: list[Utterance], ids: str = "train") -> list[list]:
     """One row per whole utterance; ``ids`` is ``"train"`` (``spk--session--utt``) or
     ``"trial"`` (``spk/session/utt``, as enrol/test CSVs and trial lists use)."""
-    return [[u.train_id if ids == "train" else u.trial_id, f"{u.info.duration:.3f}", u.wav, 0,
-             u.info.frames, u.speaker] for u in utterances]
+    return [[train_id(u) if ids == "train" else u.id, f"{u.duration:.3f}", u.wav, u.start,
+             u.stop, u.speaker] for u in utterances]
 
 
-def chunk_rows(utterances: list[Utterance], seg_dur: float) -> list[list]:
+def chunk_rows(utterances: list[Utterance], seg_dur: float, sample_rate: int) -> list[list]:
     """SpeechBrain's fixed chunks: ``int(duration / seg_dur)`` chunks per utterance with IDs
     ``spk--session--utt_<start s>_<stop s>``; the duration column keeps the whole file's."""
     rows = []
     for u in utterances:
-        rate = u.info.sample_rate
-        for i in range(int(u.info.duration / seg_dur)):
+        for i in range(int(u.duration / seg_dur)):
             start, stop = i * seg_dur, i * seg_dur + seg_dur
-            rows.append([f"{u.train_id}_{start}_{stop}", f"{u.info.duration:.3f}", u.wav,
-                         int(start * rate), int(stop * rate), u.speaker])
+            rows.append([f"{train_id(u)}_{start}_{stop}", f"{u.duration:.3f}", u.wav,
+                         int(start * sample_rate), int(stop * sample_rate), u.speaker])
     return rows
 
 
-def training_rows(utterances: list[Utterance], mode: str, seg_dur: float) -> list[list]:
+def training_rows(utterances: list[Utterance], mode: str, seg_dur: float,
+                  sample_rate: int) -> list[list]:
     """Train/dev rows: whole utterances (``mode="utterances"``) or fixed chunks."""
-    return chunk_rows(utterances, seg_dur) if mode == "chunks" else utterance_rows(utterances)
+    return chunk_rows(utterances, seg_dur, sample_rate) if mode == "chunks" \
+        else utterance_rows(utterances)
 
 
 def write_csv(path: str | os.PathLike, rows: list[list]) -> None:
@@ -125,7 +139,7 @@ def write_csv(path: str | os.PathLike, rows: list[list]) -> None:
     partial = Path(f"{path}.part")
     with open(partial, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(COLUMNS)
         writer.writerows(rows)
     os.replace(partial, path)
 

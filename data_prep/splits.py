@@ -9,16 +9,10 @@ without their extension (``speaker/session/utt``), so trial lists resolve throug
 import random
 from pathlib import Path
 
-from custom_modules.trials import Trial, make_trials, write_trials
-from data_prep.manifest import Utterance, training_rows, utterance_rows, write_csv
-
-
-def group_by_speaker(utterances: list[Utterance]) -> dict[str, list[Utterance]]:
-    """Speaker -> their utterances, in input order."""
-    groups: dict[str, list[Utterance]] = {}
-    for u in utterances:
-        groups.setdefault(u.speaker, []).append(u)
-    return groups
+from custom_modules.data.catalogue import Utterance, by_speaker
+from custom_modules.data.trials import Trial, make_trials, utterance_id, write_trials
+from custom_modules.errors import InputError
+from data_prep.manifest import training_rows, trial_entry, utterance_rows, write_csv
 
 
 def split_train_dev(pool: list[Utterance], split_ratio: tuple[float, float], dev_split: str,
@@ -31,48 +25,52 @@ def split_train_dev(pool: list[Utterance], split_ratio: tuple[float, float], dev
     """
     rng = random.Random(seed)
     share = split_ratio[0] / sum(split_ratio)
-    by_speaker = group_by_speaker(pool)
+    groups = by_speaker(pool)
     if dev_split == "utterances":
         dev = set()
-        for utterances in by_speaker.values():
+        for utterances in groups.values():
             shuffled = rng.sample(utterances, len(utterances))
-            dev.update(u.relative for u in shuffled[max(1, round(share * len(shuffled))):])
+            dev.update(u.id for u in shuffled[max(1, round(share * len(shuffled))):])
     else:
-        speakers = sorted(by_speaker)
+        speakers = sorted(groups)
         rng.shuffle(speakers)
-        dev = {u.relative for s in speakers[int(share * len(speakers)):] for u in by_speaker[s]}
-    return [u for u in pool if u.relative not in dev], [u for u in pool if u.relative in dev]
+        dev = {u.id for s in speakers[int(share * len(speakers)):] for u in groups[s]}
+    return [u for u in pool if u.id not in dev], [u for u in pool if u.id in dev]
 
 
 def write_training(save_folder: str | Path, train: list[Utterance], dev: list[Utterance],
-                   mode: str, seg_dur: float) -> None:
+                   mode: str, seg_dur: float, sample_rate: int) -> None:
     """``train.csv`` and ``dev.csv``: whole utterances or fixed chunks."""
-    write_csv(Path(save_folder, "train.csv"), training_rows(train, mode, seg_dur))
-    write_csv(Path(save_folder, "dev.csv"), training_rows(dev, mode, seg_dur))
+    write_csv(Path(save_folder, "train.csv"), training_rows(train, mode, seg_dur, sample_rate))
+    write_csv(Path(save_folder, "dev.csv"), training_rows(dev, mode, seg_dur, sample_rate))
 
 
 def write_validation(save_folder: str | Path, utterances: list[Utterance], num_trials: int,
                      seed: int) -> list[Trial]:
     """``valid.csv`` and balanced ``valid_trials.txt`` among held-out speakers."""
-    by_speaker = {s: [u.relative for u in us] for s, us in group_by_speaker(utterances).items()}
+    entries = {s: [trial_entry(u) for u in us] for s, us in by_speaker(utterances).items()}
     try:
-        trials = make_trials(by_speaker, num_trials, seed)
-    except ValueError as error:
-        raise ValueError(f"validation split: {error}; hold out more speakers (split_ratio) "
+        trials = make_trials(entries, num_trials, seed)
+    except InputError as error:
+        raise InputError(f"validation split: {error}; hold out more speakers (split_ratio) "
                          f"or use dev_split='utterances'") from None
-    write_test_side(save_folder, "valid", trials, utterances)
+    write_test_side(save_folder, "valid", {"valid": trials}, utterances)
     return trials
 
 
-def write_test_side(save_folder: str | Path, name: str, trials: list[Trial],
+def write_test_side(save_folder: str | Path, side: str, lists: dict[str, list[Trial]],
                     utterances: list[Utterance]) -> None:
-    """``<name>_trials.txt`` and the CSVs of the utterances it uses: ``valid.csv`` for the
-    validation side, ``enrol.csv`` and ``test.csv`` (one per trial column) for the test."""
-    by_relative = {u.relative: u for u in utterances}
+    """Trial lists (``<name>_trials.txt`` for each entry of ``lists``) and the CSVs of the
+    utterances they use: ``valid.csv`` for ``side="valid"``, ``enrol.csv`` and ``test.csv``
+    (one per trial column) for ``side="test"``. With several lists (the demo's standard and
+    hard lists) the CSVs cover all of them, so that every list resolves through the CSVs."""
+    by_id = {u.id: u for u in utterances}
+    every = [t for trials in lists.values() for t in trials]
     columns = {"valid": [("valid.csv", ("enrol", "test"))],
-               "test": [("enrol.csv", ("enrol",)), ("test.csv", ("test",))]}[name]
+               "test": [("enrol.csv", ("enrol",)), ("test.csv", ("test",))]}[side]
     for csv_name, sides in columns:
-        used = sorted({getattr(t, side) for t in trials for side in sides})
+        used = sorted({getattr(t, column) for t in every for column in sides})
         write_csv(Path(save_folder, csv_name),
-                  utterance_rows([by_relative[r] for r in used], ids="trial"))
-    write_trials(Path(save_folder, f"{name}_trials.txt"), trials)
+                  utterance_rows([by_id[utterance_id(e)] for e in used], ids="trial"))
+    for name, trials in lists.items():
+        write_trials(Path(save_folder, f"{name}_trials.txt"), trials)

@@ -5,26 +5,49 @@ offline; the tests use them as realistic input. All functions return float64 num
 are reproducible from a ``numpy.random.Generator``.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy.signal import butter, lfilter, sosfilt
 
 
-def speech_like(seconds: float, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+class Timbre(NamedTuple):
+    """What stays the same across one speaker's utterances: the mean pitch (Hz) and the
+    centres of the three formants (Hz)."""
+
+    pitch: float
+    formants: tuple[float, float, float]
+
+
+def random_timbre(rng: np.random.Generator) -> Timbre:
+    """A speaker drawn from the ranges ``speech_like`` uses."""
+    pitch = rng.uniform(90, 180)
+    return Timbre(pitch, (rng.uniform(500, 800), rng.uniform(1200, 1800),
+                          rng.uniform(2300, 2900)))
+
+
+def speech_like(seconds: float, sample_rate: int, rng: np.random.Generator,
+                timbre: Timbre | None = None) -> np.ndarray:
     """One voice: a glottal pulse train with gliding pitch (90-250 Hz), shaped by three
     moving formants, cut into ~200 ms syllables with a pause, plus faint noise; peak 0.5.
+
+    With ``timbre`` the speaker is fixed and ``rng`` only draws what changes between
+    utterances (pitch and formant movements, syllable rhythm, the pause, the noise);
+    without it the speaker is drawn too.
 
     >>> speech_like(0.5, 16000, np.random.default_rng(0)).shape
     (8000,)
     """
     samples = int(seconds * sample_rate)
     t = np.arange(samples) / sample_rate
-    base = rng.uniform(90, 180)
+    base = rng.uniform(90, 180) if timbre is None else timbre.pitch
     pitch = base * (1 + 0.35 * np.sin(2 * np.pi * rng.uniform(0.2, 0.6) * t + rng.uniform(0, 6)))
     phase = np.cumsum(pitch / sample_rate)
     source = (np.mod(phase, 1.0) < 0.1).astype(float) - 0.1
     voice = np.zeros(samples)
-    for centre, swing in ((rng.uniform(500, 800), 200), (rng.uniform(1200, 1800), 400),
-                          (rng.uniform(2300, 2900), 300)):
+    centres = (rng.uniform(500, 800), rng.uniform(1200, 1800), rng.uniform(2300, 2900)) \
+        if timbre is None else timbre.formants
+    for centre, swing in zip(centres, (200, 400, 300), strict=True):
         formant = centre + swing * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t)
         voice += np.sin(2 * np.pi * np.cumsum(formant / sample_rate)) * source
     voice = lfilter(np.hanning(31) / 15, [1.0], voice)

@@ -16,11 +16,12 @@ import logging
 import os
 from pathlib import Path
 
-from custom_modules.trials import Trial, read_trials, trial_speakers
+from custom_modules.data.catalogue import Utterance
+from custom_modules.data.trials import Trial, read_trials, trial_speakers, utterance_id
+from custom_modules.errors import InputError
 from data_prep.ffmpeg_convert import convert_to_wav
 from data_prep.manifest import (
     REPORT_FILE,
-    Utterance,
     already_prepared,
     mark_prepared,
     modification_stamp,
@@ -85,7 +86,7 @@ def prepare_voxceleb(data_folder: str | list[str], save_folder: str,
                "skip_missing_trials": skip_missing_trials, "seed": seed,
                "modified": modification_stamp([verification_pairs_file, *folders])}
     if mode not in ("utterances", "chunks") or dev_split not in ("speakers", "utterances"):
-        raise ValueError(f"prepare_voxceleb: mode must be 'utterances' or 'chunks' and "
+        raise InputError(f"prepare_voxceleb: mode must be 'utterances' or 'chunks' and "
                          f"dev_split 'speakers' or 'utterances', got {mode!r}, {dev_split!r}")
     outputs = OUTPUTS + (["valid.csv", "valid_trials.txt"] if dev_split == "speakers" else [])
     if already_prepared(save_folder, options, outputs):
@@ -96,17 +97,17 @@ def prepare_voxceleb(data_folder: str | list[str], save_folder: str,
     workers = worker_count(num_workers)
 
     skipped = convert_to_wav(_m4a_jobs(folders, converted_folder), workers, SAMPLE_RATE)
-    utterances, unusable = scan(_wav_files(folders, converted_folder), min_duration,
-                                SAMPLE_RATE, workers)
-    skipped += unusable
+    scanned = scan(_wav_files(folders, converted_folder), min_duration, SAMPLE_RATE, workers)
+    utterances = scanned.utterances
+    skipped += scanned.skipped
     all_trials = read_trials(verification_pairs_file)
     trials, missing = _check_trials(verification_pairs_file, all_trials, utterances, skipped,
                                     skip_missing_trials)
     test_speakers = trial_speakers(all_trials)
     pool = [u for u in utterances if u.speaker not in test_speakers]
     train, dev = split_train_dev(pool, split_ratio, dev_split, seed)
-    write_training(save_folder, train, dev, mode, seg_dur)
-    write_test_side(save_folder, "test", trials, utterances)
+    write_training(save_folder, train, dev, mode, seg_dur, SAMPLE_RATE)
+    write_test_side(save_folder, "test", {"test": trials}, utterances)
     valid = write_validation(save_folder, dev, valid_trials, seed) \
         if dev_split == "speakers" else []
 
@@ -128,7 +129,7 @@ def _folders(data_folder: str | list[str]) -> list[Path]:
     folders = [Path(name.strip()).resolve() for name in names if name.strip()]
     for folder in folders:
         if not (folder / "wav").is_dir() and not (folder / "aac").is_dir():
-            raise ValueError(f"{folder}: not a VoxCeleb folder (it has neither wav/ nor aac/)")
+            raise InputError(f"{folder}: not a VoxCeleb folder (it has neither wav/ nor aac/)")
     return folders
 
 
@@ -168,16 +169,19 @@ def _check_trials(path: str, trials: list[Trial], utterances: list[Utterance],
                   skipped: list[dict], skip_missing: bool) -> tuple[list[Trial], list[dict]]:
     """Trials whose two utterances are usable; stops with a clear error on any other unless
     ``skip_missing``. Returns the kept trials and a record per missing utterance."""
-    usable = {u.relative for u in utterances}
-    reasons = {s.get("relative"): s["reason"] for s in skipped}
-    lost = sorted({e for t in trials for e in (t.enrol, t.test)} - usable)
-    missing = [{"utterance": e, "reason": reasons.get(e, "not found on disk")} for e in lost]
+    usable = {u.id for u in utterances}
+    # Skipped files (read failures, conversions) carry their path relative to the corpus root.
+    reasons = {utterance_id(s["relative"]): s["reason"] for s in skipped if "relative" in s}
+    lost = sorted({e for t in trials for e in (t.enrol, t.test) if utterance_id(e) not in usable})
+    missing = [{"utterance": e, "reason": reasons.get(utterance_id(e), "not found on disk")}
+               for e in lost]
     if missing and not skip_missing:
         first = "; ".join(f"{m['utterance']} ({m['reason']})" for m in missing[:3])
-        raise ValueError(f"{path}: {len(missing)} of the trial utterances are missing or "
-                         f"unusable, e.g. {first}; set skip_missing_trials=True to drop "
-                         f"those trials")
-    kept = [t for t in trials if t.enrol in usable and t.test in usable]
+        raise InputError(f"{path}: {len(missing)} of the trial utterances are missing or "
+                         f"unusable, e.g. {first}; set skip_missing_trials=True "
+                         f"(--skip_missing_trials=True) to drop those trials")
+    kept = [t for t in trials if utterance_id(t.enrol) in usable
+            and utterance_id(t.test) in usable]
     if missing:
         logger.warning("%s: dropped %d of %d trials whose audio is missing", path,
                        len(trials) - len(kept), len(trials))

@@ -1,24 +1,79 @@
-"""Print the demo's summary (the last step of ``make demo``).
+"""Print the demo's summary (the last step of ``make demo``), also written to
+``<output_folder>/summary.txt``.
 
     python recipes/demo_summary.py hparams/demo.yaml --output_folder=exps/demo
 
-Reads what the earlier steps wrote under the output folder; see
-``custom_modules.demo_report``.
+What was generated and trained, EER and minDCF on the standard and hard trial lists for every
+scoring variant, the verdict of the primary variant (named in ``hparams/demo_verify.yaml``)
+against ``demo_targets``, where the plots and the pretrained folder are, and the three lines
+that use the model. It only reads what the earlier steps wrote (``corpus_report.json``,
+``verification/metrics.json``, ``plots/visualization.json``), so it can be run again at any
+time. Demo-only, so it lives here rather than in the library.
 """
 
+import json
 import sys
+from pathlib import Path
 
-from custom_modules.demo_report import demo_summary
-from custom_modules.hparams import load_hparams
+from custom_modules.config import load_recipe
+from custom_modules.errors import InputError, one_line_errors
+from custom_modules.evaluation.verification import summary_table
+
+KEYS = ("output_folder", "corpus_folder", "demo_targets")
 
 
-def main() -> None:
-    hparams, _ = load_hparams(sys.argv[1:])
+def demo_summary(output_folder: str, corpus_folder: str, targets: dict[str, float]) -> str:
+    """The summary as text (also written to ``<output_folder>/summary.txt``)."""
+    folder = Path(output_folder)
+    corpus = read_json(Path(corpus_folder) / "corpus_report.json")
+    metrics = read_json(folder / "verification" / "metrics.json")
+    plots = read_json(folder / "plots" / "visualization.json")
+    pretrained = folder / "pretrained"
+    engines = ", ".join(f"{engine} {count}" for engine, count in
+                        sorted(corpus["voices_by_engine"].items(), key=lambda kv: -kv[1]))
+    lines = [f"Demo corpus: {corpus['voices']} voices ({engines}), {corpus['utterances']} "
+             f"utterances; {corpus['test_voices']} voices held out for the trials."]
+    log = folder / "train_log.txt"
+    epochs = log.read_text(encoding="utf-8").strip().splitlines() if log.is_file() else []
+    if epochs:
+        lines.append(f"Training: {len(epochs)} epochs; last: {epochs[-1]}")
+    lines += ["", summary_table(metrics), ""]
+    primary = metrics["primary_variant"]
+    for name, target in targets.items():
+        if name in metrics["lists"]:
+            eer = metrics["lists"][name]["variants"][primary]["eer"]
+            verdict = "met" if eer < target else "NOT met"
+            lines.append(f"Target EER < {target:g} % on the {name} list: {verdict} "
+                         f"({primary} {eer:.2f} %).")
+    attention = plots["attention"]
+    lines += [f"Held-out speakers' embeddings: silhouette (cosine) "
+              f"{plots['silhouette_cosine']:.3f} over {plots['speakers']} speakers; attention "
+              f"on inserted silence {attention['ratio']:.2f}x its share of time.",
+              "",
+              f"Plots: {folder / 'plots'}/ (tsne_held_out.png, attention.png, ...) and "
+              f"{folder / 'verification'}/<list>/det.png",
+              f"Pretrained model: {pretrained}/",
+              "Use it:",
+              "    from custom_modules import SpeakerEncoder",
+              f'    enc = SpeakerEncoder.from_hparams(source="{pretrained}")',
+              '    embedding = enc.encode_file("a.wav")']
+    text = "\n".join(lines)
+    (folder / "summary.txt").write_text(text + "\n", encoding="utf-8")
+    return text
+
+
+def read_json(path: Path) -> dict:
+    """A file the demo's steps wrote; one-line errors when it is missing or broken."""
     try:
-        print(demo_summary(hparams["output_folder"], hparams["corpus_folder"]))
-    except ValueError as error:
-        sys.exit(f"error: {error}")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found; has the demo run (make demo)?") from None
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path}: not valid JSON ({error.msg})") from None
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors():
+        hparams = load_recipe(sys.argv[1:], KEYS).hparams
+        print(demo_summary(hparams["output_folder"], hparams["corpus_folder"],
+                           hparams["demo_targets"]))

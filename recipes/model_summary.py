@@ -10,7 +10,7 @@ import time
 import torch
 
 from custom_modules import MelFrontend, ecapa_c512, ecapa_c1024
-from custom_modules.ecapa import parameter_summary
+from custom_modules.models.ecapa import parameter_summary
 
 
 def main() -> None:

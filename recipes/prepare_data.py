@@ -10,19 +10,11 @@ import json
 import logging
 import sys
 
-from custom_modules.hparams import load_hparams
-
-
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    hparams, _ = load_hparams(sys.argv[1:])
-    for step in hparams["preparation"]:
-        try:
-            summary = step()
-        except (ValueError, RuntimeError) as error:
-            sys.exit(f"error: {error}")
-        print(json.dumps(summary, indent=2))
-
+from custom_modules.config import load_recipe
+from custom_modules.errors import one_line_errors
 
 if __name__ == "__main__":
-    main()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with one_line_errors():
+        for step in load_recipe(sys.argv[1:], ["preparation"]).hparams["preparation"]:
+            print(json.dumps(step(), indent=2))

@@ -3,24 +3,28 @@
     python recipes/speaker_verification.py hparams/verify.yaml --experiment=exps/voxceleb
 
 Loads the model named in the YAML (a pretrained folder, optionally with a training checkpoint's
-weights), runs ``custom_modules.verification.run_verification`` and prints a summary table.
+weights) on ``--device`` (default: CUDA when there is a GPU), runs
+``custom_modules.evaluation.verification.run_verification`` (numbers: ``metrics.json`` and
+``scores.txt``), draws the DET curves and score histograms, and prints a summary table.
 """
 
 import logging
 import sys
 
-from custom_modules.hparams import run_with_model
-from custom_modules.verification import summary_table
+from custom_modules.analysis.plots import verification_figures
+from custom_modules.errors import one_line_errors
+from custom_modules.evaluation.verification import summary_table
+from custom_modules.inference.recipe import MODEL_KEYS, run_model_step
 
-
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    hparams, results = run_with_model(sys.argv[1:], "verification")
-    print(summary_table(results))
-    if results["problems"]:
-        print(f"{len(results['problems'])} utterances skipped, e.g. {results['problems'][0]}")
-    print(f"results in {hparams['output_folder']}")
-
+KEYS = (*MODEL_KEYS, "output_folder", "verification")
 
 if __name__ == "__main__":
-    main()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with one_line_errors():
+        hparams, verification = run_model_step(sys.argv[1:], KEYS, "verification")
+        verification_figures(verification, hparams["output_folder"])
+    print(summary_table(verification.metrics))
+    skipped = verification.metrics["skipped_utterances"]
+    if skipped:
+        print(f"{len(skipped)} utterances skipped, e.g. {skipped[0]}")
+    print(f"results in {hparams['output_folder']}")

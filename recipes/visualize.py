@@ -3,19 +3,23 @@ attention of one utterance.
 
     python recipes/visualize.py hparams/visualize.yaml --experiment=exps/demo
 
-Loads the model named in the YAML, runs ``custom_modules.visualization.run_visualization`` and
-prints its numbers (silhouette score, attention on inserted silence).
+Loads the model named in the YAML on ``--device``, runs
+``custom_modules.analysis.visualization.run_visualization`` and prints its numbers (silhouette
+score, attention on inserted silence).
 """
 
 import logging
 import sys
 
-from custom_modules.hparams import run_with_model
+from custom_modules.errors import one_line_errors
+from custom_modules.inference.recipe import MODEL_KEYS, run_model_step
 
+KEYS = (*MODEL_KEYS, "output_folder", "visualization")
 
-def main() -> None:
+if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    hparams, results = run_with_model(sys.argv[1:], "visualization")
+    with one_line_errors():
+        hparams, results = run_model_step(sys.argv[1:], KEYS, "visualization")
     attention = results["attention"]
     print(f"{results['speakers']} held-out speakers, {results['utterances']} utterances: "
           f"silhouette (cosine) {results['silhouette_cosine']:.3f}")
@@ -23,8 +27,4 @@ def main() -> None:
           f"{attention['utterance']}: {100 * attention['attention_share']:.1f} % of the mass on "
           f"{100 * attention['time_share']:.1f} % of the time (ratio {attention['ratio']:.2f}; "
           f"below 1: the model looks away from silence)")
-    print(f"plots in {hparams['visualization'].keywords['output_folder']}")
-
-
-if __name__ == "__main__":
-    main()
+    print(f"plots in {hparams['output_folder']}")

@@ -4,10 +4,11 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import soundfile
 import torch
 
 from custom_modules import ECAPA_TDNN, MelFrontend
-from custom_modules.pretrained import write_pretrained
+from custom_modules.inference.pretrained import write_pretrained
 from data_prep import synthetic_audio
 
 TINY_MODEL = {"input_size": 40, "channels": [32, 32, 32, 32, 96], "attention_channels": 16,
@@ -29,6 +30,25 @@ def padded_batch(seconds: list[float], sample_rate: int = 16000) -> tuple[torch.
     for row, wave in enumerate(waves):
         batch[row, :wave.numel()] = wave
     return batch, torch.tensor([w.numel() / longest for w in waves])
+
+
+def write_corpus(root: Path, speakers: int, utterances: int, seconds: tuple[float, float],
+                 voice_seed: int = 0, first_seconds: float | None = None) -> Path:
+    """A folder-per-speaker corpus ``root/spkNN/uM.wav`` of speech-like audio. Every
+    utterance of a speaker is a rendering of the same seeded voice (different lengths of it),
+    so even an untrained model scores a speaker's utterances alike; lengths are drawn from
+    ``seconds``, except the very first file's, ``first_seconds`` when given."""
+    rng = np.random.default_rng(0)
+    for speaker in range(speakers):
+        for utterance in range(utterances):
+            path = root / f"spk{speaker:02d}" / f"u{utterance}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            length = rng.uniform(*seconds)
+            if first_seconds is not None and speaker == utterance == 0:
+                length = first_seconds
+            voice = np.random.default_rng(voice_seed + speaker)
+            soundfile.write(path, synthetic_audio.speech_like(length, 16000, voice), 16000)
+    return root
 
 
 def read_csv(path) -> list[dict]:

@@ -1,16 +1,24 @@
-"""The end-to-end demo: its summary, and the steps `make demo` runs, in miniature (a few espeak-ng
-voices, a C=32 model, one epoch)."""
+"""The end-to-end demo: its summary, its preparation (held-out voices come from the generator),
+and the steps `make demo` runs, in miniature (a few espeak-ng voices, a C=32 model, one epoch)."""
 
+import csv
 import json
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import soundfile
+from conftest import read_csv
 
-from custom_modules.demo_report import demo_summary
+from custom_modules.data.trials import Trial, write_trials
+from data_prep.demo.prepare import prepare_demo
+from recipes.demo_summary import demo_summary
 
-METRICS = {"eer": 2.5, "min_dcf_0.01": 0.31, "min_dcf_0.05": 0.12, "trials": 8000}
+METRICS = {"eer": 2.5, "eer_threshold": 0.4, "min_dcf_0.01": 0.31, "min_dcf_0.05": 0.12,
+           "trials": 8000}
+TARGETS = {"standard": 3.0, "hard": 4.0}
 
 
 def write_run(folder, standard_eer: float, hard_eer: float) -> None:
@@ -20,27 +28,32 @@ def write_run(folder, standard_eer: float, hard_eer: float) -> None:
         {"voices": 223, "voices_by_engine": {"espeak": 91, "mbrola": 72}, "utterances": 6681,
          "test_voices": 45}))
     (folder / "verification").mkdir()
+
+    def entry(variants: dict[str, float]) -> dict:
+        return {"file": "x.txt", "trials_dropped": 0, "calibrated": None,
+                "variants": {v: {**METRICS, "eer": e} for v, e in variants.items()}}
+
     (folder / "verification/metrics.json").write_text(json.dumps(
-        {"standard": {"cosine": {**METRICS, "eer": standard_eer - 0.4},
-                      "as-norm": {**METRICS, "eer": standard_eer}},
-         "hard": {"cosine": {**METRICS, "eer": hard_eer}}, "problems": []}))
+        {"schema_version": 1, "primary_variant": "as-norm", "variants": ["cosine", "as-norm"],
+         "lists": {"standard": entry({"cosine": standard_eer - 0.4, "as-norm": standard_eer}),
+                   "hard": entry({"cosine": hard_eer - 1.0, "as-norm": hard_eer})},
+         "calibration": None, "skipped_utterances": []}))
     (folder / "plots").mkdir()
     (folder / "plots/visualization.json").write_text(json.dumps(
-        {"speakers": 12, "silhouette_cosine": 0.41,
-         "attention": {"ratio": 0.35}}))
+        {"speakers": 12, "silhouette_cosine": 0.41, "attention": {"ratio": 0.35}}))
     (folder / "train_log.txt").write_text("epoch: 1, lr: 1e-3 - valid EER: 9.0\n"
                                           "epoch: 2, lr: 1e-4 - valid EER: 3.1\n")
 
 
 def test_summary_reports_both_lists_the_targets_and_the_three_lines(tmp_path):
     write_run(tmp_path, standard_eer=2.5, hard_eer=4.2)
-    text = demo_summary(str(tmp_path))
+    text = demo_summary(str(tmp_path), str(tmp_path / "corpus"), TARGETS)
     assert "223 voices (espeak 91, mbrola 72)" in text
     assert "Training: 2 epochs" in text
     assert "standard        as-norm          2.50" in text
-    # the verdict is the last variant's (as-norm), even where cosine did better
+    # the verdict is the primary variant's (as-norm), even where cosine did better
     assert "Target EER < 3 % on the standard list: met (as-norm 2.50 %)" in text
-    assert "Target EER < 4 % on the hard list: NOT met (cosine 4.20 %)" in text
+    assert "Target EER < 4 % on the hard list: NOT met (as-norm 4.20 %)" in text
     assert "silhouette (cosine) 0.410" in text
     assert f'SpeakerEncoder.from_hparams(source="{tmp_path / "pretrained"}")' in text
     assert (tmp_path / "summary.txt").read_text() == text + "\n"
@@ -48,11 +61,73 @@ def test_summary_reports_both_lists_the_targets_and_the_three_lines(tmp_path):
 
 def test_summary_of_a_run_that_did_not_happen(tmp_path):
     with pytest.raises(ValueError, match="corpus_report.json: not found"):
-        demo_summary(str(tmp_path))
+        demo_summary(str(tmp_path), str(tmp_path / "corpus"), TARGETS)
     write_run(tmp_path, 1.0, 1.0)
     (tmp_path / "verification/metrics.json").write_text("{")
     with pytest.raises(ValueError, match="metrics.json: not valid JSON"):
-        demo_summary(str(tmp_path))
+        demo_summary(str(tmp_path), str(tmp_path / "corpus"), TARGETS)
+
+
+def write_corpus(folder, hard_only_voice: bool = True) -> None:
+    """What the generator writes, for 8 voices: 3 held out, one of which (id10008) only the hard
+    list names."""
+    rng = np.random.default_rng(0)
+    speakers = [f"id1000{i}" for i in range(1, 9)]
+    test = {"id10006", "id10007", "id10008"}
+    with open(folder / "speakers.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["ID", "engine", "voice", "language", "gender", "split", "files"])
+        for speaker in speakers:
+            writer.writerow([speaker, "espeak", "v", "en", "male",
+                             "test" if speaker in test else "train", 4])
+    rows = []
+    for speaker in speakers:
+        for n in range(1, 5):
+            path = folder / "wav" / speaker / "sess01" / f"{n:05d}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            soundfile.write(path, 0.1 * rng.standard_normal(16000), 16000)
+            rows.append([f"{speaker}/sess01/{n:05d}", "1.000", str(path), 0, 16000, speaker])
+    with open(folder / "utterances.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["ID", "duration", "wav", "start", "stop", "spk_id"])
+        writer.writerows(rows)
+    entry = "{}/sess01/{:05d}.wav".format
+    write_trials(folder / "trials_standard.txt",
+                 [Trial(1, entry("id10006", 1), entry("id10006", 2)),
+                  Trial(0, entry("id10006", 1), entry("id10007", 1))])
+    last = "id10008" if hard_only_voice else "id10007"
+    write_trials(folder / "trials_hard.txt",
+                 [Trial(1, entry(last, 1), entry(last, 3)),
+                  Trial(0, entry("id10007", 2), entry(last, 4))])
+
+
+def test_held_out_voices_never_reach_training_even_when_one_list_names_them(tmp_path):
+    corpus, save = tmp_path / "corpus", tmp_path / "data"
+    corpus.mkdir()
+    write_corpus(corpus)
+    summary = prepare_demo(str(corpus), str(save), (67, 33), valid_trials=6, seed=1)
+    training = {r["spk_id"] for name in ("train.csv", "dev.csv", "valid.csv")
+                for r in read_csv(save / name)}
+    assert training == {f"id1000{i}" for i in range(1, 6)}
+    assert summary["test_voices"] == 3 and summary["hard_trials"] == 2
+    # Both lists resolve through the prepared CSVs.
+    ids = {r["ID"] for name in ("enrol.csv", "test.csv") for r in read_csv(save / name)}
+    for name in ("standard", "hard"):
+        for line in (save / f"{name}_trials.txt").read_text().splitlines():
+            _, enrol, test = line.split()
+            assert enrol[:-4] in ids and test[:-4] in ids
+    assert prepare_demo(str(corpus), str(save), (67, 33), valid_trials=6, seed=1)["skipped"]
+
+
+def test_a_trial_naming_a_training_voice_is_refused(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write_corpus(corpus)
+    write_trials(corpus / "trials_hard.txt",
+                 [Trial(1, "id10001/sess01/00001.wav", "id10001/sess01/00002.wav")])
+    with pytest.raises(ValueError, match="trials_hard.txt: id10001/sess01/00001.wav is not a "
+                                         "held-out voice's utterance"):
+        prepare_demo(str(corpus), str(tmp_path / "data"), (67, 33), valid_trials=6, seed=1)
 
 
 def run(*command: str) -> str:
@@ -73,19 +148,20 @@ def test_demo_steps_end_to_end(tmp_path):
         "--test_voices=0.4", "--trials=300", "--split_ratio=[67, 33]",
         "--validation_trials=200", "--channels=[32, 32, 32, 32, 96]", "--n_mels=40",
         "--number_of_epochs=1", "--batch_size=8", "--num_workers=0", "--warmup_epochs=0.5")
-    lists = {"test": None, "standard": f"{out}/corpus/trials_standard.txt"}
-    if (out / "corpus/trials_hard.txt").is_file():
-        lists["hard"] = f"{out}/corpus/trials_hard.txt"
-    run("recipes/speaker_verification.py", "hparams/verify.yaml", f"--experiment={out}",
-        f"--trial_lists={json.dumps(lists)}", f"--audio_folder={out}/corpus/wav",
-        "--cohort=utterances", "--lda_dim=2")
+    run("recipes/speaker_verification.py", "hparams/demo_verify.yaml", f"--experiment={out}",
+        "--lda_dim=2")
     run("recipes/visualize.py", "hparams/visualize.yaml", f"--experiment={out}",
         "--speakers=4", "--utterances_per_speaker=4", "--perplexity=3")
     summary = run("recipes/demo_summary.py", "hparams/demo.yaml", f"--output_folder={out}")
     metrics = json.loads((out / "verification/metrics.json").read_text())
-    assert set(metrics) - {"problems"} == set(lists) - {"test"}
-    assert list(metrics["standard"]) == ["cosine", "as-norm", "lda+cosine", "lda+as-norm"]
-    assert "Target EER < 3 % on the standard list" in summary
+    assert list(metrics["lists"]) == ["standard", "hard"]
+    assert metrics["variants"] == ["cosine", "as-norm", "lda+cosine", "lda+as-norm"]
+    assert metrics["primary_variant"] == "lda+as-norm"
+    eer = metrics["lists"]["standard"]["variants"]["lda+as-norm"]["eer"]
+    assert f"on the standard list: {'met' if eer < 3 else 'NOT met'} (lda+as-norm {eer:.2f} %)" \
+        in summary
     for picture in ("tsne_held_out.png", "attention.png", "attention_with_silence.png"):
         assert (out / "plots" / picture).stat().st_size > 10_000
+    for name in ("standard", "hard"):
+        assert (out / "verification" / name / "det.png").stat().st_size > 10_000
     assert (out / "pretrained/embedding_model.ckpt").is_file()

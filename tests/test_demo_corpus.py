@@ -10,14 +10,15 @@ from collections import Counter
 import numpy as np
 import pytest
 import soundfile
+from conftest import read_csv
 from scipy.signal import welch
 
-from custom_modules.trials import read_trials
-from data_prep.demo_channels import apply_channel, random_channel
-from data_prep.demo_corpus import _group, _held_out, generate_demo_corpus
-from data_prep.demo_text import clean, read_mo, utterance_text
-from data_prep.install_voices import contrib_non_free_entry, debian_sources
-from data_prep.tts_voices import Voice, _changes_voice
+from custom_modules.data.trials import read_trials
+from data_prep.demo.channels import apply_channel, random_channel
+from data_prep.demo.corpus import _group, _held_out, generate_demo_corpus
+from data_prep.demo.install_voices import contrib_non_free_entry, debian_sources
+from data_prep.demo.text import clean, read_mo, utterance_text
+from data_prep.demo.voices import Voice, _changes_voice
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng is not installed (make installs it as root)")
@@ -118,9 +119,15 @@ def test_tiny_corpus(tmp_path):
     folder = tmp_path / "corpus"
     summary = generate_demo_corpus(str(folder), utterances_per_voice=4, sessions_per_voice=2,
                                    max_voices=8, trials=60, min_words=6, num_workers=2, seed=3)
-    assert summary["voices"] >= 6 and summary["utterances"] >= 6 * 4 - summary["failed_utterances"]
     files = sorted(p.relative_to(folder / "wav").as_posix() for p in folder.rglob("*.wav"))
-    assert len(files) == summary["utterances"]
+    assert len(files) == summary["utterances"] == 8 * 4 - summary["failed_utterances"]
+    # utterances.csv lists every file with the length its header says.
+    listed = {r["ID"]: r for r in read_csv(folder / "utterances.csv")}
+    assert sorted(listed) == [f[:-4] for f in files]
+    for relative in files[:5]:
+        info = soundfile.info(folder / "wav" / relative)
+        row = listed[relative[:-4]]
+        assert (int(row["stop"]), row["spk_id"]) == (info.frames, relative.split("/")[0])
     assert all(re.fullmatch(r"id\d{5}/sess\d{2}/\d{5}\.wav", f) for f in files)
     info = soundfile.info(folder / "wav" / files[0])
     assert (info.samplerate, info.channels) == (16000, 1) and info.duration > 1.0

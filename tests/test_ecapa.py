@@ -5,8 +5,8 @@ import torch
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN as SpeechBrainECAPA
 
 from custom_modules import ECAPA_TDNN, count_parameters, ecapa_c512, ecapa_c1024
-from custom_modules.ecapa import SEBlock, parameter_summary
-from custom_modules.pooling import AttentiveStatisticsPooling
+from custom_modules.models.ecapa import SEBlock, parameter_summary
+from custom_modules.models.pooling import AttentiveStatisticsPooling
 
 TINY = {"channels": [32, 32, 32, 32, 96], "attention_channels": 16, "se_channels": 16}
 

@@ -9,8 +9,11 @@ import soundfile
 import torch
 from conftest import tiny_pretrained
 
-from custom_modules.export import ExportableEmbedder, check_onnx, export_onnx, export_torchscript
-from custom_modules.pretrained import load_embedder
+from custom_modules.__main__ import main
+from custom_modules.errors import InputError
+from custom_modules.inference.export import check_onnx, export_onnx, export_torchscript
+from custom_modules.inference.pretrained import load_embedder
+from custom_modules.interface.encoder import SpeakerEncoder
 from data_prep.synthetic_audio import speech_like
 
 
@@ -35,10 +38,11 @@ def test_onnx_and_torchscript_match_pytorch_with_dynamic_axes(folder, tmp_path):
     assert check_onnx(embedder, export_onnx(embedder, tmp_path / "m.onnx"), wavs,
                       samples) >= 0.9999
     traced = torch.jit.load(str(export_torchscript(embedder, tmp_path / "m.pt")))
-    assert not embedder.training  # exporting leaves the embedder in eval mode
     with torch.no_grad():
-        expected = ExportableEmbedder(embedder)(wavs, samples)
-        assert torch.allclose(traced(wavs, samples), expected, atol=1e-5)
+        # Each row as if alone: what verification computes for that utterance.
+        for row, wave in enumerate(waves):
+            alone = embedder(torch.from_numpy(wave).float().unsqueeze(0))[0]
+            assert torch.allclose(traced(wavs, samples)[row], alone, atol=1e-5)
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -65,3 +69,25 @@ def test_command_line(folder, tmp_path):
     assert failed.returncode != 0
     assert failed.stderr.strip().splitlines()[-1].startswith("error:")
     assert "missing.wav: no such file" in failed.stderr
+
+
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback(folder, monkeypatch, capsys):
+    model = str(folder / "pretrained")
+    with pytest.raises(SystemExit) as exit_:
+        main(["embed", "--model", model])
+    assert exit_.value.code == "error: no audio files given (name them, or give --list)"
+
+    def bug(*args, **kwargs):
+        raise ValueError("a bug, not the user's input")
+
+    monkeypatch.setattr(SpeakerEncoder, "encode_file", bug)
+    with pytest.raises(ValueError, match="a bug"):
+        main(["embed", "--model", model, str(folder / "a.wav")])
+
+    def bad_input(*args, **kwargs):
+        raise InputError("x.wav: silent (peak amplitude below 0.0001)")
+
+    monkeypatch.setattr(SpeakerEncoder, "encode_file", bad_input)
+    with pytest.raises(SystemExit) as exit_:
+        main(["embed", "--model", model, str(folder / "a.wav")])
+    assert exit_.value.code == "error: x.wav: silent (peak amplitude below 0.0001)"

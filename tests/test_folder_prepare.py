@@ -7,7 +7,7 @@ import pytest
 import soundfile
 from conftest import read_csv, speech_like
 
-from custom_modules.trials import read_trials
+from custom_modules.data.trials import read_trials
 from data_prep.folder_prepare import prepare_folder
 
 FORMATS = [("wav", 16000, 1), ("flac", 44100, 2), ("ogg", 8000, 1), ("wav", 22050, 2)]

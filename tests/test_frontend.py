@@ -10,7 +10,7 @@ from conftest import padded_batch, speech_like
 from speechbrain.lobes.features import Fbank
 from speechbrain.processing.features import InputNormalization
 
-from custom_modules.frontend import MelFrontend, mel_filterbank
+from custom_modules.models.frontend import MelFrontend, mel_filterbank
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,14 @@ import pytest
 import torch
 from speechbrain.utils.metric_stats import EER, minDCF
 
-from custom_modules.metrics import act_dcf, cllr, det_curve, eer, min_dcf, verification_metrics
+from custom_modules.evaluation.metrics import (
+    act_dcf,
+    cllr,
+    det_curve,
+    eer,
+    min_dcf,
+    verification_metrics,
+)
 
 
 def brute_force_min_dcf(pos, neg, p_target, c_miss=1.0, c_fa=1.0):
@@ -63,7 +70,13 @@ def test_llr_metrics():
     threshold = math.log(99)
     expected = (0.01 * np.mean(pos <= threshold) + 0.99 * np.mean(neg > threshold)) / 0.01
     assert math.isclose(act_dcf(pos, neg, p_target=0.01), expected)
-    assert act_dcf(pos, neg) >= min_dcf(pos, neg)[0]
+    # Scores of N(2, 1) against N(-2, 1) have the log-likelihood ratio 4 s: those LLRs are
+    # calibrated, so their actual cost is the minimum cost of the scores (up to sampling);
+    # shifted by 3 nats they are not, and cost far more.
+    pos, neg = rng.normal(2, 1, 20000), rng.normal(-2, 1, 20000)
+    best = min_dcf(pos, neg, p_target=0.01)[0]
+    assert act_dcf(4 * pos, 4 * neg, p_target=0.01) == pytest.approx(best, abs=0.02)
+    assert act_dcf(4 * pos + 3, 4 * neg + 3, p_target=0.01) > best + 0.4
 
 
 def test_det_curve_is_monotone_and_thinned():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from custom_modules.metrics import cllr
-from custom_modules.scoring import (
+from custom_modules.evaluation.metrics import cllr
+from custom_modules.evaluation.scoring import (
     cohort_stats,
     cosine_scores,
     fit_calibration,

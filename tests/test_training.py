@@ -1,23 +1,25 @@
 """Training: loss goes down on a learnable toy set, interrupted runs resume, two CPU processes
 agree, and the exported folder loads. Tiny model (C=32), seconds of audio."""
 
-import os
-import signal
+import itertools
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 import torch
+from conftest import TINY_MODEL, write_corpus
+from speechbrain.utils.checkpoints import Checkpointer
 
-from custom_modules.losses import AAMSoftmaxHead
-from custom_modules.pretrained import load_embedder
-from custom_modules.schedules import TimeBudgetEpochCounter, WarmupSchedule
-from custom_modules.spec_augment import PerSampleSpecAugment
-from data_prep.synthetic_audio import speech_like
+from custom_modules import ECAPA_TDNN, MelFrontend
+from custom_modules.inference.pretrained import load_embedder
+from custom_modules.training.checkpointing import AtomicCheckpointer
+from custom_modules.training.export_pretrained import export_best
+from custom_modules.training.losses import AAMSoftmaxHead
+from custom_modules.training.schedules import TimeBudgetEpochCounter, WarmupSchedule
+from custom_modules.training.spec_augment import PerSampleSpecAugment
 
 TINY = ["--channels=[32, 32, 32, 32, 96]", "--n_mels=40", "--num_workers=0",
         "--test_speakers=2", "--split_ratio=[75, 25]", "--warmup_epochs=0.5"]
@@ -26,25 +28,18 @@ TINY = ["--channels=[32, 32, 32, 32, 96]", "--n_mels=40", "--num_workers=0",
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     """10 speakers with a consistent voice each (learnable), 6 utterances of 2-3.5 s."""
-    root = tmp_path_factory.mktemp("train_corpus")
-    rng = np.random.default_rng(0)
-    for speaker in range(10):
-        for utterance in range(6):
-            path = root / f"spk{speaker:02d}" / f"u{utterance}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            voice = speech_like(rng.uniform(2.0, 3.5), 16000, np.random.default_rng(speaker))
-            soundfile.write(path, voice, 16000)
-    return root
+    return write_corpus(tmp_path_factory.mktemp("train_corpus"), 10, 6, (2.0, 3.5))
 
 
 def train(corpus: Path, output: Path, *overrides: str, launcher=(sys.executable,),
-          wait: bool = True):
+          hook: str | None = None) -> subprocess.CompletedProcess:
+    """The training recipe on ``corpus`` (optionally through ``tests/recipe_with_hooks.py``)."""
     if not any(o.startswith("--batch_size") for o in overrides):
         overrides = (*overrides, "--batch_size=8")
-    command = [*launcher, "recipes/train_speaker_embeddings.py", "hparams/ecapa_demo.yaml",
-               f"--data_folder={corpus}", f"--output_folder={output}", *TINY, *overrides]
-    if not wait:
-        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hooked = ["tests/recipe_with_hooks.py", hook] if hook else []
+    command = [*launcher, *hooked, "recipes/train_speaker_embeddings.py",
+               "hparams/ecapa_folder.yaml", f"--data_folder={corpus}",
+               f"--output_folder={output}", *TINY, *overrides]
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
 
 
@@ -89,12 +84,65 @@ def test_margin_warmup_schedule_and_per_sample_masks():
 
 
 def test_time_budget_stops_before_an_epoch_that_would_overrun(monkeypatch):
-    clock = iter([0.0, 100.0, 200.0, 300.0])        # each epoch takes 100 s
-    monkeypatch.setattr("custom_modules.schedules.time.monotonic", lambda: next(clock))
+    # Each call is 100 s later; the clock never runs out, so only the budget can stop it.
+    clock = itertools.count(0.0, 100.0)
+    monkeypatch.setattr("custom_modules.training.schedules.time.monotonic", lambda: next(clock))
     counter = TimeBudgetEpochCounter(limit=10, max_minutes=250 / 60)
     assert list(counter) == [1, 2]                   # a third would end at 300 s > 250 s
     assert counter.current == 2
     assert list(TimeBudgetEpochCounter(limit=3, max_minutes=None)) == [1, 2, 3]
+
+
+class Dies(Exception):
+    """Stands for the process dying inside a checkpoint save."""
+
+
+def test_speechbrains_checkpointer_leaves_a_checkpoint_that_looks_complete(tmp_path):
+    """SpeechBrain writes CKPT.yaml first: a save that dies after the first parameter file
+    leaves a checkpoint that is listed, and that fails to load. Ours leaves nothing listed."""
+    def dying_save(obj, path):
+        raise Dies
+
+    for kind in (Checkpointer, AtomicCheckpointer):
+        folder = tmp_path / kind.__name__
+        checkpointer = kind(folder)
+        checkpointer.add_recoverable("model", torch.nn.Linear(3, 3))
+        checkpointer.add_recoverable("head", torch.nn.Linear(3, 2), custom_save_hook=dying_save)
+        with pytest.raises(Dies):
+            checkpointer.save_checkpoint()
+        if kind is Checkpointer:
+            (listed,) = checkpointer.list_checkpoints()
+            assert (listed.path / "CKPT.yaml").is_file()
+            assert (listed.path / "model.ckpt").is_file()
+            with pytest.raises(RuntimeError, match="missing a load path for head"):
+                checkpointer.recover_if_possible()
+        else:
+            assert checkpointer.list_checkpoints() == []
+            assert checkpointer.recover_if_possible() is None
+            assert len(list((folder / ".staging").glob("CKPT+*/model.ckpt"))) == 1
+
+
+def test_export_takes_the_lowest_eer_checkpoint_and_its_threshold(tmp_path):
+    torch.manual_seed(0)
+    frontend, model = MelFrontend(n_mels=40), ECAPA_TDNN(**TINY_MODEL)
+    classifier = AAMSoftmaxHead(24, num_classes=2)
+    checkpointer = AtomicCheckpointer(tmp_path / "save", {"embedding_model": model,
+                                                           "classifier": classifier})
+    saved = {}
+    for epoch, eer, threshold in ((1, 9.0, 0.31), (2, 4.5, 0.42), (3, 6.0, 0.53)):
+        with torch.no_grad():
+            model.fc.conv.weight.add_(1.0)
+        saved[epoch] = model.fc.conv.weight.detach().clone()
+        checkpointer.save_checkpoint(meta={"epoch": epoch, "EER": eer, "threshold": threshold})
+    labels = tmp_path / "label_encoder.txt"
+    labels.write_text("'a' => 0\n'b' => 1\n================\n'starting_index' => 0\n")
+    meta = export_best(checkpointer, frontend, model, classifier, str(labels),
+                       str(tmp_path / "pretrained"), "hparams/x.yaml")
+    assert (meta["epoch"], meta["EER"], meta["threshold"]) == (2, 4.5, 0.42)
+    exported = load_embedder(tmp_path / "pretrained")
+    assert exported.threshold == 0.42
+    assert torch.equal(exported.embedding_model.fc.conv.weight, saved[2])
+    assert "validation EER: 4.50%" in (tmp_path / "pretrained/README.md").read_text()
 
 
 @pytest.mark.slow
@@ -107,7 +155,7 @@ def test_recipe_trains_resumes_and_exports(corpus, tmp_path):
     for name in ("hyperparams.yaml", "embedding_model.ckpt", "classifier.ckpt",
                  "label_encoder.txt", "README.md"):
         assert (output / "pretrained" / name).is_file()
-    assert embedder.threshold is not None
+    assert "number_of_epochs: 1" in (output / "hyperparams.yaml").read_text()
     wave = torch.from_numpy(soundfile.read(next(corpus.glob("spk00/*.wav")),
                                            dtype="float32")[0]).unsqueeze(0)
     with torch.inference_mode():
@@ -118,32 +166,41 @@ def test_recipe_trains_resumes_and_exports(corpus, tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_minus_nine_then_resume(corpus, tmp_path):
+def test_kill_inside_a_checkpoint_save_then_the_same_command_resumes(corpus, tmp_path):
     output = tmp_path / "exp"
-    process = train(corpus, output, "--number_of_epochs=3", "--ckpt_interval_steps=1",
-                    wait=False)
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list((output / "save").glob("CKPT+*"))) < 2:
-        time.sleep(0.2)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    for checkpoint in (output / "save").glob("CKPT+*"):
-        assert (checkpoint / "CKPT.yaml").is_file()
-        assert (checkpoint / "embedding_model.ckpt").is_file()
-    done = train(corpus, output, "--number_of_epochs=3", "--ckpt_interval_steps=1")
+    args = ("--number_of_epochs=2", "--ckpt_interval_steps=1")
+    killed = train(corpus, output, *args, hook="kill_at_publish=3")
+    assert killed.returncode == -9
+    save = output / "save"
+    # The second intra-epoch checkpoint is in place (it replaced the first); the third was
+    # written into staging, never renamed.
+    assert len(list(save.glob("CKPT+*"))) == 1
+    assert len(list((save / ".staging").glob("CKPT+*/embedding_model.ckpt"))) == 1
+    done = train(corpus, output, *args)
     assert done.returncode == 0, done.stderr[-2000:]
-    logged = epochs_logged(output)
-    assert logged == sorted(set(logged))
-    assert logged[-1] == 3
+    assert "Loading a checkpoint from" in done.stderr + done.stdout
+    assert epochs_logged(output) == [1, 2]
+    assert not (save / ".staging").exists()            # leftovers cleaned
+    for checkpoint in save.glob("CKPT+*"):
+        assert {p.name for p in checkpoint.iterdir()} >= {"CKPT.yaml", "embedding_model.ckpt",
+                                                          "classifier.ckpt", "counter.ckpt"}
 
 
 @pytest.mark.slow
 def test_two_cpu_processes_end_with_identical_weights(corpus, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
+    replicas = tmp_path / "replicas"
     done = train(corpus, tmp_path / "exp", "--number_of_epochs=1", "--batch_size=4",
-                 launcher=(str(torchrun), "--nproc_per_node=2"))
+                 launcher=(str(torchrun), "--nproc_per_node=2"),
+                 hook=f"save_replica={replicas}")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "weights identical on 2 processes" in done.stderr + done.stdout
+    first, second = (torch.load(replicas / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert list(first) == list(second) and len(first) > 50
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+    # ... and they are the weights that were exported (the epoch's checkpoint).
+    exported = torch.load(tmp_path / "exp/pretrained/embedding_model.ckpt", weights_only=True)
+    assert all(torch.equal(first[name], exported[name]) for name in first)
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import pytest
 import soundfile
 import torch
 
-from custom_modules.training_data import random_crop, training_set
+from custom_modules.training.examples import random_crop, training_set
 
 RATE = 16000
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from custom_modules.trials import Trial, make_trials, read_trials, trial_speakers, write_trials
+from custom_modules.data.trials import Trial, make_trials, read_trials, trial_speakers, write_trials
 
 
 def test_round_trip_and_speakers(tmp_path):

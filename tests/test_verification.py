@@ -1,7 +1,9 @@
 """Verification end to end on a tiny generated corpus with a tiny random model, saved the way
-a pretrained folder and a training checkpoint are."""
+a pretrained folder and a training checkpoint are. Each speaker's utterances are renderings of
+one voice, so that even a random model scores targets above non-targets."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,12 +12,15 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import TINY_MODEL, tiny_pretrained
+from conftest import TINY_MODEL, tiny_pretrained, write_corpus
+from sklearn.linear_model import LogisticRegression
 from speechbrain.utils.checkpoints import Checkpointer
+from speechbrain.utils.metric_stats import EER
 
 from custom_modules import ECAPA_TDNN
-from custom_modules.embedding import Utterance, embed_utterances, model_fingerprint
-from custom_modules.pretrained import load_embedder
+from custom_modules.data.catalogue import Utterance, read_utterance_csvs
+from custom_modules.inference.embedding import embed_utterances, model_fingerprint
+from custom_modules.inference.pretrained import load_embedder
 from data_prep.folder_prepare import prepare_folder
 from data_prep.synthetic_audio import speech_like
 
@@ -23,16 +28,10 @@ from data_prep.synthetic_audio import speech_like
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     root = tmp_path_factory.mktemp("verification")
-    rng = np.random.default_rng(0)
-    for speaker in range(12):
-        for utterance in range(4):
-            path = root / "corpus" / f"spk{speaker:02d}" / f"u{utterance}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            seconds = 75.0 if (speaker, utterance) == (0, 0) else rng.uniform(1.0, 2.5)
-            soundfile.write(path, speech_like(seconds, 16000, rng), 16000)
+    write_corpus(root / "corpus", 12, 4, (1.0, 2.5), voice_seed=100, first_seconds=75.0)
     prepare_folder(str(root / "corpus"), str(root / "exp/data"), test_speakers=4,
                    test_trials=60, split_ratio=(75, 25), valid_trials=30, num_workers=1)
-    tiny_pretrained(root / "exp/pretrained")
+    tiny_pretrained(root / "exp/pretrained", seen_data=True)
     return root / "exp"
 
 
@@ -42,21 +41,37 @@ def run_script(experiment: Path, *overrides: str) -> subprocess.CompletedProcess
                           capture_output=True, text=True, check=False)
 
 
-def test_script_end_to_end_with_as_norm_and_calibration(experiment):
+def read_scores(path: Path) -> dict[str, np.ndarray]:
+    """Columns of a scores.txt, by name."""
+    lines = path.read_text().splitlines()
+    header, rows = lines[0].split(), [line.split() for line in lines[1:]]
+    return {name: np.array([float(r[i]) for r in rows]) for i, name in enumerate(header)
+            if name not in ("enrol", "test")}
+
+
+def test_script_end_to_end_with_as_norm(experiment):
     done = run_script(experiment)
     assert done.returncode == 0, done.stderr
-    assert "as-norm" in done.stdout
     metrics = json.loads((experiment / "verification/metrics.json").read_text())
+    assert set(metrics) == {"schema_version", "primary_variant", "variants", "lists",
+                            "calibration", "skipped_utterances"}
+    assert (metrics["primary_variant"], metrics["variants"]) == ("as-norm", ["cosine", "as-norm"])
     trials = len((experiment / "data/test_trials.txt").read_text().splitlines())
-    for variant in ("cosine", "as-norm"):
-        assert 0 <= metrics["test"][variant]["eer"] <= 100
-        assert metrics["test"][variant]["trials"] == trials
     out = experiment / "verification/test"
+    scores = read_scores(out / "scores.txt")
+    assert len(scores["label"]) == trials
+    labels = scores["label"] == 1
+    for variant in ("cosine", "as-norm"):
+        entry = metrics["lists"]["test"]["variants"][variant]
+        assert entry["trials"] == trials
+        # The EER in metrics.json is SpeechBrain's EER of the scores in scores.txt.
+        reference, _ = EER(torch.tensor(scores[variant][labels]),
+                           torch.tensor(scores[variant][~labels]))
+        assert entry["eer"] == pytest.approx(100 * float(reference), abs=1e-4)
+        assert f"test            {variant:<13}{entry['eer']:>8.2f}" in done.stdout
+    assert scores["cosine"][labels].mean() > scores["cosine"][~labels].mean()
     assert (out / "det.png").stat().st_size > 10000
     assert (out / "score_histogram.png").stat().st_size > 10000
-    lines = (out / "scores.txt").read_text().splitlines()
-    assert lines[0] == "enrol test label cosine as-norm"
-    assert len(lines) == trials + 1
     caches = list((experiment / "embeddings").glob("embeddings_*.pt"))
     assert len(caches) == 1
     stamp = caches[0].stat().st_mtime_ns
@@ -65,62 +80,122 @@ def test_script_end_to_end_with_as_norm_and_calibration(experiment):
     assert caches[0].stat().st_mtime_ns == stamp  # everything came from the cache
 
 
+def test_eer_is_zero_for_copies_and_fifty_for_ties(experiment, tmp_path):
+    """Targets that pair a file with a copy of itself score above every non-target: EER 0.
+    The same pair labelled once each way, three times: every score ties, EER 50 %."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    sources = sorted((experiment.parent / "corpus").glob("spk0[4-7]/u1.wav"))
+    for n, source in enumerate(sources):
+        shutil.copy(source, audio / f"{n}.wav")
+        shutil.copy(source, audio / f"{n}_copy.wav")
+    (tmp_path / "copies.txt").write_text(
+        "".join(f"1 {n}.wav {n}_copy.wav\n" for n in range(4))
+        + "".join(f"0 {a}.wav {b}_copy.wav\n" for a in range(4) for b in range(4) if a != b))
+    (tmp_path / "ties.txt").write_text("1 0.wav 0_copy.wav\n0 0.wav 0_copy.wav\n" * 3)
+    lists = f"{{test: null, copies: {tmp_path}/copies.txt, ties: {tmp_path}/ties.txt}}"
+    done = run_script(experiment, f"--trial_lists={lists}", f"--audio_folder={audio}",
+                      f"--output_folder={tmp_path / 'out'}")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((tmp_path / "out/metrics.json").read_text())["lists"]
+    assert metrics["copies"]["variants"]["cosine"]["eer"] == 0.0
+    assert metrics["ties"]["variants"]["cosine"]["eer"] == 50.0
+
+
 def test_lda_back_end_adds_its_variants(experiment, tmp_path):
     done = run_script(experiment, "--lda_dim=3", "--cohort=utterances",
-                      f"--output_folder={tmp_path / 'lda'}")
+                      "--primary_variant=lda+as-norm", f"--output_folder={tmp_path / 'lda'}")
     assert done.returncode == 0, done.stderr
-    metrics = json.loads((tmp_path / "lda/metrics.json").read_text())["test"]
-    assert list(metrics) == ["cosine", "as-norm", "lda+cosine", "lda+as-norm"]
+    metrics = json.loads((tmp_path / "lda/metrics.json").read_text())
+    assert metrics["variants"] == ["cosine", "as-norm", "lda+cosine", "lda+as-norm"]
+    assert list(metrics["lists"]["test"]["variants"]) == metrics["variants"]
     header = (tmp_path / "lda/test/scores.txt").read_text().splitlines()[0]
     assert header == "enrol test label cosine as-norm lda+cosine lda+as-norm"
-    assert "lda+as-norm" in done.stdout
     too_many = run_script(experiment, "--lda_dim=50", f"--output_folder={tmp_path / 'bad'}")
     assert too_many.returncode != 0
     assert "lda_dim=50 must be between 1 and" in too_many.stderr.strip().splitlines()[-1]
+    no_lda = run_script(experiment, "--primary_variant=lda+as-norm")
+    assert no_lda.stderr.strip().splitlines()[-1] == (
+        "error: primary_variant 'lda+as-norm' is not among the variants scored (cosine, "
+        "as-norm): choose one of them (lda+ variants need lda_dim, normalised ones cohort_csv)")
 
 
-def test_calibration_and_training_checkpoint(experiment, tmp_path):
+def test_calibrated_llrs_carry_information(experiment, tmp_path):
+    """Calibrated on the test trials themselves (the toy corpus has too few validation
+    speakers to calibrate on): logistic regression minimises Cllr, so it must end below the
+    1 bit of a system that knows nothing."""
+    data = experiment / "data"
+    done = run_script(experiment, f"--calibration_trials={data}/test_trials.txt",
+                      f"--calibration_csv={data}/test.csv", f"--output_folder={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["calibration"]["variant"] == "as-norm"
+    assert metrics["calibration"]["file"] == f"{data}/test_trials.txt"
+    calibrated = metrics["lists"]["test"]["calibrated"]
+    scores = read_scores(tmp_path / "test/scores.txt")
+    labels = scores["label"] == 1
+    assert scores["llr"][labels].mean() > scores["llr"][~labels].mean()
+    assert calibrated["cllr"] < 1.0
+    # The map is the logistic regression of these labels on the primary variant's scores,
+    # and the LLRs are that map of them.
+    reference = LogisticRegression(C=1e6, class_weight="balanced", tol=1e-8, max_iter=1000)
+    reference.fit(scores["as-norm"].reshape(-1, 1), labels)
+    scale, offset = metrics["calibration"]["scale"], metrics["calibration"]["offset"]
+    assert (scale, offset) == pytest.approx((reference.coef_[0, 0], reference.intercept_[0]),
+                                            rel=1e-3, abs=1e-3)
+    assert np.allclose(scores["llr"], scale * scores["as-norm"] + offset, atol=1e-4)
+
+
+def test_mean_subtraction_scores_the_centred_embeddings(experiment, tmp_path):
+    done = run_script(experiment, "--mean_subtraction=True", "--cohort=utterances",
+                      f"--output_folder={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    embedder = load_embedder(experiment / "pretrained")
+    training = list(read_utterance_csvs([str(experiment / "data/train.csv")]).values())
+    pool, _ = embed_utterances(embedder, training, experiment / "embeddings")
+    mean = torch.stack(list(pool.values())).mean(dim=0)
+    lines = (tmp_path / "test/scores.txt").read_text().splitlines()[1:]
+    entries = sorted({e for line in lines for e in line.split()[:2]})
+    catalogue = read_utterance_csvs([str(experiment / f"data/{n}.csv") for n in ("enrol", "test")])
+    embedded, _ = embed_utterances(embedder, [catalogue[e[:-4]] for e in entries],
+                                   experiment / "embeddings")
+    for line in lines:
+        enrol, test, _, cosine, _ = line.split()
+        expected = torch.nn.functional.cosine_similarity(embedded[enrol[:-4]] - mean,
+                                                         embedded[test[:-4]] - mean, dim=0)
+        assert float(cosine) == pytest.approx(float(expected), abs=2e-6)
+
+
+def test_training_checkpoint_and_device(experiment, tmp_path):
     torch.manual_seed(1)
     other = ECAPA_TDNN(**TINY_MODEL)
-    checkpointer = Checkpointer(tmp_path / "save", {"embedding_model": other})
-    checkpoint = checkpointer.save_checkpoint()
+    checkpoint = Checkpointer(tmp_path / "save", {"embedding_model": other}).save_checkpoint()
     embedder = load_embedder(experiment / "pretrained", checkpoint.path)
     assert torch.equal(embedder.embedding_model.fc.conv.weight, other.fc.conv.weight)
-    data = experiment / "data"
-    done = run_script(experiment, f"--checkpoint_path={checkpoint.path}",
+    done = run_script(experiment, f"--checkpoint_path={checkpoint.path}", "--device=cpu",
                       f"--output_folder={tmp_path / 'out'}")
     assert done.returncode == 0, done.stderr
-    hparams = tmp_path / "calibrated.yaml"
-    text = Path("hparams/verify.yaml").read_text()
-    text = text.replace("calibration_trials: null", f"calibration_trials: {data}/valid_trials.txt")
-    text = text.replace("calibration_csv: null", f"calibration_csv: {data}/valid.csv")
-    hparams.write_text(text)
-    done = subprocess.run([sys.executable, "recipes/speaker_verification.py", str(hparams),
-                           f"--experiment={experiment}", f"--output_folder={tmp_path / 'cal'}"],
-                          capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    calibrated = json.loads((tmp_path / "cal/metrics.json").read_text())["test"]["calibrated"]
-    assert np.isfinite(calibrated["cllr"])
-    assert 0 <= calibrated["act_dcf_0.01"]
+    refused = run_script(experiment, "--precision=bf16")
+    assert refused.stderr.strip().splitlines()[-1].startswith(
+        "error: --precision has no effect on this recipe")
+    if not torch.cuda.is_available():
+        cuda = run_script(experiment, "--device=cuda:0")
+        assert cuda.stderr.strip().splitlines()[-1] == \
+            "error: --device=cuda:0: CUDA is not available here"
 
 
 @pytest.mark.parametrize(("lines", "words"), [
     ("", "the trial list is empty"),
     ("1 spk00/u0.wav\n", ":1: expected 'label enrol test'"),
     ("1 spk00/u0.wav nobody/x.wav\n0 gone/a.wav spk00/u1.wav\n",
-     "2 trial utterances are missing, e.g. gone/a.wav, nobody/x.wav"),
+     "2 trial utterances are missing, e.g. gone/a.wav, nobody/x.wav; set skip_missing=True"),
 ])
 def test_bad_trial_lists_are_one_line_errors(experiment, tmp_path, lines, words):
     trials = tmp_path / "trials.txt"
     trials.write_text(lines)
-    hparams = tmp_path / "h.yaml"
-    hparams.write_text(Path("hparams/verify.yaml").read_text().replace(
-        "test: !ref <data_folder>/test_trials.txt", f"test: {trials}"))
-    done = subprocess.run([sys.executable, "recipes/speaker_verification.py", str(hparams),
-                           f"--experiment={experiment}"], capture_output=True, text=True,
-                          check=False)
+    done = run_script(experiment, f"--trial_lists={{test: {trials}}}")
     assert done.returncode != 0
-    assert words in done.stderr
+    assert words in done.stderr.strip().splitlines()[-1]
     assert "Traceback" not in done.stderr
 
 
@@ -143,8 +218,12 @@ def test_long_files_in_windows_and_cache(experiment, tmp_path):
     assert len(torch.load(cache, weights_only=True)) == 3
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"junk" * 100)
-    with pytest.raises(ValueError, match="1 utterances cannot be embedded"):
+    with pytest.raises(ValueError, match=f"^{bad}: unreadable audio"):
         embed_utterances(embedder, [Utterance("bad", str(bad))])
+    with pytest.raises(ValueError, match="^2 utterances cannot be embedded: .*bad.wav: "
+                                         "unreadable audio .*; .*missing.wav: no such file$"):
+        embed_utterances(embedder, [Utterance("bad", str(bad)),
+                                    Utterance("gone", str(tmp_path / "missing.wav"))])
     _, problems = embed_utterances(embedder, [Utterance("bad", str(bad))], skip_bad=True)
     assert "unreadable audio" in problems[0]
 

@@ -1,19 +1,17 @@
-"""Embedding maps, attention figures and their numbers (custom_modules.visualization)."""
+"""Embedding maps, attention figures and their numbers (custom_modules.analysis.visualization)."""
 
 import json
-import math
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-import soundfile
 import torch
-from conftest import tiny_pretrained
+from conftest import tiny_pretrained, write_corpus
 from matplotlib.image import imread
+from sklearn.metrics import silhouette_score
 
-from custom_modules.pretrained import load_embedder
-from custom_modules.visualization import (
+from custom_modules.analysis.visualization import (
     attention_on_silence,
     check_trained,
     insert_silence,
@@ -21,19 +19,16 @@ from custom_modules.visualization import (
     silent_frame_mask,
     speaker_silhouette,
 )
+from custom_modules.data.catalogue import read_utterance_csvs
+from custom_modules.inference.embedding import embed_utterances
+from custom_modules.inference.pretrained import load_embedder
 from data_prep.folder_prepare import prepare_folder
-from data_prep.synthetic_audio import speech_like
 
 
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     root = tmp_path_factory.mktemp("visualization")
-    rng = np.random.default_rng(0)
-    for speaker in range(8):
-        for utterance in range(6):
-            path = root / "corpus" / f"spk{speaker:02d}" / f"u{utterance}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            soundfile.write(path, speech_like(rng.uniform(1.5, 2.5), 16000, rng), 16000)
+    write_corpus(root / "corpus", 8, 6, (1.5, 2.5))
     prepare_folder(str(root / "corpus"), str(root / "exp/data"), test_speakers=4,
                    test_trials=40, split_ratio=(50, 50), valid_trials=10, num_workers=1)
     tiny_pretrained(root / "exp/pretrained", seen_data=True)
@@ -74,21 +69,41 @@ def test_silence_helpers():
     assert attention_on_silence(avoiding, silent)["ratio"] == 0
 
 
-def test_run_visualization_writes_plots_and_finite_numbers(experiment):
+def visualize(embedder, output_folder, test_csvs, train_csv=None, **options):
+    """``run_visualization`` with the values of ``hparams/visualize.yaml`` unless given."""
+    values = {"speakers": 12, "utterances_per_speaker": 20, "perplexity": 15.0, "seed": 0,
+              "attention_utterance": None, "silence_seconds": 1.0, "cache_folder": None,
+              **options}
+    return run_visualization(embedder, str(output_folder), test_csvs, train_csv, **values)
+
+
+def test_run_visualization_writes_plots_and_its_numbers(experiment):
     embedder = load_embedder(experiment / "exp/pretrained")
     data = experiment / "exp/data"
     out = experiment / "exp/plots"
-    results = run_visualization(embedder, str(out), [str(data / "enrol.csv"),
-                                                     str(data / "test.csv")],
-                                str(data / "train.csv"), speakers=4, utterances_per_speaker=6,
-                                perplexity=5.0, seed=0)
+    results = visualize(embedder, out, [str(data / "enrol.csv"), str(data / "test.csv")],
+                        str(data / "train.csv"), speakers=4, utterances_per_speaker=6,
+                        perplexity=5.0)
     assert results["speakers"] == 4 and results["utterances"] == 24
     saved = json.loads((out / "visualization.json").read_text())
-    numbers = [saved["silhouette_cosine"], *(saved["attention"][k] for k in
-                                             ("attention_share", "time_share", "ratio"))]
-    assert all(math.isfinite(n) for n in numbers)
-    assert -1 <= saved["silhouette_cosine"] <= 1
-    assert 0 < saved["attention"]["time_share"] < 1
+    assert saved == json.loads(json.dumps(results))
+    # The silhouette is scikit-learn's, of the points the CSV lists, recomputed here from the
+    # embeddings of those utterances.
+    rows = [line.split(",") for line in (out / "tsne_held_out.csv").read_text().splitlines()[1:]]
+    catalogue = read_utterance_csvs([str(data / "enrol.csv"), str(data / "test.csv")])
+    embedded, _ = embed_utterances(embedder, [catalogue[r[0]] for r in rows])
+    vectors = torch.stack([embedded[r[0]] for r in rows]).numpy()
+    expected = silhouette_score(vectors, [r[1] for r in rows], metric="cosine")
+    assert saved["silhouette_cosine"] == pytest.approx(float(expected), abs=1e-6)
+    # 1 s of silence inserted into the middle of the chosen utterance: its share of frames.
+    attention = saved["attention"]
+    utterance = catalogue[attention["utterance"]]
+    samples = utterance.stop - utterance.start + 16000
+    frames = 1 + samples // 160
+    silent = silent_frame_mask(frames, (utterance.stop - utterance.start) // 2,
+                               (utterance.stop - utterance.start) // 2 + 16000, 160, 400)
+    assert attention["time_share"] == pytest.approx(silent.mean())
+    assert attention["ratio"] == pytest.approx(attention["attention_share"] / silent.mean())
     for name in ("tsne_held_out", "pca_held_out", "tsne_training_vs_held_out"):
         check_png(out / f"{name}.png", 960, 780)
     for name in ("attention", "attention_with_silence"):
@@ -104,13 +119,12 @@ def test_clear_errors(experiment, tmp_path):
     embedder = load_embedder(experiment / "exp/pretrained")
     csvs = [str(data / "test.csv")]
     with pytest.raises(ValueError, match="at least 2 held-out speakers"):
-        run_visualization(embedder, str(tmp_path), csvs, speakers=1, perplexity=2.0)
+        visualize(embedder, tmp_path, csvs, speakers=1, perplexity=2.0)
     with pytest.raises(ValueError, match="perplexity 30"):
-        run_visualization(embedder, str(tmp_path), csvs, speakers=2, utterances_per_speaker=3,
-                          perplexity=30.0)
+        visualize(embedder, tmp_path, csvs, speakers=2, utterances_per_speaker=3,
+                  perplexity=30.0)
     with pytest.raises(ValueError, match="nope.wav"):
-        run_visualization(embedder, str(tmp_path), csvs, perplexity=3.0,
-                          attention_utterance="nope.wav")
+        visualize(embedder, tmp_path, csvs, perplexity=3.0, attention_utterance="nope.wav")
 
 
 def test_script(experiment):

@@ -10,21 +10,20 @@ import pytest
 import soundfile
 from conftest import read_csv
 
-from custom_modules.trials import read_trials
+from custom_modules.data.trials import read_trials
 from data_prep.fake_voxceleb import write_voxceleb_tree
 from data_prep.voxceleb_prepare import prepare_voxceleb
 
-pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None,
-                                reason="ffmpeg is not installed (make test installs it as root)")
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None,
+                                  reason="ffmpeg is not installed (make test installs it as root)")
 TRAIN_SPEAKERS = [f"id1000{i}" for i in range(1, 9)]
 TEST_SPEAKERS = ["id10270", "id10271"]
-
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> dict:
     """VoxCeleb1 with 8 training and 2 test speakers plus a corrupt, an empty and a too short
-    file; VoxCeleb2 with one m4a speaker and one already-converted speaker; a trial list."""
+    file; VoxCeleb2 with one already-converted speaker; a trial list."""
     root = tmp_path_factory.mktemp("voxceleb")
     vox1, vox2 = root / "vox1", root / "vox2"
     write_voxceleb_tree(vox1, TRAIN_SPEAKERS + TEST_SPEAKERS, sessions=2, utterances=2)
@@ -33,12 +32,6 @@ def corpus(tmp_path_factory) -> dict:
     write_voxceleb_tree(vox1 / "short", ["id10003"], 1, 1, (0.3, 0.3))
     shutil.move(vox1 / "short/wav/id10003/sess0/00001.wav", vox1 / "wav/id10003/sess0/99997.wav")
     write_voxceleb_tree(vox2, ["id00002"], sessions=1, utterances=2, seed=1)
-    write_voxceleb_tree(root / "m4a_source", ["id00001"], sessions=1, utterances=1, seed=2)
-    m4a = vox2 / "aac/id00001/sess0/00001.m4a"
-    m4a.parent.mkdir(parents=True)
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i",
-                    str(root / "m4a_source/wav/id00001/sess0/00001.wav"), "-c:a", "aac",
-                    str(m4a)], check=True)
     trials = root / "trials.txt"
     trials.write_text("1 id10270/sess0/00001.wav id10270/sess1/00002.wav\n"
                       "0 id10270/sess0/00001.wav id10271/sess0/00001.wav\n"
@@ -62,8 +55,7 @@ def test_train_csv_lists_every_usable_file_exactly(corpus, prepared):
     every = {r["ID"]: r for r in rows + dev}
     vox1 = Path(corpus["folders"][0])
     expected_ids = {f"{s}--sess{n}--0000{u}" for s in TRAIN_SPEAKERS for n in (0, 1)
-                    for u in (1, 2)} | {"id00002--sess0--00001", "id00002--sess0--00002",
-                                        "id00001--sess0--00001"}
+                    for u in (1, 2)} | {"id00002--sess0--00001", "id00002--sess0--00002"}
     assert set(every) == expected_ids
     row = every["id10004--sess1--00002"]
     wav = vox1 / "wav/id10004/sess1/00002.wav"
@@ -73,12 +65,40 @@ def test_train_csv_lists_every_usable_file_exactly(corpus, prepared):
                    "spk_id": "id10004"}
 
 
-def test_m4a_is_converted_to_16k_mono_wav(corpus):
-    converted = Path(corpus["folders"][1], "wav/id00001/sess0/00001.wav")
+def m4a_tree(root: Path) -> Path:
+    """A VoxCeleb2 folder with one speaker as m4a (made with ffmpeg from generated audio)."""
+    write_voxceleb_tree(root / "source", ["id00001"], sessions=1, utterances=1, seed=2)
+    m4a = root / "vox2/aac/id00001/sess0/00001.m4a"
+    m4a.parent.mkdir(parents=True)
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i",
+                    str(root / "source/wav/id00001/sess0/00001.wav"), "-c:a", "aac", str(m4a)],
+                   check=True)
+    return root / "vox2"
+
+
+@needs_ffmpeg
+def test_m4a_is_converted_to_16k_mono_wav_and_trained_on(corpus, tmp_path):
+    vox2 = m4a_tree(tmp_path)
+    prepare_voxceleb([corpus["folders"][0], str(vox2)], str(tmp_path / "out"), corpus["trials"],
+                     split_ratio=(75, 25), valid_trials=6, num_workers=2)
+    converted = vox2 / "wav/id00001/sess0/00001.wav"
     info = soundfile.info(str(converted))
     assert (info.samplerate, info.channels) == (16000, 1)
     assert info.duration > 1.4
     assert not list(converted.parent.glob("*.part"))
+    rows = read_csv(tmp_path / "out/train.csv") + read_csv(tmp_path / "out/dev.csv")
+    assert {r["wav"] for r in rows if r["spk_id"] == "id00001"} == {str(converted)}
+
+
+def test_m4a_without_ffmpeg_is_one_line_advice(corpus, tmp_path, monkeypatch):
+    m4a = tmp_path / "vox2/aac/id00001/sess0/00001.m4a"
+    m4a.parent.mkdir(parents=True)
+    m4a.write_bytes(b"not decoded: ffmpeg is looked for first")
+    monkeypatch.setattr("data_prep.ffmpeg_convert.shutil.which", lambda name: None)
+    with pytest.raises(ValueError, match="1 files need converting to wav but ffmpeg is not "
+                                         "installed: run 'apt-get install ffmpeg'"):
+        prepare_voxceleb([corpus["folders"][0], str(tmp_path / "vox2")], str(tmp_path / "out"),
+                         corpus["trials"], split_ratio=(75, 25), valid_trials=6, num_workers=1)
 
 
 def test_test_speakers_never_reach_train_or_dev(prepared):

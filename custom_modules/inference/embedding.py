@@ -1,0 +1,151 @@
+"""Embedding many utterances: each once, batched by similar length, cached on disk.
+
+Utterances are sorted by length and packed into batches of at most ``batch_seconds`` of padded
+audio, so padding stays small. Recordings longer than ``window_seconds`` are cut into windows
+whose embeddings are averaged, weighted by length, which keeps memory bounded. Results are
+cached in one file per model; a later run embeds only what the cache lacks, and a different
+model (other weights) starts a new cache, and an ID that now names other audio is redone.
+"""
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from custom_modules.audio import AudioError, audio_info, read_audio
+from custom_modules.data.catalogue import Utterance
+from custom_modules.errors import InputError
+from custom_modules.models.embedder import Embedder
+
+logger = logging.getLogger(__name__)
+
+
+def model_fingerprint(embedder: Embedder) -> str:
+    """Short hash of the embedder's weights and buffers (names the cache file)."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(embedder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def embed_utterances(embedder: Embedder, utterances: list[Utterance],
+                     cache_folder: str | os.PathLike | None = None, batch_seconds: float = 120.0,
+                     window_seconds: float = 60.0, skip_bad: bool = False,
+                     min_seconds: float = 0.1) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Embed each distinct utterance once; returns ``{id: embedding}`` and the problems.
+
+    Unreadable or unusable audio (including shorter than ``min_seconds``) raises its
+    ``AudioError`` (``x.wav: silent (...)``) when one utterance is bad, or an ``InputError``
+    with the count and the first few problems when several are, unless ``skip_bad``, which
+    leaves those IDs out and returns their messages.
+    """
+    cache_path = None
+    cached: dict[str, torch.Tensor] = {}
+    if cache_folder is not None:
+        cache_path = Path(cache_folder, f"embeddings_{model_fingerprint(embedder)}.pt")
+        if cache_path.is_file():
+            cached = torch.load(cache_path, weights_only=True)
+    todo = {u.id: u for u in utterances if _cache_key(u) not in cached}
+    problems: list[AudioError] = []
+    pieces = _windows(list(todo.values()), embedder.sample_rate, window_seconds, problems)
+    if problems and not skip_bad:
+        _raise(problems)
+    sums: dict[str, torch.Tensor] = {}
+    weights: dict[str, int] = {}
+    with torch.inference_mode():
+        for batch in tqdm(_batches(pieces, batch_seconds * embedder.sample_rate),
+                          desc="Embedding", unit="batch", disable=len(pieces) < 100):
+            results = _embed_batch(embedder, batch, problems, min_seconds)
+            for piece, result in zip(batch, results, strict=True):
+                if result is not None:
+                    length, embedding = result
+                    sums[piece.id] = sums.get(piece.id, 0) + embedding * length
+                    weights[piece.id] = weights.get(piece.id, 0) + length
+    new = {_cache_key(todo[utt_id]): sums[utt_id] / weights[utt_id] for utt_id in sums}
+    if problems and not skip_bad:
+        _raise(problems)
+    if cache_path is not None and new:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache_path.with_suffix(".part")
+        torch.save({**cached, **new}, partial)
+        os.replace(partial, cache_path)
+    everything = {**cached, **new}
+    return {u.id: everything[_cache_key(u)] for u in utterances
+            if _cache_key(u) in everything}, [str(p) for p in problems]
+
+
+def _raise(problems: list[AudioError]) -> None:
+    """The one bad file's own error, or a count with the first few."""
+    if len(problems) == 1:
+        raise problems[0]
+    raise InputError(f"{len(problems)} utterances cannot be embedded: "
+                     f"{'; '.join(str(p) for p in problems[:3])}"
+                     f"{'; ...' if len(problems) > 3 else ''}")
+
+
+def _cache_key(utterance: Utterance) -> str:
+    """Cache entries remember the file and segment, so a reused ID with other audio is
+    embedded again."""
+    return f"{utterance.id}\t{utterance.wav}\t{utterance.start}\t{utterance.stop}"
+
+
+def _windows(utterances: list[Utterance], sample_rate: int, window_seconds: float,
+             problems: list[AudioError]) -> list[Utterance]:
+    """Split each utterance into windows of at most ``window_seconds`` (the last window
+    absorbs a remainder shorter than half a window); each window is an ``Utterance`` with the
+    ID of the one it comes from."""
+    window = int(window_seconds * sample_rate)
+    pieces = []
+    for u in utterances:
+        try:
+            info = audio_info(u.wav)
+        except AudioError as error:
+            problems.append(error)
+            continue
+        stop = u.stop if u.stop is not None else round(info.duration * sample_rate)
+        starts = list(range(u.start, stop, window))
+        if len(starts) > 1 and stop - starts[-1] < window // 2:
+            starts.pop()
+        bounds = starts[1:] + [stop]
+        pieces += [Utterance(u.id, u.wav, a, b) for a, b in zip(starts, bounds, strict=True)]
+    return sorted(pieces, key=lambda p: p.stop - p.start)
+
+
+def _batches(pieces: list[Utterance], budget_samples: float) -> list[list[Utterance]]:
+    """Consecutive (length-sorted) pieces whose padded size stays within the budget."""
+    batches: list[list[Utterance]] = []
+    for piece in pieces:
+        longest = piece.stop - piece.start
+        if batches and longest * (len(batches[-1]) + 1) <= budget_samples:
+            batches[-1].append(piece)
+        else:
+            batches.append([piece])
+    return batches
+
+
+def _embed_batch(embedder: Embedder, batch: list[Utterance], problems: list[AudioError],
+                 min_seconds: float) -> list[tuple[int, torch.Tensor] | None]:
+    """Read and embed one batch; unreadable pieces give ``None`` and a problem."""
+    waves: list[torch.Tensor | None] = []
+    for piece in batch:
+        try:
+            waves.append(read_audio(piece.wav, embedder.sample_rate, piece.start, piece.stop,
+                                    min_duration=min_seconds))
+        except AudioError as error:
+            problems.append(error)
+            waves.append(None)
+    good = [w for w in waves if w is not None]
+    if not good:
+        return [None] * len(batch)
+    longest = max(w.numel() for w in good)
+    padded = torch.zeros(len(good), longest)
+    for row, wave in enumerate(good):
+        padded[row, :wave.numel()] = wave
+    lengths = torch.tensor([w.numel() for w in good])
+    device = next(embedder.parameters()).device
+    embeddings = iter(embedder(padded.to(device), lengths.to(device)).float().cpu())
+    return [(w.numel(), next(embeddings)) if w is not None else None for w in waves]

@@ -1,0 +1,3 @@
+"""Models: the building blocks of ECAPA-TDNN (``layers``, ``pooling``), the model (``ecapa``),
+the log-mel frontend (``frontend``) and ``Embedder`` (frontend + model as one module). Torch
+only: nothing here reads files or imports another part of the package."""

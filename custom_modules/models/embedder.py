@@ -1,0 +1,75 @@
+"""``Embedder``: waveforms in, speaker embeddings out, as one ``nn.Module``.
+
+It exists because every consumer of a model needs the same three steps in the same order
+(features, model, optional embedding normalisation) at exact lengths: validation during
+training, verification, visualisation, the ONNX / TorchScript export and ``SpeakerEncoder``
+all embed through it, so an utterance gets the same embedding everywhere. It holds no file
+handling and no decisions; ``custom_modules.inference.pretrained`` builds it from a folder and
+``SpeakerEncoder`` adds files, scoring and enrolment on top.
+
+Example
+-------
+>>> import torch
+>>> from custom_modules.models.ecapa import ECAPA_TDNN
+>>> from custom_modules.models.frontend import MelFrontend
+>>> embedder = Embedder(MelFrontend(n_mels=40), ECAPA_TDNN(40, lin_neurons=24)).eval()
+>>> embedder(torch.randn(2, 16000), torch.tensor([16000, 9000])).shape
+torch.Size([2, 24])
+"""
+
+import torch
+
+
+class Embedder(torch.nn.Module):
+    """Frontend -> model -> optional embedding normalisation.
+
+    Arguments
+    ---------
+    compute_features : torch.nn.Module
+        Waveforms ``(batch, samples)`` -> features ``(batch, frames, n_mels)``, with a
+        ``frame_counts(samples)`` method (``MelFrontend``).
+    embedding_model : torch.nn.Module
+        Features -> ``(batch, 1, dim)`` (``ECAPA_TDNN``).
+    mean_var_norm_emb : torch.nn.Module, optional
+        SpeechBrain's global embedding normalisation, for folders imported from SpeechBrain
+        that ask for it.
+    threshold : float, optional
+        The decision threshold saved with the model (validation EER threshold).
+    sample_rate : int
+        Rate the frontend expects.
+    """
+
+    def __init__(self, compute_features: torch.nn.Module, embedding_model: torch.nn.Module,
+                 mean_var_norm_emb: torch.nn.Module | None = None, threshold: float | None = None,
+                 sample_rate: int = 16000):
+        super().__init__()
+        self.compute_features = compute_features
+        self.embedding_model = embedding_model
+        self.mean_var_norm_emb = mean_var_norm_emb
+        self.threshold = threshold
+        self.sample_rate = sample_rate
+
+    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """``wavs: (batch, samples)`` -> embeddings ``(batch, dim)``.
+
+        ``lengths`` are relative lengths in (0, 1] (SpeechBrain's convention) or integer
+        sample counts (what the exports take); either way every row is computed at its exact
+        length, so an utterance gets the same embedding alone or in a padded batch.
+        """
+        if lengths is None:
+            samples = None
+        elif lengths.is_floating_point():
+            samples = (lengths * wavs.shape[1]).round().long()
+        else:
+            samples = lengths
+        unpadded = samples is None or (not torch.jit.is_tracing()
+                                       and bool((samples == wavs.shape[1]).all()))
+        if unpadded:  # no padding: no masks, the fast path
+            embeddings = self.embedding_model(self.compute_features(wavs))
+        else:
+            embeddings = self.embedding_model(self.compute_features(wavs, samples),
+                                              self.compute_features.frame_counts(samples))
+        if self.mean_var_norm_emb is not None:
+            embeddings = self.mean_var_norm_emb(embeddings, torch.ones(len(wavs),
+                                                                       device=wavs.device))
+        return embeddings.squeeze(1)

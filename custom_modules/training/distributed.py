@@ -1,0 +1,49 @@
+"""Several training processes: choosing the backend, checking the replicas agree, unwrapping DDP.
+
+SpeechBrain's default backend is nccl, which needs one GPU per process. Without CUDA the
+recipe uses gloo on CPU instead, unless the user asked for nccl by name, which is then an
+error rather than a silent switch.
+"""
+
+import dataclasses
+import logging
+
+import torch
+from speechbrain.utils.run_opts import RunOptions
+from torch.nn.parallel import DistributedDataParallel
+
+from custom_modules.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+def distributed_defaults(run_opts: RunOptions) -> RunOptions:
+    """``run_opts`` with gloo on CPU when there is no CUDA and the backend was not chosen;
+    an explicit ``--distributed_backend=nccl`` without CUDA is an ``InputError``."""
+    if torch.cuda.is_available() or run_opts.distributed_backend != "nccl":
+        return run_opts
+    if "distributed_backend" in run_opts.overridden_args:
+        raise InputError("--distributed_backend=nccl needs CUDA GPUs, and none is available "
+                         "here: use --distributed_backend=gloo to train on CPU processes")
+    if "device" in run_opts.overridden_args and not run_opts.device.startswith("cpu"):
+        raise InputError(f"--device={run_opts.device}: CUDA is not available here")
+    logger.info("no CUDA: several processes train on CPU with the gloo backend")
+    # Brain takes a run option from run_opts only when it is listed as given.
+    given = {*run_opts.overridden_args, "distributed_backend", "device"}
+    return dataclasses.replace(run_opts, distributed_backend="gloo", device="cpu",
+                               overridden_args=given)
+
+
+def replicas_identical(module: torch.nn.Module) -> bool:
+    """True when every process holds bitwise the same parameters (trivially without DDP)."""
+    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return True
+    digest = torch.stack([p.detach().double().sum() for p in module.parameters()]).cpu()
+    gathered = [torch.zeros_like(digest) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(gathered, digest)
+    return all(torch.equal(digest, other) for other in gathered)
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a ``DistributedDataParallel`` wrapper (or the module itself)."""
+    return module.module if isinstance(module, DistributedDataParallel) else module

@@ -1,0 +1,68 @@
+"""The training recipe as ``recipes/train_speaker_embeddings.py`` runs it, in a straight line:
+run options -> distributed group -> experiment folder -> data preparation (main process) ->
+training set -> classifier for its speakers -> ``SpeakerBrain.fit`` -> replica check ->
+export of the best checkpoint.
+
+``KEYS`` are the top-level YAML keys it reads and ``RUN_OPTIONS`` the SpeechBrain run options
+it honours; ``custom_modules.config.load_recipe`` checks both.
+"""
+
+import logging
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+from speechbrain.utils.distributed import if_main_process, run_on_main
+
+from custom_modules.config import ALL_RUN_OPTIONS, Recipe
+from custom_modules.training.brain import SpeakerBrain
+from custom_modules.training.distributed import distributed_defaults, replicas_identical
+from custom_modules.training.examples import training_set
+from custom_modules.training.export_pretrained import export_best
+
+logger = logging.getLogger(__name__)
+KEYS = ("output_folder", "save_folder", "pretrained_folder", "preparation", "train_csv",
+        "crop_seconds", "speaker_speeds", "dataloader_options", "compute_features",
+        "embedding_model", "classifier", "modules", "opt_class", "epoch_counter",
+        "checkpointer", *SpeakerBrain.HPARAMS)
+# Not honoured: this recipe has no test stage (test_only, eval_precision: verification is its
+# own recipe, recipes/speaker_verification.py); DataParallel is SpeechBrain's deprecated
+# single-process multi-GPU mode (use torchrun); TorchScript cannot compile the model.
+RUN_OPTIONS = ALL_RUN_OPTIONS - {"test_only", "eval_precision", "data_parallel_backend",
+                                 "jit", "jit_module_keys"}
+
+
+def train(recipe: Recipe) -> dict:
+    """Prepare, train and export; returns the exported checkpoint's meta (epoch, EER,
+    threshold)."""
+    hparams = recipe.hparams
+    run_opts = distributed_defaults(recipe.run_opts)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    log_config = run_opts.log_config or sb.core.DEFAULT_LOG_CONFIG
+    sb.create_experiment_directory(experiment_directory=hparams["output_folder"],
+                                   log_config=log_config)
+    if if_main_process():
+        Path(hparams["output_folder"], "hyperparams.yaml").write_text(
+            f"# Composed from {recipe.path} and the command line\n{recipe.text}",
+            encoding="utf-8")
+    for step in hparams["preparation"]:
+        run_on_main(step)
+    label_encoder = f"{hparams['save_folder']}/label_encoder.txt"
+    train_data = training_set(hparams["train_csv"], label_encoder, hparams["crop_seconds"],
+                              hparams["sample_rate"], hparams["speaker_speeds"])
+    classifier = hparams["classifier"](num_classes=train_data.num_classes)
+    hparams["modules"]["classifier"] = classifier
+    hparams["checkpointer"].add_recoverable("classifier", classifier)
+    brain = SpeakerBrain(modules=hparams["modules"], opt_class=hparams["opt_class"],
+                         hparams=hparams, run_opts=run_opts, checkpointer=hparams["checkpointer"])
+    brain.fit(hparams["epoch_counter"], train_data.dataset, None,
+              train_loader_kwargs=hparams["dataloader_options"])
+    if not replicas_identical(hparams["embedding_model"]):
+        raise RuntimeError("the training processes ended with different weights")
+    if torch.distributed.is_initialized():
+        logger.info("weights identical on %d processes", torch.distributed.get_world_size())
+    meta = export_best(hparams["checkpointer"], hparams["compute_features"],
+                       hparams["embedding_model"], classifier, label_encoder,
+                       hparams["pretrained_folder"], recipe.path)
+    logger.info("exported %s (validation EER %s)", hparams["pretrained_folder"], meta["EER"])
+    return meta

@@ -1,0 +1,137 @@
+"""Recipe configuration: extends, overrides, run options, required keys, one-line errors; and
+every shipped YAML: it loads, and each of its top-level values reaches the code."""
+
+import importlib
+
+import pytest
+import torch
+
+from custom_modules.config import compose, load_recipe, references
+from custom_modules.training.distributed import distributed_defaults
+
+RECIPES = {name: importlib.import_module(f"recipes.{name}")
+           for name in ("train_speaker_embeddings", "speaker_verification", "visualize",
+                        "demo_summary")}
+# What reads each shipped YAML; a top-level key must be referenced in the file or read here.
+READERS = {"ecapa.yaml": ["train_speaker_embeddings"],
+           "ecapa_c512.yaml": ["train_speaker_embeddings"],
+           "ecapa_folder.yaml": ["train_speaker_embeddings"],
+           "demo.yaml": ["train_speaker_embeddings", "demo_summary"],
+           "verify.yaml": ["speaker_verification"], "demo_verify.yaml": ["speaker_verification"],
+           "visualize.yaml": ["visualize"]}
+PLACEHOLDERS = {"ecapa.yaml": ["--data_folder=/data"], "ecapa_c512.yaml": ["--data_folder=/d"],
+                "ecapa_folder.yaml": ["--data_folder=/data"], "verify.yaml": ["--experiment=/x"],
+                "visualize.yaml": ["--experiment=/x"]}
+
+
+def write(path, text: str):
+    path.write_text(text)
+    return str(path)
+
+
+def test_overrides_the_speechbrain_way(tmp_path):
+    path = write(tmp_path / "h.yaml", "data_folder: !PLACEHOLDER\nseed: 3\n"
+                                      "out: !ref <data_folder>/x\nlists: {a: 1}\n")
+    recipe = load_recipe([path, "--data_folder=/data", "--device=cpu", "--lists={b: 2}"],
+                         ["out"], ["device"])
+    assert recipe.hparams["out"] == "/data/x"
+    assert recipe.hparams["seed"] == 3
+    assert recipe.hparams["lists"] == {"a": 1, "b": 2}        # mappings merge
+    assert recipe.run_opts.device == "cpu"
+    assert "data_folder: /data" in recipe.text
+
+
+def test_extends_merges_mappings_and_replaces_other_values(tmp_path):
+    write(tmp_path / "base.yaml", "n: 4\nout: !ref <name>/x\nname: base\n"
+                                  "model: !new:collections.OrderedDict\n    a: 1\n    b: 2\n"
+                                  "other: !new:collections.OrderedDict\n    a: 1\n")
+    child = write(tmp_path / "child.yaml",
+                  "extends: base.yaml\nname: child\nmodel:\n    b: 3\n"
+                  "other: !new:collections.Counter\n    c: 5\nextra: !ref <out>/y\n")
+    hparams = load_recipe([child], ["model", "extra"]).hparams
+    assert dict(hparams["model"]) == {"a": 1, "b": 3}           # merged into the base's object
+    assert type(hparams["other"]).__name__ == "Counter"         # another class: replaced
+    assert dict(hparams["other"]) == {"c": 5}
+    assert hparams["extra"] == "child/x/y"                      # references resolve across
+    assert hparams["n"] == 4
+    write(tmp_path / "loop.yaml", "extends: loop.yaml\n")
+    with pytest.raises(ValueError, match="loop.yaml: extends itself"):
+        compose(tmp_path / "loop.yaml")
+
+
+@pytest.mark.parametrize(("argv", "keys", "words"), [
+    (["--numbr=3"], [], "--numbr: {path} has no such key (did you mean --number?)"),
+    (["--precision=bf16"], [], "--precision has no effect on this recipe (run options it "
+                               "uses: --device)"),
+    ([], ["number", "absent"], "{path}: no 'absent' (this recipe reads number, absent)"),
+])
+def test_what_would_be_ignored_is_refused(tmp_path, argv, keys, words):
+    path = write(tmp_path / "h.yaml", "number: 1\n")
+    with pytest.raises(ValueError) as error:
+        load_recipe([path, *argv], keys, ["device"])
+    assert str(error.value) == words.format(path=path)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("data_folder: !PLACEHOLDER\n", "'data_folder' is a !PLACEHOLDER and must be replaced. "
+                                    "(set it on the command line: --data_folder=...)"),
+    ("a: [1\n", "line 2 malformed YAML"),
+    ("a: !name:no_such_module.function\n", "no such entity"),
+    ("a: !new:collections.OrderedDict\n    no_such_argument: 1\n    b: !new:int [x]\n",
+     "invalid literal for int()"),
+])
+def test_bad_yaml_is_one_line_naming_the_file(tmp_path, text, words):
+    path = write(tmp_path / "h.yaml", text)
+    with pytest.raises(ValueError) as error:
+        load_recipe([path], [])
+    message = str(error.value)
+    assert message.startswith(path) and words in message and "\n" not in message
+    with pytest.raises(ValueError, match="missing.yaml: cannot read it"):
+        load_recipe([str(tmp_path / "missing.yaml")], [])
+
+
+def test_training_yaml_is_only_a_base(tmp_path):
+    with pytest.raises(ValueError, match="'output_folder' is a !PLACEHOLDER"):
+        load_recipe(["hparams/training.yaml"], [])
+
+
+@pytest.mark.parametrize("name", list(READERS))
+def test_every_top_level_value_of_a_shipped_yaml_reaches_the_code(name):
+    path = f"hparams/{name}"
+    tree = compose(path)
+    read = {key for reader in READERS[name] for key in RECIPES[reader].KEYS}
+    assert read <= set(tree), f"{name} lacks {sorted(read - set(tree))}"
+    referenced = {ref for value in tree.values() for ref in references(value)}
+    unused = {key for key in tree if not key.startswith("__")} - referenced - read
+    assert not unused, f"{name}: {sorted(unused)} reach nothing"
+    for reader in READERS[name]:
+        module = RECIPES[reader]
+        run_options = getattr(module, "RUN_OPTIONS", ())
+        hparams = load_recipe([path, *PLACEHOLDERS.get(name, [])], module.KEYS,
+                              run_options).hparams
+        assert set(module.KEYS) <= set(hparams)
+
+
+@pytest.mark.parametrize("flag", ["--test_only", "--eval_precision=bf16", "--jit"])
+def test_training_refuses_the_run_options_it_would_ignore(flag):
+    module = RECIPES["train_speaker_embeddings"]
+    with pytest.raises(ValueError) as error:
+        load_recipe(["hparams/ecapa_folder.yaml", "--data_folder=/data", flag], module.KEYS,
+                    module.RUN_OPTIONS)
+    assert str(error.value) == f"{flag.split('=')[0]} has no effect on this recipe"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="about machines without CUDA")
+def test_without_cuda_nccl_asked_for_is_an_error_and_otherwise_gloo_is_chosen():
+    module = RECIPES["train_speaker_embeddings"]
+
+    def run_opts(*flags):
+        return load_recipe(["hparams/ecapa_folder.yaml", "--data_folder=/data", *flags],
+                           module.KEYS, module.RUN_OPTIONS).run_opts
+
+    chosen = distributed_defaults(run_opts())
+    assert (chosen.distributed_backend, chosen.device) == ("gloo", "cpu")
+    with pytest.raises(ValueError, match="--distributed_backend=nccl needs CUDA GPUs"):
+        distributed_defaults(run_opts("--distributed_backend=nccl"))
+    with pytest.raises(ValueError, match="--device=cuda:0: CUDA is not available here"):
+        distributed_defaults(run_opts("--device=cuda:0"))
