@@ -1,7 +1,7 @@
 """The demo recipe with SpeechBrain's stock ECAPA_TDNN + Fbank against ours: same recipe, same
 data, same seed, same epochs, same wall-clock budget; EER on the demo's held-out voices.
 
-    python benchmarks/bench_demo_vs_speechbrain.py [minutes] [--key=value ...]
+    python -m benchmarks.bench_demo_vs_speechbrain [minutes] [--key=value ...]
 
 Needs the demo corpus (``make demo``, or ``python recipes/prepare_data.py hparams/demo.yaml``).
 Both models are trained one after the other by ``recipes/train_speaker_embeddings.py`` on the

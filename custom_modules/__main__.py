@@ -43,6 +43,8 @@ def identify(args: argparse.Namespace) -> None:
 
 
 def export(args: argparse.Namespace) -> None:
+    if not args.onnx and not args.torchscript:
+        raise InputError("export: give --onnx FILE, --torchscript FILE or both")
     embedder = _encoder(args).embedder
     if args.torchscript:
         print(f"TorchScript -> {export_torchscript(embedder, args.torchscript)}")

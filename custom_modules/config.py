@@ -19,21 +19,20 @@ import io
 import re
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 from ruamel.yaml import YAML, YAMLError
 from ruamel.yaml.comments import CommentedMap
-from speechbrain.utils.run_opts import RunOptions
 
 from custom_modules.errors import InputError, first_line
 
+if TYPE_CHECKING:
+    from speechbrain.utils.run_opts import RunOptions
+
 EXTENDS = "extends"
 REFERENCE = re.compile(r"<([A-Za-z_]\w*)")
-# Every run option SpeechBrain parses; a recipe names the ones it honours.
-ALL_RUN_OPTIONS = frozenset(RunOptions().as_dict()) - {"param_file", "overridden_args"}
 
 
 class Recipe(NamedTuple):
@@ -41,9 +40,19 @@ class Recipe(NamedTuple):
     the command-line overrides) and the file it came from."""
 
     hparams: dict
-    run_opts: RunOptions
+    run_opts: "RunOptions"
     text: str
     path: str
+
+
+def all_run_options() -> frozenset[str]:
+    """Every run option SpeechBrain parses; a recipe names the ones it honours.
+
+    SpeechBrain is imported here and in ``load_recipe``, not at the top: loading a pretrained
+    folder (``instantiate``) must not pull in its training stack."""
+    from speechbrain.utils.run_opts import RunOptions
+
+    return frozenset(RunOptions().as_dict()) - {"param_file", "overridden_args"}
 
 
 def load_recipe(argv: list[str], keys: Sequence[str],
@@ -54,7 +63,9 @@ def load_recipe(argv: list[str], keys: Sequence[str],
     ``run_options`` the SpeechBrain run options it honours (any other given on the command
     line is refused).
     """
-    path, run_opts, overrides = sb.parse_arguments(argv)
+    from speechbrain import parse_arguments
+
+    path, run_opts, overrides = parse_arguments(argv)
     refused = sorted(set(run_opts.overridden_args) - set(run_options))
     if refused:
         honoured = ", ".join(f"--{o}" for o in sorted(run_options)) or "none"
@@ -70,7 +81,7 @@ def load_recipe(argv: list[str], keys: Sequence[str],
             raise InputError(f"--{unknown[0]}: {path} has no such key{hint}")
         merge(tree, given)
     text = dump(tree)
-    hparams = _instantiate(text, path)
+    hparams = instantiate(text, path)
     require(hparams, keys, path)
     return Recipe(hparams, run_opts, text, path)
 
@@ -145,7 +156,7 @@ def require(hparams: dict, keys: Sequence[str], source: str) -> None:
                          f"{', '.join(keys)})")
 
 
-def device_of(run_opts: RunOptions) -> str:
+def device_of(run_opts: "RunOptions") -> str:
     """The ``--device`` given, else CUDA when there is a GPU, else the CPU (SpeechBrain's
     choice); a CUDA device without CUDA is an ``InputError``."""
     device = run_opts.device or ("cuda:0" if torch.cuda.is_available() else "cpu")
@@ -174,16 +185,35 @@ def _tag(node) -> str | None:
     return getattr(tag, "value", None)
 
 
-def _instantiate(text: str, path: str) -> dict:
-    """Build the objects. What fails here is a consequence of what the YAML says (an unset
-    placeholder, a missing module, a wrong argument or value), so it is one line naming the
-    file."""
+def instantiate(text: str, path: str) -> dict:
+    """Build the objects. What fails here because of what the YAML says (an unset
+    placeholder, a missing module, a wrong argument, a value a constructor refuses) is one line
+    naming the file; an exception raised inside this package's own code, other than an
+    ``InputError``, is a bug and keeps its traceback."""
     try:
         return load_hyperpyyaml(text)
     except YAMLError as error:
         raise InputError(f"{path}: malformed YAML ({first_line(error)})") from None
     except (ValueError, KeyError, AttributeError, ImportError, TypeError) as error:
+        if not isinstance(error, InputError) and _raised_in_package(error):
+            raise
         message = first_line(error)
         unset = re.match(r"'(\w+)' is a !PLACEHOLDER", message)
         hint = f" (set it on the command line: --{unset.group(1)}=...)" if unset else ""
         raise InputError(f"{path}: {message}{hint}") from None
+
+
+def _raised_in_package(error: BaseException) -> bool:
+    """Whether the traceback passes through this package's code after HyperPyYAML called it
+    (a constructor of ours), rather than ending in HyperPyYAML, an import or a library."""
+    package = str(Path(__file__).parent)
+    inside_loader = False
+    frame = error.__traceback__
+    while frame is not None:
+        filename = frame.tb_frame.f_code.co_filename
+        if "hyperpyyaml" in filename:
+            inside_loader = True
+        elif inside_loader and filename.startswith(package):
+            return True
+        frame = frame.tb_next
+    return False

@@ -19,16 +19,18 @@ from custom_modules.config import load_recipe
 from custom_modules.errors import InputError, one_line_errors
 from custom_modules.evaluation.verification import summary_table
 
-KEYS = ("output_folder", "corpus_folder", "demo_targets")
+KEYS = ("output_folder", "corpus_folder", "pretrained_folder", "demo_targets")
 
 
-def demo_summary(output_folder: str, corpus_folder: str, targets: dict[str, float]) -> str:
-    """The summary as text (also written to ``<output_folder>/summary.txt``)."""
+def demo_summary(output_folder: str, corpus_folder: str, pretrained_folder: str,
+                 targets: dict[str, float]) -> str:
+    """The summary as text (also written to ``<output_folder>/summary.txt``). The other steps
+    of ``make demo`` wrote ``verification/`` and ``plots/`` into the same output folder."""
     folder = Path(output_folder)
     corpus = read_json(Path(corpus_folder) / "corpus_report.json")
     metrics = read_json(folder / "verification" / "metrics.json")
     plots = read_json(folder / "plots" / "visualization.json")
-    pretrained = folder / "pretrained"
+    pretrained = Path(pretrained_folder)
     engines = ", ".join(f"{engine} {count}" for engine, count in
                         sorted(corpus["voices_by_engine"].items(), key=lambda kv: -kv[1]))
     lines = [f"Demo corpus: {corpus['voices']} voices ({engines}), {corpus['utterances']} "
@@ -76,4 +78,4 @@ if __name__ == "__main__":
     with one_line_errors():
         hparams = load_recipe(sys.argv[1:], KEYS).hparams
         print(demo_summary(hparams["output_folder"], hparams["corpus_folder"],
-                           hparams["demo_targets"]))
+                           hparams["pretrained_folder"], hparams["demo_targets"]))

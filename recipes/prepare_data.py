@@ -1,9 +1,10 @@
-"""Run the data preparation steps listed in a YAML file (VoxCeleb, a folder corpus, noise).
+"""Run the data preparation steps of a training YAML alone (VoxCeleb, a folder corpus, noise).
 
-    python recipes/prepare_data.py hparams/prepare_voxceleb.yaml --data_folder=/data/vox1,/data/vox2
+    python recipes/prepare_data.py hparams/ecapa.yaml --data_folder=/data/vox1,/data/vox2
 
 Every step is a ``!name:`` callable under ``preparation:``; each is idempotent, so running the
-script again only redoes what changed. Exits with a one-line error for bad input.
+script again only redoes what changed, and the training recipe with the same YAML and options
+then finds the data prepared. Exits with a one-line error for bad input.
 """
 
 import json

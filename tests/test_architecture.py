@@ -13,17 +13,22 @@ PACKAGE = Path("custom_modules")
 # Lowest first; a module may import its own layer and those below it.
 LAYERS = [{"errors", "audio", "config"}, {"models"}, {"data"}, {"inference"}, {"evaluation"},
           {"training"}, {"analysis"}, {"interop"}, {"interface"}, {"__main__"}]
-MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py")
+MODULES = sorted(PACKAGE.rglob("*.py"))
 
 
 def layer(module: str) -> int:
-    """Layer of ``custom_modules.<role>[.<file>]``."""
+    """Layer of ``custom_modules.<role>[.<file>]``; the package's own ``__init__`` (which
+    imports the model at once and the interface only when asked) is above everything."""
+    if module in ("custom_modules", "custom_modules.__init__"):
+        return len(LAYERS)
     role = module.split(".")[1]
     return next(i for i, roles in enumerate(LAYERS) if role in roles)
 
 
 def imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
+    assert not any(isinstance(node, ast.ImportFrom) and node.level for node in ast.walk(tree)), \
+        f"{path}: relative import (this package imports absolutely)"
     names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
              for alias in node.names}
     return names | {node.module for node in ast.walk(tree)
@@ -31,7 +36,9 @@ def imports(path: Path) -> set[str]:
 
 
 def name_of(path: Path) -> str:
-    return ".".join(path.with_suffix("").parts)
+    """``custom_modules.training.recipe``; a folder's ``__init__`` is named like the folder."""
+    parts = path.with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 2 else parts)
 
 
 @pytest.mark.parametrize("path", MODULES, ids=str)

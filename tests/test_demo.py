@@ -47,7 +47,8 @@ def write_run(folder, standard_eer: float, hard_eer: float) -> None:
 
 def test_summary_reports_both_lists_the_targets_and_the_three_lines(tmp_path):
     write_run(tmp_path, standard_eer=2.5, hard_eer=4.2)
-    text = demo_summary(str(tmp_path), str(tmp_path / "corpus"), TARGETS)
+    text = demo_summary(str(tmp_path), str(tmp_path / "corpus"), str(tmp_path / "pretrained"),
+                 TARGETS)
     assert "223 voices (espeak 91, mbrola 72)" in text
     assert "Training: 2 epochs" in text
     assert "standard        as-norm          2.50" in text
@@ -61,14 +62,16 @@ def test_summary_reports_both_lists_the_targets_and_the_three_lines(tmp_path):
 
 def test_summary_of_a_run_that_did_not_happen(tmp_path):
     with pytest.raises(ValueError, match="corpus_report.json: not found"):
-        demo_summary(str(tmp_path), str(tmp_path / "corpus"), TARGETS)
+        demo_summary(str(tmp_path), str(tmp_path / "corpus"), str(tmp_path / "pretrained"),
+                 TARGETS)
     write_run(tmp_path, 1.0, 1.0)
     (tmp_path / "verification/metrics.json").write_text("{")
     with pytest.raises(ValueError, match="metrics.json: not valid JSON"):
-        demo_summary(str(tmp_path), str(tmp_path / "corpus"), TARGETS)
+        demo_summary(str(tmp_path), str(tmp_path / "corpus"), str(tmp_path / "pretrained"),
+                 TARGETS)
 
 
-def write_corpus(folder, hard_only_voice: bool = True) -> None:
+def write_corpus(folder) -> None:
     """What the generator writes, for 8 voices: 3 held out, one of which (id10008) only the hard
     list names."""
     rng = np.random.default_rng(0)
@@ -95,10 +98,9 @@ def write_corpus(folder, hard_only_voice: bool = True) -> None:
     write_trials(folder / "trials_standard.txt",
                  [Trial(1, entry("id10006", 1), entry("id10006", 2)),
                   Trial(0, entry("id10006", 1), entry("id10007", 1))])
-    last = "id10008" if hard_only_voice else "id10007"
     write_trials(folder / "trials_hard.txt",
-                 [Trial(1, entry(last, 1), entry(last, 3)),
-                  Trial(0, entry("id10007", 2), entry(last, 4))])
+                 [Trial(1, entry("id10008", 1), entry("id10008", 3)),
+                  Trial(0, entry("id10007", 2), entry("id10008", 4))])
 
 
 def test_held_out_voices_never_reach_training_even_when_one_list_names_them(tmp_path):
@@ -117,6 +119,15 @@ def test_held_out_voices_never_reach_training_even_when_one_list_names_them(tmp_
             _, enrol, test = line.split()
             assert enrol[:-4] in ids and test[:-4] in ids
     assert prepare_demo(str(corpus), str(save), (67, 33), valid_trials=6, seed=1)["skipped"]
+
+
+def test_a_corpus_without_a_hard_list_says_why(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write_corpus(corpus)
+    (corpus / "trials_hard.txt").unlink()
+    with pytest.raises(ValueError, match="trials_hard.txt: the generator made no hard list"):
+        prepare_demo(str(corpus), str(tmp_path / "data"), (67, 33), valid_trials=6, seed=1)
 
 
 def test_a_trial_naming_a_training_voice_is_refused(tmp_path):

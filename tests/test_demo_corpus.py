@@ -102,6 +102,17 @@ def test_espeak_variants_that_keep_the_default_voice_count_once(tmp_path):
     assert _changes_voice(str(tmp_path / "missing"))        # unknown: kept
 
 
+def test_a_small_corpus_still_holds_out_a_pair_for_the_hard_list():
+    # Groups of one to three voices: 20 % of each rounds to none or one, so no group would
+    # have two held-out voices; two of the largest group are held out instead.
+    voices = [Voice("espeak", f"v{i}", language, gender)
+              for i, (language, gender) in enumerate(
+                  [("en", "male")] * 3 + [("de", "female")] * 2 + [("fi", "male")])]
+    speakers = {f"id{10001 + i}": v for i, v in enumerate(voices)}
+    held_out = _held_out(speakers, 0.2, seed=1)
+    assert Counter(_group(speakers[s]) for s in held_out) == {"en/male": 2}
+
+
 def test_test_voices_give_the_hard_list_pairs_in_every_large_group():
     voices = [Voice("espeak", f"v{i}", language, gender)
               for i, (language, gender) in enumerate(

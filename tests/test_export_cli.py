@@ -62,6 +62,8 @@ def test_command_line(folder, tmp_path):
     store = str(tmp_path / "store")
     assert run("enroll", "--model", model, "--store", store, "--name", "x", a).returncode == 0
     assert run("identify", "--model", model, "--store", store, b).stdout.split()[1] == "x"
+    nothing = run("export", "--model", model)
+    assert nothing.stderr.strip() == "error: export: give --onnx FILE, --torchscript FILE or both"
     done = run("export", "--model", model, "--onnx", str(tmp_path / "m.onnx"))
     assert done.returncode == 0, done.stderr
     assert float(done.stdout.split("lowest cosine")[1].strip(" )\n")) >= 0.9999

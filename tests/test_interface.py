@@ -91,3 +91,6 @@ def test_bad_files_name_the_file(folder, tmp_path, make, words):
         encoder.encode_file(tmp_path / "missing.wav")
     with pytest.raises(ValueError, match="not a pretrained folder"):
         SpeakerEncoder.from_hparams(source=tmp_path)
+    with pytest.raises(ValueError, match=r"run_opts \['precision'\]: SpeakerEncoder takes only"):
+        SpeakerEncoder.from_hparams(source=folder / "pretrained",
+                                    run_opts={"device": "cpu", "precision": "bf16"})

@@ -75,6 +75,8 @@ def test_margin_warmup_schedule_and_per_sample_masks():
     assert schedule(3.0) == pytest.approx(0.01)
     cosine = WarmupSchedule(0.01, warmup_epochs=1, total_epochs=5, decay="cosine",
                             final_ratio=0.1)
+    with pytest.raises(ValueError, match="cycle_epochs .* goes with decay: cyclic"):
+        WarmupSchedule(0.01, 1, 5, decay="cosine", cycle_epochs=2)
     assert [cosine(e) for e in (1.0, 3.0, 5.0, 7.0)] == pytest.approx([0.01, 0.0055, 0.001,
                                                                        0.001])
     masks = PerSampleSpecAugment(time_masks=2, max_time=20, freq_masks=0).train()

@@ -15,10 +15,10 @@ from custom_modules.analysis.visualization import (
     attention_on_silence,
     check_trained,
     insert_silence,
-    run_visualization,
     silent_frame_mask,
     speaker_silhouette,
 )
+from custom_modules.config import load_recipe
 from custom_modules.data.catalogue import read_utterance_csvs
 from custom_modules.inference.embedding import embed_utterances
 from custom_modules.inference.pretrained import load_embedder
@@ -69,21 +69,20 @@ def test_silence_helpers():
     assert attention_on_silence(avoiding, silent)["ratio"] == 0
 
 
-def visualize(embedder, output_folder, test_csvs, train_csv=None, **options):
-    """``run_visualization`` with the values of ``hparams/visualize.yaml`` unless given."""
-    values = {"speakers": 12, "utterances_per_speaker": 20, "perplexity": 15.0, "seed": 0,
-              "attention_utterance": None, "silence_seconds": 1.0, "cache_folder": None,
-              **options}
-    return run_visualization(embedder, str(output_folder), test_csvs, train_csv, **values)
+def visualize(embedder, experiment, output_folder, **overrides):
+    """The step ``hparams/visualize.yaml`` configures, with these values overridden."""
+    argv = [f"--{key}={value}" for key, value in overrides.items()]
+    hparams = load_recipe(["hparams/visualize.yaml", f"--experiment={experiment}",
+                           f"--output_folder={output_folder}", *argv], ["visualization"]).hparams
+    return hparams["visualization"](embedder)
 
 
 def test_run_visualization_writes_plots_and_its_numbers(experiment):
     embedder = load_embedder(experiment / "exp/pretrained")
     data = experiment / "exp/data"
     out = experiment / "exp/plots"
-    results = visualize(embedder, out, [str(data / "enrol.csv"), str(data / "test.csv")],
-                        str(data / "train.csv"), speakers=4, utterances_per_speaker=6,
-                        perplexity=5.0)
+    results = visualize(embedder, experiment / "exp", out, speakers=4,
+                        utterances_per_speaker=6, perplexity=5.0)
     assert results["speakers"] == 4 and results["utterances"] == 24
     saved = json.loads((out / "visualization.json").read_text())
     assert saved == json.loads(json.dumps(results))
@@ -113,18 +112,17 @@ def test_run_visualization_writes_plots_and_its_numbers(experiment):
 
 
 def test_clear_errors(experiment, tmp_path):
-    data = experiment / "exp/data"
     with pytest.raises(ValueError, match="untrained"):
         check_trained(load_embedder(experiment / "untrained").embedding_model)
     embedder = load_embedder(experiment / "exp/pretrained")
-    csvs = [str(data / "test.csv")]
     with pytest.raises(ValueError, match="at least 2 held-out speakers"):
-        visualize(embedder, tmp_path, csvs, speakers=1, perplexity=2.0)
+        visualize(embedder, experiment / "exp", tmp_path, speakers=1, perplexity=2.0)
     with pytest.raises(ValueError, match="perplexity 30"):
-        visualize(embedder, tmp_path, csvs, speakers=2, utterances_per_speaker=3,
+        visualize(embedder, experiment / "exp", tmp_path, speakers=2, utterances_per_speaker=3,
                   perplexity=30.0)
     with pytest.raises(ValueError, match="nope.wav"):
-        visualize(embedder, tmp_path, csvs, perplexity=3.0, attention_utterance="nope.wav")
+        visualize(embedder, experiment / "exp", tmp_path, perplexity=3.0,
+                  attention_utterance="nope.wav")
 
 
 def test_script(experiment):

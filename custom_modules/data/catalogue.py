@@ -22,6 +22,7 @@ from custom_modules.data.trials import utterance_id
 from custom_modules.errors import InputError
 
 COLUMNS = ("ID", "duration", "wav", "start", "stop", "spk_id")
+REQUIRED = ("ID", "wav")
 
 
 class Utterance(NamedTuple):
@@ -37,28 +38,37 @@ class Utterance(NamedTuple):
 
 
 def read_utterance_csvs(paths: list[str]) -> dict[str, Utterance]:
-    """``ID -> Utterance`` from SpeechBrain CSVs; a missing file, a missing column or a
-    malformed row is a one-line ``InputError`` naming the file (and the line)."""
+    """``ID -> Utterance`` from SpeechBrain CSVs.
+
+    ``ID`` and ``wav`` are required; ``start`` and ``stop`` (samples), ``spk_id`` and
+    ``duration`` may be absent or empty, meaning the whole file, an unknown speaker and an
+    unknown duration (a cohort needs ``spk_id``). A missing file, a missing required column
+    or a malformed number is a one-line ``InputError`` naming the file (and the line)."""
     rows: dict[str, Utterance] = {}
     for path in paths:
         if not os.path.isfile(path):
             raise InputError(f"{path}: utterance CSV not found")
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
-            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+            missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
             if missing:
                 raise InputError(f"{path}: missing columns {missing} (SpeechBrain's CSV "
                                  f"columns are {','.join(COLUMNS)})")
             for row in reader:
                 try:
-                    utterance = Utterance(row["ID"], row["wav"], int(row["start"]),
-                                          int(row["stop"]), row["spk_id"],
-                                          float(row["duration"]))
-                except (TypeError, ValueError):
+                    utterance = Utterance(row["ID"], row["wav"], int(row.get("start") or 0),
+                                          _number(row.get("stop"), int), row.get("spk_id") or "",
+                                          _number(row.get("duration"), float))
+                except ValueError:
                     raise InputError(f"{path}:{reader.line_num}: duration, start and stop must "
                                      f"be numbers, got {row}") from None
                 rows[utterance.id] = utterance
     return rows
+
+
+def _number(text: str | None, kind: type) -> int | float | None:
+    """A CSV cell as a number; empty or absent is ``None``."""
+    return None if text in (None, "") else kind(text)
 
 
 def resolve(entries: set[str], catalogue: dict[str, Utterance],

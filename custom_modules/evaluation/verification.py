@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import torch
 
-from custom_modules.data.catalogue import Utterance, read_utterance_csvs, resolve
+from custom_modules.data.catalogue import Utterance, by_speaker, read_utterance_csvs, resolve
 from custom_modules.data.trials import Trial, read_trials, utterance_id
 from custom_modules.errors import InputError
 from custom_modules.evaluation.metrics import act_dcf, cllr, verification_metrics
@@ -74,27 +74,23 @@ def choose_cohort(catalogue: dict[str, Utterance], kind: str, size: int, per_spe
     rng = random.Random(seed)
     items = sorted(catalogue.values(), key=lambda u: u.id)
     if kind == "speakers":
-        groups: dict[str, list[Utterance]] = {}
-        for utterance in items:
-            groups.setdefault(utterance.speaker, []).append(utterance)
-        return [u for us in groups.values() for u in rng.sample(us, min(per_speaker, len(us)))]
+        return [u for us in by_speaker(items).values()
+                for u in rng.sample(us, min(per_speaker, len(us)))]
     if kind == "utterances":
         return rng.sample(items, min(size, len(items)))
     raise InputError(f"cohort must be 'speakers' or 'utterances', got {kind!r}")
 
 
-def trial_scores(embedded: dict[str, torch.Tensor],
-                 trials: list[Trial]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cosine scores and boolean labels of the trials whose two utterances (by ID) were
-    embedded."""
+def trial_scores(embedded: dict[str, torch.Tensor], trials: list[Trial],
+                 name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine scores and boolean labels of the trials of list ``name`` whose two utterances
+    (by ID) were embedded."""
     ids = sorted(embedded)
     row = {utt_id: n for n, utt_id in enumerate(ids)}
-    kept = [t for t in trials if utterance_id(t.enrol) in row and utterance_id(t.test) in row]
-    if not kept:
-        raise InputError("no trial has both utterances embedded")
-    scores = cosine_scores(torch.stack([embedded[i] for i in ids]),
-                           torch.tensor([row[utterance_id(t.enrol)] for t in kept]),
-                           torch.tensor([row[utterance_id(t.test)] for t in kept]))
+    index = {entry: row[utterance_id(entry)] for t in trials for entry in (t.enrol, t.test)
+             if utterance_id(entry) in row}
+    kept, enrol, test = _pairs(trials, index, name)
+    scores = cosine_scores(torch.stack([embedded[i] for i in ids]), enrol, test)
     return scores, torch.tensor([t.label for t in kept], dtype=torch.bool)
 
 
@@ -113,12 +109,11 @@ def run_verification(embedder: Embedder, trial_lists: dict[str, str | None], out
     ``primary_variant`` must be one of the variants scored; calibration is fitted on it. See
     ``hparams/verify.yaml`` for the rest.
     """
+    variants = _check_options(cohort_csv, cohort, top_k, lda_dim, primary_variant)
     lists = {name: (path, read_trials(path)) for name, path in trial_lists.items()
              if path is not None}
     if not lists:
         raise InputError("no trial list to score (every entry of trial_lists is null)")
-    if lda_dim is not None and not cohort_csv:
-        raise InputError("lda_dim needs cohort_csv: the training utterances to fit the LDA on")
     calibration = read_trials(calibration_trials) if calibration_trials else None
     catalogue = read_utterance_csvs(list(utterance_csvs)
                                     + ([calibration_csv] if calibration_csv else []))
@@ -159,8 +154,8 @@ def run_verification(embedder: Embedder, trial_lists: dict[str, str | None], out
                        top_k, len(cohort_matrix), len(cohort_matrix))
         top_k = len(cohort_matrix)
     norm_name = "s-norm" if top_k is None else "as-norm"
-    pairs = {name: _pairs(trials, index) for name, (_, trials) in lists.items()}
-    calibration_pairs = _pairs(calibration, index) if calibration else None
+    pairs = {name: _pairs(trials, index, name) for name, (_, trials) in lists.items()}
+    calibration_pairs = _pairs(calibration, index, calibration_trials) if calibration else None
     scored: dict[str, dict[str, torch.Tensor]] = {name: {} for name in lists}
     calibration_scored: dict[str, torch.Tensor] = {}
     for prefix, (embeddings, cohort_embeddings) in spaces.items():
@@ -171,15 +166,13 @@ def run_verification(embedder: Embedder, trial_lists: dict[str, str | None], out
         if calibration_pairs is not None:
             calibration_scored.update(_score(embeddings, *calibration_pairs[1:], stats,
                                              norm_name, prefix))
-    variants = list(next(iter(scored.values())))
-    if primary_variant not in variants:
-        raise InputError(f"primary_variant {primary_variant!r} is not among the variants "
-                         f"scored ({', '.join(variants)}): choose one of them (lda+ variants "
-                         f"need lda_dim, normalised ones cohort_csv)")
     calibrator = None
     if calibration_pairs is not None:
         labels = torch.tensor([t.label for t in calibration_pairs[0]])
-        calibrator = fit_calibration(calibration_scored[primary_variant], labels)
+        try:
+            calibrator = fit_calibration(calibration_scored[primary_variant], labels)
+        except InputError as error:
+            raise InputError(f"{calibration_trials}: {error}") from None
     folder = Path(output_folder)
     results = {"schema_version": SCHEMA_VERSION, "primary_variant": primary_variant,
                "variants": variants, "lists": {},
@@ -210,12 +203,33 @@ def _embedded_pool(embedder: Embedder, training: dict[str, Utterance], kind: str
     return torch.stack([embedded[u.id] for u in kept]), [u.speaker for u in kept]
 
 
-def _pairs(trials: list[Trial], index: dict[str, int]
+def _check_options(cohort_csv: str | None, cohort: str, top_k: int | None,
+                   lda_dim: int | None, primary_variant: str) -> list[str]:
+    """The variants these options score, in order; options that cannot work are refused
+    before anything is embedded (that takes hours on VoxCeleb)."""
+    if cohort not in ("speakers", "utterances"):
+        raise InputError(f"cohort must be 'speakers' or 'utterances', got {cohort!r}")
+    if top_k is not None and top_k < 2:
+        raise InputError(f"AS-norm top_k={top_k} must be at least 2 (null: S-norm)")
+    if lda_dim is not None and not cohort_csv:
+        raise InputError("lda_dim needs cohort_csv: the training utterances to fit the LDA on")
+    if lda_dim is not None and lda_dim < 1:
+        raise InputError(f"LDA: lda_dim={lda_dim} must be at least 1")
+    variants = ["cosine"] + (["s-norm" if top_k is None else "as-norm"] if cohort_csv else [])
+    variants += [f"lda+{v}" for v in variants] if lda_dim is not None else []
+    if primary_variant not in variants:
+        raise InputError(f"primary_variant {primary_variant!r} is not among the variants "
+                         f"scored ({', '.join(variants)}): choose one of them (lda+ variants "
+                         f"need lda_dim, normalised ones cohort_csv)")
+    return variants
+
+
+def _pairs(trials: list[Trial], index: dict[str, int], name: str
            ) -> tuple[list[Trial], torch.Tensor, torch.Tensor]:
     """The trials whose two sides were embedded, with their enrolment and test rows."""
     kept = [t for t in trials if t.enrol in index and t.test in index]
     if not kept:
-        raise InputError("no trial has both utterances embedded")
+        raise InputError(f"{name}: no trial has both utterances embedded")
     return (kept, torch.tensor([index[t.enrol] for t in kept]),
             torch.tensor([index[t.test] for t in kept]))
 

@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 
 import torch
-from hyperpyyaml import load_hyperpyyaml
 
+from custom_modules.config import instantiate
 from custom_modules.errors import InputError
 from custom_modules.models.embedder import Embedder
 
@@ -66,8 +66,7 @@ def load_embedder(source: str | os.PathLike, checkpoint: str | os.PathLike | Non
     weights = Path(checkpoint) if checkpoint is not None else source
     if not (source / HPARAMS).is_file():
         raise InputError(f"{source}: not a pretrained folder (no {HPARAMS})")
-    with open(source / HPARAMS, encoding="utf-8") as handle:
-        hparams = load_hyperpyyaml(handle)
+    hparams = instantiate((source / HPARAMS).read_text(encoding="utf-8"), str(source / HPARAMS))
     for key in ("sample_rate", "threshold", "modules"):
         if key not in hparams:
             raise InputError(f"{source / HPARAMS}: no '{key}'")

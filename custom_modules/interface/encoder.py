@@ -43,9 +43,13 @@ class SpeakerEncoder:
     @classmethod
     def from_hparams(cls, source: str | os.PathLike, savedir: str | os.PathLike | None = None,
                      run_opts: dict | None = None) -> "SpeakerEncoder":
-        """Load ``source`` (a local pretrained folder). Enrolments are kept in
+        """Load ``source`` (a local pretrained folder) on the CPU, or on ``run_opts["device"]``
+        (SpeechBrain's way of asking, the only run option it takes). Enrolments are kept in
         ``savedir/enrolled.pt`` (default: ``source/enrolled.pt``)."""
-        device = (run_opts or {}).get("device", "cpu")
+        options = dict(run_opts or {})
+        device = options.pop("device", "cpu")
+        if options:
+            raise InputError(f"run_opts {sorted(options)}: SpeakerEncoder takes only 'device'")
         store = Path(savedir if savedir is not None else source) / "enrolled.pt"
         return cls(load_embedder(source, device=device), store)
 

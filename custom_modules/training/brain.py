@@ -115,7 +115,8 @@ class SpeakerBrain(sb.Brain):
         embedder = self.embedder().eval()
         embedded, _ = embed_utterances(embedder, list(catalogue.values()), skip_bad=True)
         embedder.train()
-        scores, labels = trial_scores(embedded, read_trials(self.hparams.valid_trials))
+        scores, labels = trial_scores(embedded, read_trials(self.hparams.valid_trials),
+                                      self.hparams.valid_trials)
         return eer(scores[labels], scores[~labels])
 
     def _wrap_distributed(self):

@@ -61,7 +61,8 @@ def training_set(train_csv: str, label_encoder_file: str, crop_seconds: tuple[fl
     if not os.path.isfile(train_csv):
         raise InputError(f"{train_csv}: training CSV not found; run the data preparation")
     if not speeds or any(not 0.5 <= speed <= 2.0 for speed in speeds):
-        raise InputError(f"speeds must be a non-empty list of factors in [0.5, 2], got {speeds}")
+        raise InputError(f"speaker_speeds must be a non-empty list of factors in [0.5, 2], got "
+                         f"{speeds}")
     dataset = DynamicItemDataset.from_csv(csv_path=train_csv)
     encoder = CategoricalEncoder()
 

@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from custom_modules.errors import InputError
+
 
 class AAMSoftmaxHead(nn.Module):
     """Speaker classification head trained with AAM-softmax.
@@ -48,7 +50,7 @@ class AAMSoftmaxHead(nn.Module):
                  scale: float = 30.0, warmup_epochs: float = 0.0, subcenters: int = 1):
         super().__init__()
         if num_classes < 2 or subcenters < 1 or not 0 <= margin < math.pi / 2 or scale <= 0:
-            raise ValueError(f"AAMSoftmaxHead: need num_classes >= 2, subcenters >= 1, "
+            raise InputError(f"AAMSoftmaxHead: need num_classes >= 2, subcenters >= 1, "
                              f"0 <= margin < pi/2 and scale > 0; got {num_classes}, "
                              f"{subcenters}, {margin}, {scale}")
         self.num_classes = num_classes
@@ -81,15 +83,7 @@ class AAMSoftmaxHead(nn.Module):
 
         ``embeddings``: ``(batch, [1,] dim)``; ``labels``: ``(batch,)`` class indices.
         """
-        cosine = self.cosine(embeddings).clamp(-1 + 1e-7, 1 - 1e-7)
-        target = cosine.gather(1, labels.unsqueeze(1))
-        # cos(theta + m); past theta = pi - m the function would turn back up, so there use
-        # the linear continuation cos(theta) - m sin(m) (the usual "easy margin" guard).
-        with_margin = torch.where(
-            target > math.cos(math.pi - self.margin),
-            target * math.cos(self.margin) - (1 - target.pow(2)).sqrt() * math.sin(self.margin),
-            target - self.margin * math.sin(self.margin))
-        return self.scale * cosine.scatter(1, labels.unsqueeze(1), with_margin)
+        return self._with_margin(self.cosine(embeddings), labels)
 
     def forward(self, embeddings: torch.Tensor,
                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,6 +93,17 @@ class AAMSoftmaxHead(nn.Module):
         class indices.
         """
         labels = labels.reshape(-1)
-        logits = self.logits(embeddings, labels)
-        accuracy = (self.cosine(embeddings).argmax(dim=1) == labels).float().mean()
-        return F.cross_entropy(logits, labels), accuracy
+        cosine = self.cosine(embeddings)
+        accuracy = (cosine.argmax(dim=1) == labels).float().mean()
+        return F.cross_entropy(self._with_margin(cosine, labels), labels), accuracy
+
+    def _with_margin(self, cosine: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        cosine = cosine.clamp(-1 + 1e-7, 1 - 1e-7)
+        target = cosine.gather(1, labels.unsqueeze(1))
+        # cos(theta + m); past theta = pi - m the function would turn back up, so there use
+        # the linear continuation cos(theta) - m sin(m) (the usual "easy margin" guard).
+        with_margin = torch.where(
+            target > math.cos(math.pi - self.margin),
+            target * math.cos(self.margin) - (1 - target.pow(2)).sqrt() * math.sin(self.margin),
+            target - self.margin * math.sin(self.margin))
+        return self.scale * cosine.scatter(1, labels.unsqueeze(1), with_margin)

@@ -14,7 +14,7 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from custom_modules.config import ALL_RUN_OPTIONS, Recipe
+from custom_modules.config import Recipe, all_run_options
 from custom_modules.training.brain import SpeakerBrain
 from custom_modules.training.distributed import distributed_defaults, replicas_identical
 from custom_modules.training.examples import training_set
@@ -28,7 +28,7 @@ KEYS = ("output_folder", "save_folder", "pretrained_folder", "preparation", "tra
 # Not honoured: this recipe has no test stage (test_only, eval_precision: verification is its
 # own recipe, recipes/speaker_verification.py); DataParallel is SpeechBrain's deprecated
 # single-process multi-GPU mode (use torchrun); TorchScript cannot compile the model.
-RUN_OPTIONS = ALL_RUN_OPTIONS - {"test_only", "eval_precision", "data_parallel_backend",
+RUN_OPTIONS = all_run_options() - {"test_only", "eval_precision", "data_parallel_backend",
                                  "jit", "jit_module_keys"}
 
 

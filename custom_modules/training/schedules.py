@@ -12,6 +12,8 @@ import time
 
 from speechbrain.utils.epoch_loop import EpochCounter
 
+from custom_modules.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 
@@ -30,6 +32,9 @@ class WarmupSchedule:
         ``"exponential"``, ``"cosine"`` (half a cosine: stays high longer), ``"cyclic"``
         (triangular cycles, ``cycle_epochs`` long, from ``lr`` down to ``lr * final_ratio``
         and back) or ``"constant"``.
+    cycle_epochs : float, optional
+        Length of a cycle: required by ``"cyclic"``, refused by the others (it would do
+        nothing).
 
     Example
     -------
@@ -40,12 +45,17 @@ class WarmupSchedule:
 
     def __init__(self, lr: float, warmup_epochs: float, total_epochs: float,
                  decay: str = "exponential", final_ratio: float = 0.01,
-                 cycle_epochs: float = 2.0):
+                 cycle_epochs: float | None = None):
         if decay not in ("exponential", "cosine", "cyclic", "constant"):
-            raise ValueError(f"WarmupSchedule: decay must be exponential, cosine, cyclic or "
+            raise InputError(f"WarmupSchedule: decay must be exponential, cosine, cyclic or "
                              f"constant, got {decay!r}")
+        if (decay == "cyclic") != (cycle_epochs is not None) or \
+                (cycle_epochs is not None and cycle_epochs <= 0):
+            raise InputError(f"WarmupSchedule: cycle_epochs (a positive length) goes with "
+                             f"decay: cyclic and only with it; got decay {decay!r}, "
+                             f"cycle_epochs {cycle_epochs}")
         if lr <= 0 or warmup_epochs < 0 or total_epochs <= warmup_epochs or final_ratio <= 0:
-            raise ValueError(f"WarmupSchedule: need lr > 0, 0 <= warmup_epochs < total_epochs "
+            raise InputError(f"WarmupSchedule: need lr > 0, 0 <= warmup_epochs < total_epochs "
                              f"and final_ratio > 0; got {lr}, {warmup_epochs}, {total_epochs}, "
                              f"{final_ratio}")
         self.lr = lr
