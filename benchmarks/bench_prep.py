@@ -67,7 +67,8 @@ def main() -> None:
     save = work / "prepared"
     shutil.rmtree(save, ignore_errors=True)
     start = time.perf_counter()
-    prepare_voxceleb(str(tree), str(save), str(trials), valid_trials=1000)
+    prepare_voxceleb(str(tree), str(save), str(tree), {"test": str(trials)},
+                     train_on_test_folder=True, valid_trials=1000)
     ours = time.perf_counter() - start
     start = time.perf_counter()
     lengths = reference_lengths(paths)

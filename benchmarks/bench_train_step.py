@@ -38,7 +38,7 @@ def augmenter(csvs: dict) -> Augmenter:
     return Augmenter(concat_original=True, shuffle_augmentations=True, min_augmentations=1,
                      max_augmentations=3, augment_prob=1.0, augmentations=[
                          AddNoise(csv_file=csvs["noise"], snr_low=0, snr_high=15),
-                         AddNoise(csv_file=csvs["babble"], snr_low=13, snr_high=20),
+                         AddNoise(csv_file=csvs["speech"], snr_low=13, snr_high=20),
                          AddReverb(csv_file=csvs["rir"]),
                          SpeedPerturb(orig_freq=16000, speeds=[95, 100, 105]),
                          DropFreq(drop_freq_count_low=1, drop_freq_count_high=3),
@@ -75,7 +75,8 @@ def make_step(features, model, head, augment):
 def main() -> None:
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     torch.manual_seed(0)
-    csvs = prepare_augmentation(tempfile.mkdtemp(), num_generated=20, seconds=4.0)
+    csvs = prepare_augmentation(tempfile.mkdtemp(), None, None, generated=True, num_generated=20,
+                                seconds=4.0)
     rng = np.random.default_rng(0)
     wavs = torch.from_numpy(np.stack([speech_like(2.0, 16000, rng) for _ in range(32)])).float()
     lengths, labels = torch.ones(32), torch.arange(32) % 16

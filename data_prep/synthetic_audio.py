@@ -1,4 +1,5 @@
-"""Signals made from nothing: speech-like babble, coloured noise and room impulse responses.
+"""Signals made from nothing: speech-like babble, coloured noise, music-like tones and room
+impulse responses.
 
 They stand in for MUSAN and RIRS_NOISES when a user has neither, so augmentation always works
 offline; the tests use them as realistic input. All functions return float64 numpy arrays and
@@ -65,6 +66,28 @@ def babble(seconds: float, sample_rate: int, rng: np.random.Generator,
     mix = sum(speech_like(seconds, sample_rate, rng) * rng.uniform(0.5, 1.0)
               for _ in range(count))
     return 0.5 * mix / np.abs(mix).max()
+
+
+def tone_music(seconds: float, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Music-like: a sequence of notes (0.15-0.6 s each) on an equal-tempered scale, each a
+    decaying harmonic tone, sometimes with a fifth above; peak 0.5.
+
+    >>> tone_music(0.5, 16000, np.random.default_rng(0)).shape
+    (8000,)
+    """
+    samples = int(seconds * sample_rate)
+    music = np.zeros(samples)
+    position = 0
+    while position < samples:
+        length = min(samples - position, int(rng.uniform(0.15, 0.6) * sample_rate))
+        t = np.arange(length) / sample_rate
+        pitch = 110.0 * 2 ** (int(rng.integers(0, 36)) / 12)
+        note = sum(np.sin(2 * np.pi * pitch * k * t) / k for k in range(1, 6))
+        if rng.random() < 0.3:
+            note = note + 0.6 * np.sin(2 * np.pi * pitch * 1.5 * t)
+        music[position:position + length] = note * np.exp(-t * rng.uniform(2.0, 8.0))
+        position += length
+    return 0.5 * music / max(np.abs(music).max(), 1e-9)
 
 
 def coloured_noise(seconds: float, sample_rate: int, rng: np.random.Generator,

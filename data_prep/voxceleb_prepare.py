@@ -1,11 +1,19 @@
-"""VoxCeleb 1 and 2 -> SpeechBrain CSVs (train / dev / valid / enrol / test) and trial lists.
+"""VoxCeleb -> SpeechBrain CSVs (train / dev / valid / enrol / test) and trial lists.
 
-Point it at the folders as distributed: VoxCeleb1 ``<folder>/wav/idXXXXX/<video>/NNNNN.wav``,
-VoxCeleb2 dev ``<folder>/aac/idXXXXX/<video>/NNNNN.m4a`` (converted once to 16 kHz mono wav,
-in parallel and resumably) or already-converted ``<folder>/wav/...``. Callable from a
-training YAML (``!name:data_prep.voxceleb_prepare.prepare_voxceleb``) or on its own.
+The published setup by default: the model trains on VoxCeleb2 dev (``data_folder``) and is
+tested on VoxCeleb1 (``test_folder``, dev and test parts) with the lists of ``trial_lists``:
+VoxCeleb1-O (cleaned, shipped in ``data_prep/trial_lists``), and -E and -H when their lists
+are given. ``train_on_test_folder`` trains on VoxCeleb1 too (less the speakers the lists name),
+as SpeechBrain's recipe does; VoxCeleb1-E and -H are drawn from VoxCeleb1 dev, so they are then
+refused (a list that names more than half of the test folder's speakers), and only -O can be
+reported.
 
-Durations come from file headers on all cores. Speakers of the trial list never reach train or
+Point it at the folders as distributed: ``<folder>/wav/idXXXXX/<video>/NNNNN.wav`` and, for
+VoxCeleb2, ``<folder>/aac/idXXXXX/<video>/NNNNN.m4a`` (converted once to 16 kHz mono wav, in
+parallel and resumably) or already converted ``<folder>/wav/...``. Callable from a training
+YAML (``!name:data_prep.voxceleb_prepare.prepare_voxceleb``) or on its own.
+
+Durations come from file headers on all cores. Speakers of the trial lists never reach train or
 dev. By default the validation split holds out whole speakers and writes ``valid.csv`` with
 ``valid_trials.txt``, so training can select checkpoints by EER; ``dev_split="utterances"`` is
 SpeechBrain's utterance-level split. Unusable files are skipped and listed with the reason in
@@ -32,15 +40,12 @@ from data_prep.manifest import (
 from data_prep.splits import split_train_dev, write_test_side, write_training, write_validation
 
 logger = logging.getLogger(__name__)
-TRIAL_LISTS = Path(__file__).parent / "trial_lists"
-DEFAULT_TRIALS = str(TRIAL_LISTS / "veri_test2.txt")
 SAMPLE_RATE = 16000
-OUTPUTS = ["train.csv", "dev.csv", "enrol.csv", "test.csv", "test_trials.txt", REPORT_FILE]
 
 
-def prepare_voxceleb(data_folder: str | list[str], save_folder: str,
-                     verification_pairs_file: str = DEFAULT_TRIALS, mode: str = "utterances",
-                     seg_dur: float = 3.0, min_duration: float = 1.0,
+def prepare_voxceleb(data_folder: str | list[str], save_folder: str, test_folder: str,
+                     trial_lists: dict[str, str | None], train_on_test_folder: bool = False,
+                     mode: str = "utterances", seg_dur: float = 3.0, min_duration: float = 1.0,
                      split_ratio: tuple[float, float] = (98, 2), dev_split: str = "speakers",
                      valid_trials: int = 20000, converted_folder: str | None = None,
                      skip_missing_trials: bool = False, num_workers: int | None = None,
@@ -50,11 +55,17 @@ def prepare_voxceleb(data_folder: str | list[str], save_folder: str,
     Arguments
     ---------
     data_folder : str or list of str
-        VoxCeleb folders (a comma-separated string works too, as in SpeechBrain).
+        The training VoxCeleb folders (a comma-separated string works too, as in SpeechBrain):
+        VoxCeleb2 dev for the published setup.
     save_folder : str
         Where the CSVs, trial lists and ``prep_report.json`` go.
-    verification_pairs_file : str
-        Test trial list (default: VoxCeleb1-O cleaned, shipped in ``data_prep/trial_lists``).
+    test_folder : str
+        The VoxCeleb1 folder the trial lists' entries are in (``<test_folder>/wav/<entry>``).
+    trial_lists : dict
+        Name -> trial list file (``None`` leaves it out); each is written as
+        ``<name>_trials.txt``, and ``enrol.csv`` / ``test.csv`` cover all of them.
+    train_on_test_folder : bool
+        Train on the test folder too (less the speakers the lists name).
     mode : str
         ``"utterances"`` (whole files; the recipe crops at load time) or ``"chunks"``
         (SpeechBrain's fixed ``seg_dur``-second chunks).
@@ -77,18 +88,25 @@ def prepare_voxceleb(data_folder: str | list[str], save_folder: str,
     seed : int
         Seed of the splits and of the validation trials.
     """
-    folders = _folders(data_folder)
-    options = {"data_folder": [str(f) for f in folders], "mode": mode, "seg_dur": seg_dur,
-               "min_duration": min_duration, "split_ratio": list(split_ratio),
-               "dev_split": dev_split, "valid_trials": valid_trials,
-               "trials": os.path.abspath(verification_pairs_file),
-               "converted_folder": converted_folder,
-               "skip_missing_trials": skip_missing_trials, "seed": seed,
-               "modified": modification_stamp([verification_pairs_file, *folders])}
+    folders, tests = _folders(data_folder), _folders(test_folder)
+    lists = {name: path for name, path in trial_lists.items() if path is not None}
+    if not lists:
+        raise InputError("prepare_voxceleb: trial_lists names no list (every entry is null)")
     if mode not in ("utterances", "chunks") or dev_split not in ("speakers", "utterances"):
         raise InputError(f"prepare_voxceleb: mode must be 'utterances' or 'chunks' and "
                          f"dev_split 'speakers' or 'utterances', got {mode!r}, {dev_split!r}")
-    outputs = OUTPUTS + (["valid.csv", "valid_trials.txt"] if dev_split == "speakers" else [])
+    training_folders = list(dict.fromkeys(folders + (tests if train_on_test_folder else [])))
+    options = {"data_folder": [str(f) for f in folders], "test_folder": str(tests[0]),
+               "trial_lists": {n: os.path.abspath(p) for n, p in lists.items()},
+               "train_on_test_folder": train_on_test_folder, "mode": mode, "seg_dur": seg_dur,
+               "min_duration": min_duration, "split_ratio": list(split_ratio),
+               "dev_split": dev_split, "valid_trials": valid_trials,
+               "converted_folder": converted_folder,
+               "skip_missing_trials": skip_missing_trials, "seed": seed,
+               "modified": modification_stamp([*lists.values(), *training_folders, *tests])}
+    outputs = ["train.csv", "dev.csv", "enrol.csv", "test.csv", REPORT_FILE,
+               *(f"{name}_trials.txt" for name in lists)]
+    outputs += ["valid.csv", "valid_trials.txt"] if dev_split == "speakers" else []
     if already_prepared(save_folder, options, outputs):
         logger.info("VoxCeleb already prepared in %s with the same options: nothing to do",
                     save_folder)
@@ -96,25 +114,41 @@ def prepare_voxceleb(data_folder: str | list[str], save_folder: str,
     Path(save_folder).mkdir(parents=True, exist_ok=True)
     workers = worker_count(num_workers)
 
-    skipped = convert_to_wav(_m4a_jobs(folders, converted_folder), workers, SAMPLE_RATE)
-    scanned = scan(_wav_files(folders, converted_folder), min_duration, SAMPLE_RATE, workers)
-    utterances = scanned.utterances
+    skipped = convert_to_wav(_m4a_jobs(training_folders, converted_folder), workers,
+                             SAMPLE_RATE)
+    scanned = scan(_wav_files(list(dict.fromkeys(training_folders + tests)), converted_folder),
+                   min_duration, SAMPLE_RATE, workers)
     skipped += scanned.skipped
-    all_trials = read_trials(verification_pairs_file)
-    trials, missing = _check_trials(verification_pairs_file, all_trials, utterances, skipped,
-                                    skip_missing_trials)
-    test_speakers = trial_speakers(all_trials)
-    pool = [u for u in utterances if u.speaker not in test_speakers]
+    test_roots = [str(folder / "wav") + os.sep for folder in tests]
+    test_side = [u for u in scanned.utterances if u.wav.startswith(tuple(test_roots))]
+    kept_lists, missing, excluded = {}, [], set()
+    for name, path in lists.items():
+        all_trials = read_trials(path)
+        kept_lists[name], lost = _check_trials(path, all_trials, test_side, skipped,
+                                               skip_missing_trials)
+        missing += lost
+        speakers = trial_speakers(all_trials)
+        if train_on_test_folder and len(speakers) > 0.5 * len({u.speaker for u in test_side}):
+            raise InputError(f"{path}: it names {len(speakers)} speakers of {tests[0]}, which "
+                             f"also trains the model (train_on_test_folder): they would all "
+                             f"leave training. VoxCeleb1-E and -H come from VoxCeleb1 dev; "
+                             f"report them with train_on_test_folder False (VoxCeleb2 dev only)")
+        excluded |= speakers
+    train_roots = tuple(str(folder / "wav") + os.sep for folder in training_folders) + \
+        ((str(Path(converted_folder)) + os.sep,) if converted_folder else ())
+    pool = [u for u in scanned.utterances if u.speaker not in excluded
+            and u.wav.startswith(train_roots)]
     train, dev = split_train_dev(pool, split_ratio, dev_split, seed)
     write_training(save_folder, train, dev, mode, seg_dur, SAMPLE_RATE)
-    write_test_side(save_folder, "test", {"test": trials}, utterances)
+    write_test_side(save_folder, "test", kept_lists, test_side)
     valid = write_validation(save_folder, dev, valid_trials, seed) \
         if dev_split == "speakers" else []
 
-    summary = {"files_usable": len(utterances), "files_skipped": len(skipped),
+    summary = {"files_usable": len(scanned.utterances), "files_skipped": len(skipped),
                "train_utterances": len(train), "train_speakers": len({u.speaker for u in train}),
                "dev_utterances": len(dev), "dev_speakers": len({u.speaker for u in dev}),
-               "test_speakers_excluded": len(test_speakers), "test_trials": len(trials),
+               "test_speakers_excluded": len(excluded),
+               "test_trials": {name: len(trials) for name, trials in kept_lists.items()},
                "test_trials_dropped": len(missing), "valid_trials": len(valid),
                "save_folder": save_folder, "skipped": False}
     write_json(Path(save_folder, REPORT_FILE), {**summary, "skipped_files": skipped,

@@ -18,8 +18,10 @@ READERS = {"ecapa.yaml": ["train_speaker_embeddings"],
            "ecapa_folder.yaml": ["train_speaker_embeddings"],
            "demo.yaml": ["train_speaker_embeddings", "demo_summary"],
            "verify.yaml": ["speaker_verification"], "demo_verify.yaml": ["speaker_verification"],
+           "verify_voxceleb.yaml": ["speaker_verification"],
            "visualize.yaml": ["visualize"]}
-PLACEHOLDERS = {"ecapa.yaml": ["--data_folder=/data"], "ecapa_c512.yaml": ["--data_folder=/d"],
+VOXCELEB = ["--data_folder=/data/vox2", "--voxceleb1_folder=/data/vox1"]
+PLACEHOLDERS = {"ecapa.yaml": VOXCELEB, "ecapa_c512.yaml": VOXCELEB,
                 "ecapa_folder.yaml": ["--data_folder=/data"]}
 
 

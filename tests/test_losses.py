@@ -1,14 +1,17 @@
 """AAM-softmax against SpeechBrain's AdditiveAngularMargin on the same weights, the linear
-continuation past pi - margin, and sub-centres against a brute-force closest sub-centre."""
+continuation past pi - margin, sub-centres against a brute-force closest sub-centre, and the
+loss in float32 under mixed precision."""
 
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY_MODEL
 from speechbrain.lobes.models.ECAPA_TDNN import Classifier
 from speechbrain.nnet.losses import AdditiveAngularMargin
 
+from custom_modules import ECAPA_TDNN, MelFrontend
 from custom_modules.training.losses import AAMSoftmaxHead
 
 
@@ -64,3 +67,44 @@ def test_subcentres_score_a_class_by_its_closest_subcentre():
     target = expected.gather(1, labels.unsqueeze(1)).squeeze(1)
     assert torch.allclose(logits.gather(1, labels.unsqueeze(1)).squeeze(1),
                           30 * torch.cos(torch.acos(target) + 0.2), atol=1e-4)
+
+
+def test_a_bf16_autocast_training_step_on_cpu_computes_the_loss_in_float32():
+    torch.manual_seed(0)
+    frontend = MelFrontend(n_mels=40)
+    model = ECAPA_TDNN(**TINY_MODEL).train()
+    head = AAMSoftmaxHead(24, num_classes=3)
+    optimizer = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=1e-3)
+    wavs, labels = torch.randn(6, 16000), torch.tensor([0, 1, 2, 0, 1, 2])
+    with torch.no_grad():                       # the same weights and batch in float32
+        reference, _ = head(model(frontend(wavs)), labels)
+    before = head.weight.detach().clone()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        embeddings = model(frontend(wavs))
+        loss, _ = head(embeddings, labels)
+    assert embeddings.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    # bf16 rounds the model's activations (8 bits of mantissa), not the loss's arithmetic.
+    assert float(loss) == pytest.approx(float(reference), rel=0.05)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss) and not torch.equal(head.weight, before)
+
+
+def test_the_head_takes_cudas_mix_of_a_half_cosine_and_a_float_margin():
+    """Under CUDA autocast F.linear gives fp16 cosines while pow and sqrt give fp32: scattering
+    the fp32 margin term into the fp16 cosines fails. The head computes in float32 instead."""
+    torch.manual_seed(2)
+    head = AAMSoftmaxHead(8, num_classes=4, margin=0.2, scale=30)
+    embeddings, labels = torch.randn(5, 8), torch.tensor([0, 1, 2, 3, 0])
+    with torch.no_grad():
+        cosine = head.cosine(embeddings)
+        half = cosine.half()
+        target = half.gather(1, labels.unsqueeze(1)).float()
+        with pytest.raises(RuntimeError):            # what the old code did under CUDA
+            half.scatter(1, labels.unsqueeze(1), target * 0.98 - (1 - target.pow(2)).sqrt())
+        got = head._with_margin(half, labels)
+        expected = head._with_margin(cosine, labels)
+        assert got.dtype == torch.float32
+        assert (got - expected).abs().max() < 30 * 1e-3      # fp16 rounding of the cosine
+        loss, _ = head(embeddings.half(), labels)              # fp16 embeddings, fp32 weights
+        assert loss.dtype == torch.float32

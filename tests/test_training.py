@@ -15,6 +15,7 @@ from speechbrain.utils.checkpoints import Checkpointer
 
 from custom_modules import ECAPA_TDNN, MelFrontend
 from custom_modules.inference.pretrained import load_embedder
+from custom_modules.models.embedder import Embedder
 from custom_modules.training.checkpointing import AtomicCheckpointer
 from custom_modules.training.export_pretrained import export_best
 from custom_modules.training.losses import AAMSoftmaxHead
@@ -68,14 +69,16 @@ def test_loss_decreases_on_learnable_batches():
 def test_margin_warmup_schedule_and_per_sample_masks():
     head = AAMSoftmaxHead(8, 3, margin=0.2, warmup_epochs=2)
     assert [round(head.set_epoch(e), 3) for e in (1, 2, 3, 9)] == [0.0, 0.1, 0.2, 0.2]
-    schedule = WarmupSchedule(0.01, warmup_epochs=1, total_epochs=5, decay="cyclic",
+    schedule = WarmupSchedule(0.01, warmup_epochs=0, total_epochs=6, decay="triangular2",
                               cycle_epochs=2, final_ratio=0.1)
-    assert schedule(0.5) == pytest.approx(0.005)
-    assert schedule(2.0) == pytest.approx(0.001)
-    assert schedule(3.0) == pytest.approx(0.01)
+    # Up from the minimum to the peak and back each cycle, the peak halved every cycle.
+    assert [schedule(e) for e in (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 6.0, 9.0)] == pytest.approx(
+        [0.001, 0.0055, 0.01, 0.001, 0.0055, 0.00325, 0.001, 0.001])
+    with pytest.raises(ValueError, match="a whole number of cycles"):
+        WarmupSchedule(0.01, 0, 5, decay="triangular2", cycle_epochs=2)
     cosine = WarmupSchedule(0.01, warmup_epochs=1, total_epochs=5, decay="cosine",
                             final_ratio=0.1)
-    with pytest.raises(ValueError, match="cycle_epochs .* goes with decay: cyclic"):
+    with pytest.raises(ValueError, match="cycle_epochs .* goes with decay: triangular2"):
         WarmupSchedule(0.01, 1, 5, decay="cosine", cycle_epochs=2)
     assert [cosine(e) for e in (1.0, 3.0, 5.0, 7.0)] == pytest.approx([0.01, 0.0055, 0.001,
                                                                        0.001])
@@ -124,7 +127,8 @@ def test_speechbrains_checkpointer_leaves_a_checkpoint_that_looks_complete(tmp_p
             assert len(list((folder / ".staging").glob("CKPT+*/model.ckpt"))) == 1
 
 
-def test_export_takes_the_lowest_eer_checkpoint_and_its_threshold(tmp_path):
+def three_epochs(tmp_path):
+    """Checkpoints of three epochs whose weights and validation EERs differ."""
     torch.manual_seed(0)
     frontend, model = MelFrontend(n_mels=40), ECAPA_TDNN(**TINY_MODEL)
     classifier = AAMSoftmaxHead(24, num_classes=2)
@@ -138,13 +142,42 @@ def test_export_takes_the_lowest_eer_checkpoint_and_its_threshold(tmp_path):
         checkpointer.save_checkpoint(meta={"epoch": epoch, "EER": eer, "threshold": threshold})
     labels = tmp_path / "label_encoder.txt"
     labels.write_text("'a' => 0\n'b' => 1\n================\n'starting_index' => 0\n")
-    meta = export_best(checkpointer, frontend, model, classifier, str(labels),
-                       str(tmp_path / "pretrained"), "hparams/x.yaml")
+    return checkpointer, Embedder(frontend, model), classifier, str(labels), saved
+
+
+def test_export_takes_the_lowest_eer_checkpoint_and_its_threshold(tmp_path):
+    checkpointer, embedder, classifier, labels, saved = three_epochs(tmp_path)
+    meta = export_best(checkpointer, embedder, classifier, labels, str(tmp_path / "pretrained"),
+                       "hparams/x.yaml", None, None, {"noise": "musan", "reverb": "generated"})
     assert (meta["epoch"], meta["EER"], meta["threshold"]) == (2, 4.5, 0.42)
     exported = load_embedder(tmp_path / "pretrained")
     assert exported.threshold == 0.42
     assert torch.equal(exported.embedding_model.fc.conv.weight, saved[2])
-    assert "validation EER: 4.50%" in (tmp_path / "pretrained/README.md").read_text()
+    readme = (tmp_path / "pretrained/README.md").read_text()
+    assert "validation EER: 4.50%" in readme
+    assert "augmentation corpora: noise: musan, reverb: generated" in readme
+
+
+def test_export_can_average_the_last_epochs_and_validates_the_average(tmp_path):
+    checkpointer, embedder, classifier, labels, saved = three_epochs(tmp_path)
+    seen = []
+
+    def validation(model):
+        seen.append(model.embedding_model.fc.conv.weight.detach().clone())
+        return {"EER": 3.25, "threshold": 0.6, "seconds": 0.1}
+
+    meta = export_best(checkpointer, embedder, classifier, labels, str(tmp_path / "pretrained"),
+                       "hparams/x.yaml", 2, validation, {})
+    mean = (saved[2] + saved[3]) / 2
+    assert meta == {"EER": 3.25, "threshold": 0.6, "epochs": [2, 3]}
+    assert torch.allclose(seen[0], mean)
+    exported = load_embedder(tmp_path / "pretrained")
+    assert torch.allclose(exported.embedding_model.fc.conv.weight, mean)
+    assert exported.threshold == 0.6
+    assert "the mean of epochs 2 to 3" in (tmp_path / "pretrained/README.md").read_text()
+    with pytest.raises(ValueError, match="average_checkpoints=5, but .* keeps 3"):
+        export_best(checkpointer, embedder, classifier, labels, str(tmp_path / "p5"), "x", 5,
+                    validation, {})
 
 
 @pytest.mark.slow
@@ -162,9 +195,16 @@ def test_recipe_trains_resumes_and_exports(corpus, tmp_path):
                                            dtype="float32")[0]).unsqueeze(0)
     with torch.inference_mode():
         assert embedder(wave).shape == (1, 192)
-    resumed = train(corpus, output, "--number_of_epochs=2")
+    first = (output / "train_log.txt").read_text().splitlines()[0]
+    assert "train replaced: 0," in first and "valid seconds: " in first
+    # Resumed to 4 epochs, validating every third: epoch 2 is not validated, 3 is, and so is
+    # the last, 4.
+    resumed = train(corpus, output, "--number_of_epochs=4", "--valid_every=3")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert epochs_logged(output) == [1, 2]
+    assert epochs_logged(output) == [1, 2, 3, 4]
+    validated = ["valid EER" in line for line in (output / "train_log.txt").read_text()
+                 .splitlines()]
+    assert validated == [True, False, True, True]
 
 
 @pytest.mark.slow

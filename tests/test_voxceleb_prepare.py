@@ -40,12 +40,18 @@ def corpus(tmp_path_factory) -> dict:
     return {"root": root, "folders": [str(vox1), str(vox2)], "trials": str(trials)}
 
 
+def prepare(corpus: dict, save, trials: str | None = None, **options) -> dict:
+    """Both folders training (SpeechBrain's setup: VoxCeleb1 too), VoxCeleb1-O-style trials."""
+    settings = {"train_on_test_folder": True, "split_ratio": (75, 25), "valid_trials": 6,
+                "num_workers": 2, **options}
+    return prepare_voxceleb([corpus["folders"][1]], str(save), corpus["folders"][0],
+                            {"vox1_O": trials or corpus["trials"]}, **settings)
+
+
 @pytest.fixture(scope="module")
 def prepared(corpus, tmp_path_factory) -> dict:
     save = tmp_path_factory.mktemp("prepared")
-    summary = prepare_voxceleb(corpus["folders"], str(save), corpus["trials"],
-                               split_ratio=(75, 25), valid_trials=6, num_workers=2)
-    return {"save": save, "summary": summary}
+    return {"save": save, "summary": prepare(corpus, save)}
 
 
 def test_train_csv_lists_every_usable_file_exactly(corpus, prepared):
@@ -79,7 +85,8 @@ def m4a_tree(root: Path) -> Path:
 @needs_ffmpeg
 def test_m4a_is_converted_to_16k_mono_wav_and_trained_on(corpus, tmp_path):
     vox2 = m4a_tree(tmp_path)
-    prepare_voxceleb([corpus["folders"][0], str(vox2)], str(tmp_path / "out"), corpus["trials"],
+    prepare_voxceleb([str(vox2)], str(tmp_path / "out"), corpus["folders"][0],
+                     {"vox1_O": corpus["trials"]}, train_on_test_folder=True,
                      split_ratio=(75, 25), valid_trials=6, num_workers=2)
     converted = vox2 / "wav/id00001/sess0/00001.wav"
     info = soundfile.info(str(converted))
@@ -97,8 +104,8 @@ def test_m4a_without_ffmpeg_is_one_line_advice(corpus, tmp_path, monkeypatch):
     monkeypatch.setattr("data_prep.ffmpeg_convert.shutil.which", lambda name: None)
     with pytest.raises(ValueError, match="1 files need converting to wav but ffmpeg is not "
                                          "installed: run 'apt-get install ffmpeg'"):
-        prepare_voxceleb([corpus["folders"][0], str(tmp_path / "vox2")], str(tmp_path / "out"),
-                         corpus["trials"], split_ratio=(75, 25), valid_trials=6, num_workers=1)
+        prepare_voxceleb([str(tmp_path / "vox2")], str(tmp_path / "out"), corpus["folders"][0],
+                         {"vox1_O": corpus["trials"]}, num_workers=1)
 
 
 def test_test_speakers_never_reach_train_or_dev(prepared):
@@ -110,7 +117,7 @@ def test_test_speakers_never_reach_train_or_dev(prepared):
     assert [r["ID"] for r in enrol] == ["id10270/sess0/00001", "id10271/sess0/00002",
                                          "id10271/sess1/00001"]
     assert {r["spk_id"] for r in test} == set(TEST_SPEAKERS)
-    assert len(read_trials(prepared["save"] / "test_trials.txt")) == 4
+    assert len(read_trials(prepared["save"] / "vox1_O_trials.txt")) == 4
 
 
 def test_validation_is_speaker_disjoint_with_balanced_trials(prepared):
@@ -136,22 +143,17 @@ def test_bad_files_are_skipped_and_reported(prepared):
 def test_second_run_does_nothing_and_changed_options_regenerate(corpus, prepared):
     save = prepared["save"]
     before = (save / "train.csv").stat().st_mtime_ns
-    again = prepare_voxceleb(corpus["folders"], str(save), corpus["trials"],
-                             split_ratio=(75, 25), valid_trials=6, num_workers=2)
+    again = prepare(corpus, save)
     assert again["skipped"] is True
     assert (save / "train.csv").stat().st_mtime_ns == before
-    changed = prepare_voxceleb(corpus["folders"], str(save), corpus["trials"],
-                               split_ratio=(75, 25), valid_trials=6, num_workers=2,
-                               mode="chunks", seg_dur=1.0)
+    changed = prepare(corpus, save, mode="chunks", seg_dur=1.0)
     assert changed["skipped"] is False
     chunk = read_csv(save / "train.csv")[0]
     assert chunk["ID"].endswith("_0.0_1.0")
     assert (chunk["start"], chunk["stop"]) == ("0", "16000")
     trials = Path(corpus["trials"])
     os.utime(trials, ns=(trials.stat().st_atime_ns, trials.stat().st_mtime_ns + 10**9))
-    rewritten = prepare_voxceleb(corpus["folders"], str(save), corpus["trials"],
-                                 split_ratio=(75, 25), valid_trials=6, num_workers=2,
-                                 mode="chunks", seg_dur=1.0)
+    rewritten = prepare(corpus, save, mode="chunks", seg_dur=1.0)
     assert rewritten["skipped"] is False      # a rewritten trial list (new corpus) is redone
 
 
@@ -161,18 +163,16 @@ def test_missing_trial_audio_is_a_clear_error_or_skipped(corpus, tmp_path):
                       + "1 id10270/sess0/00001.wav id10270/gone/00009.wav\n"
                       + "0 id10003/sess0/99997.wav id10271/sess0/00001.wav\n")
     with pytest.raises(ValueError, match=r"2 of the trial utterances are missing") as error:
-        prepare_voxceleb(corpus["folders"], str(tmp_path / "out"), str(trials), num_workers=2,
-                         split_ratio=(75, 25), valid_trials=6)
+        prepare(corpus, tmp_path / "out", str(trials))
     assert "id10003/sess0/99997.wav (too short" in str(error.value)
     assert "id10270/gone/00009.wav (not found on disk)" in str(error.value)
-    summary = prepare_voxceleb(corpus["folders"], str(tmp_path / "out"), str(trials),
-                               num_workers=2, split_ratio=(75, 25), valid_trials=6,
-                               skip_missing_trials=True)
-    assert (summary["test_trials"], summary["test_trials_dropped"]) == (4, 2)
+    summary = prepare(corpus, tmp_path / "out", str(trials), skip_missing_trials=True)
+    assert (summary["test_trials"], summary["test_trials_dropped"]) == ({"vox1_O": 4}, 2)
 
 
 def test_utterance_level_dev_split_like_speechbrain(corpus, tmp_path):
-    summary = prepare_voxceleb(corpus["folders"][:1], str(tmp_path), corpus["trials"],
+    vox1 = corpus["folders"][0]
+    summary = prepare_voxceleb([vox1], str(tmp_path), vox1, {"vox1_O": corpus["trials"]},
                                dev_split="utterances", split_ratio=(75, 25), num_workers=1)
     dev = read_csv(tmp_path / "dev.csv")
     train_speakers = {r["spk_id"] for r in read_csv(tmp_path / "train.csv")}
@@ -183,4 +183,31 @@ def test_utterance_level_dev_split_like_speechbrain(corpus, tmp_path):
 
 def test_not_a_voxceleb_folder(tmp_path):
     with pytest.raises(ValueError, match="neither wav/ nor aac/"):
-        prepare_voxceleb(str(tmp_path), str(tmp_path / "out"))
+        prepare_voxceleb(str(tmp_path), str(tmp_path / "out"), str(tmp_path), {"O": "x.txt"})
+
+
+def test_the_published_setup_trains_on_voxceleb2_only_and_writes_every_list(corpus, tmp_path):
+    """VoxCeleb2 trains; VoxCeleb1 (all of it) only tests, so an E/H-style list naming its
+    'dev' speakers is valid, and one CSV pair covers both lists."""
+    everyone = tmp_path / "everyone.txt"
+    everyone.write_text("1 id10001/sess0/00001.wav id10001/sess1/00002.wav\n"
+                        + "".join(f"0 id10001/sess0/00001.wav id1000{n}/sess0/00001.wav\n"
+                                  for n in range(2, 7)))
+    summary = prepare_voxceleb([corpus["folders"][1]], str(tmp_path / "out"),
+                               corpus["folders"][0],
+                               {"vox1_O": corpus["trials"], "vox1_E": str(everyone),
+                                "vox1_H": None}, dev_split="utterances",
+                               split_ratio=(50, 50), num_workers=1)
+    out = tmp_path / "out"
+    training = {r["spk_id"] for name in ("train.csv", "dev.csv") for r in read_csv(out / name)}
+    assert training == {"id00002"}                         # VoxCeleb1 never trains
+    assert summary["test_trials"] == {"vox1_O": 4, "vox1_E": 6}
+    assert not (out / "vox1_H_trials.txt").exists()
+    ids = {r["ID"] for name in ("enrol.csv", "test.csv") for r in read_csv(out / name)}
+    for name in ("vox1_O", "vox1_E"):
+        for trial in read_trials(out / f"{name}_trials.txt"):
+            assert Path(trial.enrol).with_suffix("").as_posix() in ids
+            assert Path(trial.test).with_suffix("").as_posix() in ids
+    with pytest.raises(ValueError, match="everyone.txt: it names 6 speakers of .* which also "
+                                         "trains the model"):
+        prepare(corpus, tmp_path / "again", str(everyone))

@@ -67,15 +67,18 @@ class Verification(NamedTuple):
     scores: dict[str, ListScores]
 
 
-def choose_cohort(catalogue: dict[str, Utterance], kind: str, size: int, per_speaker: int,
-                  seed: int) -> list[Utterance]:
-    """Cohort utterances: ``per_speaker`` per speaker (``kind="speakers"``) or ``size`` at
-    random (``"utterances"``), reproducibly for a ``seed``."""
+def choose_cohort(catalogue: dict[str, Utterance], kind: str, size: int,
+                  per_speaker: int | None, seed: int) -> list[Utterance]:
+    """Cohort utterances: ``per_speaker`` per speaker (``None``: all of them; the cohort is
+    then each speaker's mean over all their utterances, as the ECAPA-TDNN paper's) for
+    ``kind="speakers"``, or ``size`` at random (``"utterances"``), reproducibly for a
+    ``seed``."""
     rng = random.Random(seed)
     items = sorted(catalogue.values(), key=lambda u: u.id)
     if kind == "speakers":
         return [u for us in by_speaker(items).values()
-                for u in rng.sample(us, min(per_speaker, len(us)))]
+                for u in rng.sample(us, len(us) if per_speaker is None
+                                    else min(per_speaker, len(us)))]
     if kind == "utterances":
         return rng.sample(items, min(size, len(items)))
     raise InputError(f"cohort must be 'speakers' or 'utterances', got {kind!r}")
@@ -96,7 +99,8 @@ def trial_scores(embedded: dict[str, torch.Tensor], trials: list[Trial],
 
 def run_verification(embedder: Embedder, trial_lists: dict[str, str | None], output_folder: str,
                      utterance_csvs: list[str], data_folder: str | None, cohort_csv: str | None,
-                     cohort: str, cohort_size: int, cohort_per_speaker: int, top_k: int | None,
+                     cohort: str, cohort_size: int, cohort_per_speaker: int | None,
+                     top_k: int | None,
                      mean_subtraction: bool, lda_dim: int | None,
                      calibration_trials: str | None, calibration_csv: str | None,
                      skip_missing: bool, cache_folder: str | None, batch_seconds: float,
@@ -194,7 +198,7 @@ def run_verification(embedder: Embedder, trial_lists: dict[str, str | None], out
 
 
 def _embedded_pool(embedder: Embedder, training: dict[str, Utterance], kind: str, size: int,
-                   per_speaker: int, seed: int, cache_folder: str | None,
+                   per_speaker: int | None, seed: int, cache_folder: str | None,
                    batch_seconds: float) -> tuple[torch.Tensor, list[str]]:
     """Training utterances chosen by ``choose_cohort``, embedded, with their speakers."""
     pool = choose_cohort(training, kind, size, per_speaker, seed)

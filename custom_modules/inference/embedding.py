@@ -3,13 +3,17 @@
 Utterances are sorted by length and packed into batches of at most ``batch_seconds`` of padded
 audio, so padding stays small. Recordings longer than ``window_seconds`` are cut into windows
 whose embeddings are averaged, weighted by length, which keeps memory bounded. Results are
-cached in one file per model; a later run embeds only what the cache lacks, and a different
-model (other weights) starts a new cache, and an ID that now names other audio is redone.
+cached in one file per model, written every few minutes while embedding (VoxCeleb1-E is hours
+of audio) and at the end; a later run embeds only what the cache lacks, a different model
+(other weights) starts a new cache, and an ID that now names other audio is redone. An
+utterance with an unreadable window is left out, not averaged from its other windows.
 """
 
 import hashlib
 import logging
 import os
+import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -21,6 +25,7 @@ from custom_modules.errors import InputError
 from custom_modules.models.embedder import Embedder
 
 logger = logging.getLogger(__name__)
+SAVE_EVERY_SECONDS = 300   # the cache is also written this often while embedding
 
 
 def model_fingerprint(embedder: Embedder) -> str:
@@ -54,28 +59,44 @@ def embed_utterances(embedder: Embedder, utterances: list[Utterance],
     pieces = _windows(list(todo.values()), embedder.sample_rate, window_seconds, problems)
     if problems and not skip_bad:
         _raise(problems)
+    pending = Counter(piece.id for piece in pieces)
     sums: dict[str, torch.Tensor] = {}
     weights: dict[str, int] = {}
+    failed: set[str] = set()
+    new: dict[str, torch.Tensor] = {}
+    saved = time.monotonic()
     with torch.inference_mode():
         for batch in tqdm(_batches(pieces, batch_seconds * embedder.sample_rate),
                           desc="Embedding", unit="batch", disable=len(pieces) < 100):
             results = _embed_batch(embedder, batch, problems, min_seconds)
             for piece, result in zip(batch, results, strict=True):
-                if result is not None:
+                pending[piece.id] -= 1
+                if result is None:
+                    failed.add(piece.id)
+                else:
                     length, embedding = result
                     sums[piece.id] = sums.get(piece.id, 0) + embedding * length
                     weights[piece.id] = weights.get(piece.id, 0) + length
-    new = {_cache_key(todo[utt_id]): sums[utt_id] / weights[utt_id] for utt_id in sums}
+                if pending[piece.id] == 0 and piece.id not in failed:
+                    new[_cache_key(todo[piece.id])] = sums.pop(piece.id) / weights[piece.id]
+            if cache_path is not None and time.monotonic() - saved > SAVE_EVERY_SECONDS:
+                _save(cache_path, {**cached, **new})   # a crash loses minutes, not hours
+                saved = time.monotonic()
     if problems and not skip_bad:
         _raise(problems)
     if cache_path is not None and new:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache_path.with_suffix(".part")
-        torch.save({**cached, **new}, partial)
-        os.replace(partial, cache_path)
+        _save(cache_path, {**cached, **new})
     everything = {**cached, **new}
     return {u.id: everything[_cache_key(u)] for u in utterances
             if _cache_key(u) in everything}, [str(p) for p in problems]
+
+
+def _save(path: Path, embeddings: dict[str, torch.Tensor]) -> None:
+    """Write the cache atomically (a temporary file renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part")
+    torch.save(embeddings, partial)
+    os.replace(partial, path)
 
 
 def _raise(problems: list[AudioError]) -> None:

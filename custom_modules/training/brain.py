@@ -1,26 +1,31 @@
 """The training loop: a SpeechBrain ``Brain`` for speaker embeddings with AAM-softmax.
 
 ``compute_forward`` reads like the algorithm: augment the waveforms -> log-mel features ->
-per-sample SpecAugment -> ECAPA-TDNN embedding. ``compute_objectives`` is the AAM-softmax loss.
-Before every step the learning rate and the margin follow the global step; after every epoch
-the model is scored on speaker-disjoint validation trials and the checkpoint is kept by its
-EER (best and last). On CPU with several processes, batch norm is not converted to
-``SyncBatchNorm`` (which needs CUDA); DDP broadcasts rank 0's statistics instead.
+per-sample SpecAugment -> ECAPA-TDNN embedding. ``compute_objectives`` is the AAM-softmax loss
+(in float32 whatever ``--precision``). Before every step the learning rate and the margin
+follow the global step. Every ``valid_every`` epochs (and after the last) the model is scored
+on a bounded subset of speaker-disjoint validation trials on the main process, and
+checkpoints are kept by that EER (best and latest; more when checkpoints are averaged).
+
+Each epoch's log line also says what the step cost: seconds per optimiser step, the share of
+them spent waiting for the data loader, the training examples whose audio could not be read
+(replaced by others, ``training.examples``), the validation's seconds and, on CUDA, the peak
+GPU memory. On CPU with several processes, batch norm is not converted to ``SyncBatchNorm``
+(which needs CUDA); DDP broadcasts rank 0's statistics instead.
 """
 
 import logging
+import math
 import os
+import time
 
 import speechbrain as sb
+import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from custom_modules.data.catalogue import read_utterance_csvs
-from custom_modules.data.trials import read_trials
-from custom_modules.evaluation.metrics import eer
-from custom_modules.evaluation.verification import trial_scores
-from custom_modules.inference.embedding import embed_utterances
 from custom_modules.models.embedder import Embedder
 from custom_modules.training.distributed import unwrap
+from custom_modules.training.validation import BoundedValidation
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +36,14 @@ class SpeakerBrain(sb.Brain):
     Reads the hparams in ``HPARAMS`` (the training recipe checks that the YAML has them):
     ``spec_augment`` and ``wav_augment`` (a SpeechBrain ``Augmenter``) may be null,
     ``valid_trials`` may be null (checkpoints are then kept by recency), ``tensorboard`` is
-    SpeechBrain's ``TensorboardLogger`` or null.
+    SpeechBrain's ``TensorboardLogger`` or null; ``weight_decay`` applies to the model and
+    ``classifier_weight_decay`` to the AAM-softmax weights (the paper uses 2e-5 and 2e-4).
     """
 
     HPARAMS = ("wav_augment", "spec_augment", "lr_schedule", "valid_csv", "valid_trials",
-               "train_logger", "tensorboard", "sample_rate")
+               "valid_utterances", "valid_max_seconds", "valid_every", "weight_decay",
+               "classifier_weight_decay", "average_checkpoints", "train_logger",
+               "tensorboard", "sample_rate")
 
     def compute_forward(self, batch, stage):
         """Waveforms -> embeddings ``(batch, 1, dim)``; augmentation in training only."""
@@ -54,46 +62,107 @@ class SpeakerBrain(sb.Brain):
         if stage == sb.Stage.TRAIN and self.hparams.wav_augment is not None:
             labels = self.hparams.wav_augment.replicate_labels(labels)
         loss, accuracy = self.modules.classifier(predictions, labels)
-        self.accuracy_sum += float(accuracy) * len(labels)
-        self.accuracy_count += len(labels)
+        self.totals["accuracy"] += float(accuracy) * len(labels)
+        self.totals["examples"] += len(labels)
+        self.totals["replaced"] += int(batch.replaced.data.sum())
         return loss
 
     def on_fit_batch_start(self, batch, should_step):
-        """Learning rate and margin from the global optimiser step."""
+        """Learning rate and margin from the global optimiser step; the data wait ends."""
+        now = time.perf_counter()
+        if self.step_ended is not None:
+            self.totals["data_wait"] += now - self.step_ended
+        self.step_started = now
         steps = max(1, self.steps_per_epoch)
         lr = self.hparams.lr_schedule.apply(self.optimizer, self.optimizer_step, steps)
         margin = unwrap(self.modules.classifier).set_epoch(1 + self.optimizer_step / steps)
         self.current = {"lr": lr, "margin": margin}
 
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """The step's compute ends (after the GPU has finished it)."""
+        if self.device_type == "cuda":
+            torch.cuda.synchronize()
+        self.step_ended = time.perf_counter()
+        self.totals["compute"] += self.step_ended - self.step_started
+        self.totals["steps"] += 1
+
     def on_stage_start(self, stage, epoch=None):
-        self.accuracy_sum, self.accuracy_count = 0.0, 0
+        self.totals = dict.fromkeys(("accuracy", "examples", "replaced", "data_wait",
+                                     "compute", "steps"), 0)
+        self.step_ended = None
+        if self.device_type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
-        """After each training epoch: validation EER, log line, checkpoint kept by EER."""
+        """After each training epoch: validation EER (every ``valid_every`` epochs), the log
+        line, and a checkpoint kept by EER."""
         if stage != sb.Stage.TRAIN:
             return
-        stats = {"loss": stage_loss, "accuracy": self.accuracy_sum / max(1, self.accuracy_count)}
+        stats = {"loss": stage_loss, **self.epoch_costs()}
         meta = {}
-        trials = self.hparams.valid_trials
-        if trials and not os.path.isfile(trials):
-            logger.warning("%s not found: checkpoints are kept by recency only", trials)
-        elif sb.utils.distributed.if_main_process() and trials:
-            value, threshold = self.validation_eer()
-            meta = {"EER": 100 * value, "threshold": threshold}
+        due = epoch % self.hparams.valid_every == 0 or epoch == self.hparams.epoch_counter.limit
+        if self.validation is not None and due and sb.utils.distributed.if_main_process():
+            embedder = self.embedder().eval()
+            meta = self.validation(embedder)
+            embedder.train()
         # Every process must make the same checkpointing calls.
         meta = sb.utils.distributed.ddp_broadcast(meta, src=0)
-        valid = {"EER": meta["EER"]} if meta else None
+        valid = {"EER": meta["EER"], "seconds": meta["seconds"]} if meta else None
         for logger_ in (self.hparams.train_logger, self.hparams.tensorboard):
             if logger_ is not None:
                 logger_.log_stats(stats_meta={"epoch": epoch, **self.current},
                                   train_stats=stats, valid_stats=valid)
-        self.checkpointer.save_and_keep_only(meta={"epoch": epoch, **meta},
-                                             min_keys=["EER"] if meta else None,
-                                             num_to_keep=1)
+        keep = max(1, self.hparams.average_checkpoints or 1)
+        self.checkpointer.save_and_keep_only(
+            meta={"epoch": epoch, **{k: v for k, v in meta.items() if k != "seconds"}},
+            min_keys=["EER"] if self.validation is not None else None, num_to_keep=keep)
+
+    def epoch_costs(self) -> dict[str, float]:
+        """What the epoch's steps cost: accuracy, replaced examples, seconds per step, the
+        share of time waiting for data and, on CUDA, the peak GPU memory in GB."""
+        totals = self.totals
+        busy = totals["compute"] + totals["data_wait"]
+        costs = {"accuracy": totals["accuracy"] / max(1, totals["examples"]),
+                 "replaced": totals["replaced"],
+                 "step_seconds": busy / max(1, totals["steps"]),
+                 "data_wait": totals["data_wait"] / busy if busy > 0 else math.nan}
+        if self.device_type == "cuda":
+            costs["gpu_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
+        return costs
 
     def on_fit_start(self):
         super().on_fit_start()
         self.current = {}
+        self.device_type = torch.device(self.device).type
+        trials = self.hparams.valid_trials
+        self.validation = None
+        if trials and not os.path.isfile(trials):
+            logger.warning("%s not found: checkpoints are kept by recency only", trials)
+        elif trials:
+            self.validation = BoundedValidation(
+                self.hparams.valid_csv, trials, self.hparams.valid_utterances,
+                self.hparams.valid_max_seconds, self.hparams.sample_rate)
+
+    def init_optimizers(self):
+        """One optimiser, two weight decays: ``weight_decay`` on the model and
+        ``classifier_weight_decay`` on the AAM-softmax weights (``--remove_vector_weight_decay``
+        exempts biases and norms from both)."""
+        groups = []
+        for names, decay in (({"compute_features", "embedding_model"},
+                              self.hparams.weight_decay),
+                             ({"classifier"}, self.hparams.classifier_weight_decay)):
+            params = [p for name, module in self.modules.items() if name in names
+                      for p in module.parameters() if p.requires_grad]
+            vectors = [p for p in params if p.dim() <= 1] if self.remove_vector_weight_decay \
+                else []
+            groups.append({"params": [p for p in params if not any(p is v for v in vectors)],
+                           "weight_decay": decay})
+            if vectors:
+                groups.append({"params": vectors, "weight_decay": 0.0})
+        self.optimizer = self.opt_class([g for g in groups if g["params"]])
+        self.optimizers_dict = {"opt_class": self.optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
 
     def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
         loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
@@ -109,16 +178,6 @@ class SpeakerBrain(sb.Brain):
                         unwrap(self.modules.embedding_model),
                         sample_rate=self.hparams.sample_rate)
 
-    def validation_eer(self) -> tuple[float, float]:
-        """EER and its threshold on the validation trials, with the current weights."""
-        catalogue = read_utterance_csvs([self.hparams.valid_csv])
-        embedder = self.embedder().eval()
-        embedded, _ = embed_utterances(embedder, list(catalogue.values()), skip_bad=True)
-        embedder.train()
-        scores, labels = trial_scores(embedded, read_trials(self.hparams.valid_trials),
-                                      self.hparams.valid_trials)
-        return eer(scores[labels], scores[~labels])
-
     def _wrap_distributed(self):
         """DDP without SyncBatchNorm on CPU (gloo): SpeechBrain's conversion needs CUDA."""
         if not self.distributed_launch or self.distributed_backend != "gloo":
@@ -128,4 +187,3 @@ class SpeakerBrain(sb.Brain):
                 self.modules[name] = DistributedDataParallel(
                     module, find_unused_parameters=self.find_unused_parameters)
         return None
-

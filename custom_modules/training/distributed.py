@@ -35,13 +35,17 @@ def distributed_defaults(run_opts: RunOptions) -> RunOptions:
 
 
 def replicas_identical(module: torch.nn.Module) -> bool:
-    """True when every process holds bitwise the same parameters (trivially without DDP)."""
+    """True when every process holds the same parameters (trivially without DDP).
+
+    Each process gathers a digest of its parameters (one sum per tensor, in float64) from the
+    others. The digest stays on the parameters' device: the nccl backend gathers only CUDA
+    tensors, so a CPU copy here would stop a multi-GPU run at its very end."""
     if not torch.distributed.is_available() or not torch.distributed.is_initialized():
         return True
-    digest = torch.stack([p.detach().double().sum() for p in module.parameters()]).cpu()
-    gathered = [torch.zeros_like(digest) for _ in range(torch.distributed.get_world_size())]
+    digest = torch.stack([p.detach().double().sum() for p in module.parameters()])
+    gathered = [torch.empty_like(digest) for _ in range(torch.distributed.get_world_size())]
     torch.distributed.all_gather(gathered, digest)
-    return all(torch.equal(digest, other) for other in gathered)
+    return bool(torch.stack([other == digest for other in gathered]).all())
 
 
 def unwrap(module: torch.nn.Module) -> torch.nn.Module:

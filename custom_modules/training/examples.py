@@ -1,16 +1,24 @@
 """Training data: SpeechBrain datasets from the prepared CSVs, with random crops at load time.
 
-Each training example is a random crop of its CSV segment, with a duration drawn uniformly
-from ``crop_seconds``; utterances shorter than the crop are repeated to fill it. Randomness
-comes from torch's generator, which SpeechBrain seeds per data-loader worker, so a run is
-reproducible from its seed. Speaker labels are encoded from the training CSV only.
+Each training example is a random crop of ``crop_seconds`` from its CSV segment (one length
+for every example, so a batch has no padding: the paper crops 2 s, SpeechBrain 3 s);
+utterances shorter than the crop are repeated to fill it. Randomness comes from torch's
+generator, which SpeechBrain seeds per data-loader worker, so a run is reproducible from its
+seed. Speaker labels are encoded from the training CSV only.
 
 With several ``speeds`` (WeSpeaker's speed perturbation, e.g. ``[1.0, 0.9, 1.1]``), each
 example is played at one of them, drawn uniformly, and a changed speed counts as a new
 speaker: speed changes pitch and formants together, so the model gets ``len(speeds)`` times as
 many classes to tell apart. Class ``k * speakers + s`` is speaker ``s`` at ``speeds[k]``.
+Then the example augmenter (``training.augment``) adds noise, music, babble or a room, in the
+same worker.
+
+A crop whose audio cannot be read (a truncated file, a silent stretch) is replaced by another
+random example, with a warning naming the file; the example's ``replaced`` count goes into the
+epoch's log line. One bad file never ends a run; ``MAX_ATTEMPTS`` bad ones in a row do.
 """
 
+import logging
 import os
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -21,16 +29,19 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.encoder import CategoricalEncoder
 from torchaudio.functional import resample
 
-from custom_modules.audio import read_audio
+from custom_modules.audio import AudioError, read_audio
 from custom_modules.errors import InputError
+from custom_modules.training.augment import ExampleAugmenter
+
+logger = logging.getLogger(__name__)
+MAX_ATTEMPTS = 20   # unreadable examples in a row before giving up: the data, not bad luck
 
 
-def random_crop(wav: str, start: int, stop: int, crop_seconds: tuple[float, float],
-                sample_rate: int = 16000, speed: float = 1.0) -> torch.Tensor:
-    """A random crop of ``wav[start:stop]`` of ``crop_seconds[0]``-``crop_seconds[1]`` s,
-    played at ``speed`` (1.1: 10 % faster and higher; the crop keeps its duration)."""
-    low, high = crop_seconds
-    length = int((low + (high - low) * torch.rand(1).item()) * sample_rate)
+def random_crop(wav: str, start: int, stop: int, seconds: float, sample_rate: int,
+                speed: float = 1.0) -> torch.Tensor:
+    """A random crop of ``wav[start:stop]`` of ``seconds``, played at ``speed`` (1.1: 10 %
+    faster and higher; the crop keeps its duration)."""
+    length = round(seconds * sample_rate)
     source_length = round(length * speed)
     available = stop - start
     if available <= source_length:
@@ -53,28 +64,54 @@ class TrainingSet(NamedTuple):
     num_classes: int
 
 
-def training_set(train_csv: str, label_encoder_file: str, crop_seconds: tuple[float, float],
-                 sample_rate: int = 16000, speeds: Sequence[float] = (1.0,)) -> TrainingSet:
-    """Dataset yielding ``sig`` (a random crop at a random speed from ``speeds``) and
-    ``spk_id_encoded``, with the encoder (fitted on ``train_csv``, saved to / reloaded from
-    ``label_encoder_file``) and ``speakers * len(speeds)`` classes."""
+def training_set(train_csv: str, label_encoder_file: str, crop_seconds: float,
+                 sample_rate: int, speeds: Sequence[float],
+                 augmenter: ExampleAugmenter | None) -> TrainingSet:
+    """Dataset yielding ``sig`` (a random crop at a random speed from ``speeds``, augmented),
+    ``spk_id_encoded`` and ``replaced`` (unreadable examples replaced to make it), with the
+    encoder (fitted on ``train_csv``, saved to / reloaded from ``label_encoder_file``) and
+    ``speakers * len(speeds)`` classes."""
     if not os.path.isfile(train_csv):
         raise InputError(f"{train_csv}: training CSV not found; run the data preparation")
     if not speeds or any(not 0.5 <= speed <= 2.0 for speed in speeds):
         raise InputError(f"speaker_speeds must be a non-empty list of factors in [0.5, 2], got "
                          f"{speeds}")
+    if not isinstance(crop_seconds, (int, float)) or crop_seconds <= 0:
+        raise InputError(f"crop_seconds must be one positive duration (every crop of a batch "
+                         f"has it), got {crop_seconds}")
+    if augmenter is not None:
+        augmenter.load()
     dataset = DynamicItemDataset.from_csv(csv_path=train_csv)
     encoder = CategoricalEncoder()
 
+    def example(wav: str, start: str, stop: str, spk_id: str) -> tuple[torch.Tensor, int, int]:
+        """The crop, its class and how many unreadable examples it replaces."""
+        for replaced in range(MAX_ATTEMPTS):
+            choice = int(torch.randint(0, len(speeds), (1,)).item())
+            try:
+                crop = random_crop(wav, int(start), int(stop), crop_seconds, sample_rate,
+                                   speeds[choice])
+            except AudioError as error:
+                logger.warning("training example replaced: %s", error)
+                row = dataset.data[dataset.data_ids[int(torch.randint(len(dataset), (1,)))]]
+                wav, start, stop, spk_id = row["wav"], row["start"], row["stop"], row["spk_id"]
+                continue
+            label = encoder.encode_label(spk_id) + choice * len(encoder)
+            return (crop if augmenter is None else augmenter(crop)), label, replaced
+        raise InputError(f"{MAX_ATTEMPTS} training examples in a row could not be read (the "
+                         f"last: {wav}); check {train_csv}")
+
     @sb.utils.data_pipeline.takes("wav", "start", "stop", "spk_id")
-    @sb.utils.data_pipeline.provides("sig", "spk_id_encoded")
+    @sb.utils.data_pipeline.provides("sig", "spk_id_encoded", "replaced")
     def example_pipeline(wav, start, stop, spk_id):
-        choice = int(torch.randint(0, len(speeds), (1,)).item())
-        yield random_crop(wav, int(start), int(stop), crop_seconds, sample_rate, speeds[choice])
-        yield torch.LongTensor([encoder.encode_label(spk_id) + choice * len(encoder)])
+        crop, label, replaced = example(wav, start, stop, spk_id)
+        yield crop
+        yield torch.LongTensor([label])
+        yield torch.LongTensor([replaced])
 
     sb.dataio.dataset.add_dynamic_item([dataset], example_pipeline)
     encoder.load_or_create(path=label_encoder_file, from_didatasets=[dataset],
                            output_key="spk_id")
-    sb.dataio.dataset.set_output_keys([dataset], ["id", "sig", "spk_id_encoded"])
+    encoder.expect_len(len({row["spk_id"] for row in dataset.data.values()}))
+    sb.dataio.dataset.set_output_keys([dataset], ["id", "sig", "spk_id_encoded", "replaced"])
     return TrainingSet(dataset, encoder, len(encoder) * len(speeds))

@@ -1,9 +1,11 @@
-"""Turn the best training checkpoint into a complete pretrained folder.
+"""Turn the training checkpoints into a complete pretrained folder.
 
 Writes ``<pretrained_folder>/``: ``hyperparams.yaml``, ``embedding_model.ckpt``,
 ``classifier.ckpt``, ``label_encoder.txt`` and a ``README.md`` saying how the model was
-trained and its validation EER; the decision threshold is the validation EER threshold of the
-chosen checkpoint. Every file ``hyperparams.yaml`` refers to is in the folder.
+trained (the YAML, the augmentation corpora, the epochs) and its validation EER; the decision
+threshold is the validation EER threshold. The weights are those of the checkpoint with the
+lowest validation EER, or, with ``average`` set, the mean of the last ``average`` epochs'
+checkpoints (WeSpeaker's ``num_avg``), validated again as averaged.
 """
 
 import shutil
@@ -14,15 +16,47 @@ from speechbrain.utils.distributed import if_main_process
 
 from custom_modules.errors import InputError
 from custom_modules.inference.pretrained import write_pretrained
+from custom_modules.models.embedder import Embedder
+from custom_modules.training.validation import BoundedValidation
 
 
-def export_best(checkpointer, compute_features: torch.nn.Module,
-                embedding_model: torch.nn.Module, classifier: torch.nn.Module,
-                label_encoder_file: str, folder: str, hparams_file: str) -> dict:
-    """Load the checkpoint with the lowest validation EER (else the latest) into the modules
-    and write the pretrained folder; returns the checkpoint's meta.
+def export_best(checkpointer, embedder: Embedder, classifier: torch.nn.Module,
+                label_encoder_file: str, folder: str, hparams_file: str, average: int | None,
+                validation: BoundedValidation | None, corpora: dict[str, str]) -> dict:
+    """Load the exported weights into ``embedder`` and ``classifier`` and write the folder;
+    returns its meta (``epoch`` or ``epochs``, ``EER``, ``threshold``).
 
     Call it on every process (loading synchronises them); only the main one writes."""
+    if average is not None and average > 1:
+        meta = _average_last(checkpointer, average, {"embedding_model": embedder.embedding_model,
+                                                     "classifier": classifier})
+        if validation is not None and if_main_process():
+            meta.update({k: v for k, v in validation(embedder.eval()).items()
+                         if k != "seconds"})
+    else:
+        meta = _load_best(checkpointer)
+    if not if_main_process():
+        return meta
+    target = write_pretrained(folder, embedder.compute_features, embedder.embedding_model,
+                              meta["threshold"], {"classifier": classifier})
+    shutil.copyfile(label_encoder_file, target / "label_encoder.txt")
+    eer = "not measured" if meta["EER"] is None else f"{meta['EER']:.2f}%"
+    weights = (f"checkpoint `{meta['checkpoint']}`, epoch {meta['epoch']}" if "epoch" in meta
+               else f"the mean of epochs {meta['epochs'][0]} to {meta['epochs'][-1]}")
+    augmentation = ", ".join(f"{kind}: {source}" for kind, source in corpora.items()) or "none"
+    (target / "README.md").write_text(
+        f"# Pretrained ECAPA-TDNN\n\nTrained with `{hparams_file}` (see `hyperparams.yaml` and "
+        f"`train_log.txt` of the experiment); weights: {weights}.\n\n"
+        f"- augmentation corpora: {augmentation}\n- validation EER: {eer}\n"
+        f"- decision threshold (validation EER threshold): {meta['threshold']}\n\n"
+        f"Load it with:\n\n    from custom_modules import SpeakerEncoder\n"
+        f"    encoder = SpeakerEncoder.from_hparams(source=\"{Path(folder)}\")\n",
+        encoding="utf-8")
+    return meta
+
+
+def _load_best(checkpointer) -> dict:
+    """Recover the lowest-EER checkpoint (else the latest); its meta."""
     checkpoint = checkpointer.recover_if_possible(min_key="EER") \
         if any("EER" in c.meta for c in checkpointer.list_checkpoints()) \
         else checkpointer.recover_if_possible()
@@ -30,18 +64,24 @@ def export_best(checkpointer, compute_features: torch.nn.Module,
         raise InputError(f"{checkpointer.checkpoints_dir}: no checkpoint to export")
     # Checkpoints of a run without validation trials carry no EER and no threshold, and
     # intra-epoch ones no epoch.
-    meta = {"EER": None, "threshold": None, "epoch": None, **checkpoint.meta}
-    if not if_main_process():
-        return meta
-    target = write_pretrained(folder, compute_features, embedding_model, meta["threshold"],
-                              {"classifier": classifier})
-    shutil.copyfile(label_encoder_file, target / "label_encoder.txt")
-    eer = "not measured" if meta["EER"] is None else f"{meta['EER']:.2f}%"
-    (target / "README.md").write_text(
-        f"# Pretrained ECAPA-TDNN\n\nTrained with `{hparams_file}` (see `train_log.txt` of the "
-        f"experiment); checkpoint `{checkpoint.path.name}`, epoch {meta['epoch']}.\n\n"
-        f"- validation EER: {eer}\n- decision threshold (validation EER threshold): "
-        f"{meta['threshold']}\n\nLoad it with:\n\n    from custom_modules import SpeakerEncoder\n"
-        f"    encoder = SpeakerEncoder.from_hparams(source=\"{Path(folder)}\")\n",
-        encoding="utf-8")
-    return meta
+    return {"EER": None, "threshold": None, "epoch": None, **checkpoint.meta,
+            "checkpoint": checkpoint.path.name}
+
+
+def _average_last(checkpointer, count: int, modules: dict[str, torch.nn.Module]) -> dict:
+    """Load into ``modules`` the mean of their weights in the last ``count`` end-of-epoch
+    checkpoints (integer buffers, e.g. batch counts, from the latest)."""
+    epochs = sorted((c for c in checkpointer.list_checkpoints()
+                     if c.meta.get("end-of-epoch") and "epoch" in c.meta),
+                    key=lambda c: c.meta["epoch"])[-count:]
+    if len(epochs) < count:
+        raise InputError(f"average_checkpoints={count}, but {checkpointer.checkpoints_dir} "
+                         f"keeps {len(epochs)} end-of-epoch checkpoints")
+    for name, module in modules.items():
+        states = [torch.load(c.paramfiles[name], map_location="cpu", weights_only=True)
+                  for c in epochs]
+        mean = {key: (sum(s[key] for s in states) / len(states)
+                      if value.is_floating_point() else value)
+                for key, value in states[-1].items()}
+        module.load_state_dict(mean)
+    return {"EER": None, "threshold": None, "epochs": [c.meta["epoch"] for c in epochs]}

@@ -8,6 +8,10 @@ meaning of SpeechBrain's ``ECAPA_TDNN.Classifier`` weight.
 
 The margin grows linearly from 0 to ``margin`` over ``warmup_epochs`` (call ``set_epoch``),
 which stabilises the start of training.
+
+The head always computes in float32, as SpeechBrain computes its loss: under CUDA autocast a
+half-precision cosine would meet a float32 margin term (``pow`` runs in float32 there), and
+``scatter`` refuses to mix them; rounding a cosine near 1 to fp16 would also blur the margin.
 """
 
 import math
@@ -70,9 +74,10 @@ class AAMSoftmaxHead(nn.Module):
 
     def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Cosine of each embedding ``(batch, [1,] dim)`` with each class ``(batch, classes)``
-        (the closest sub-centre of each class)."""
-        cosine = F.linear(F.normalize(embeddings.reshape(embeddings.shape[0], -1)),
-                          F.normalize(self.weight))
+        (the closest sub-centre of each class), in float32 whatever the autocast."""
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            cosine = F.linear(F.normalize(embeddings.reshape(embeddings.shape[0], -1).float()),
+                              F.normalize(self.weight.float()))
         if self.subcenters > 1:
             cosine = cosine.view(-1, self.num_classes, self.subcenters).amax(dim=2)
         return cosine
@@ -95,10 +100,13 @@ class AAMSoftmaxHead(nn.Module):
         labels = labels.reshape(-1)
         cosine = self.cosine(embeddings)
         accuracy = (cosine.argmax(dim=1) == labels).float().mean()
-        return F.cross_entropy(self._with_margin(cosine, labels), labels), accuracy
+        with torch.autocast(device_type=cosine.device.type, enabled=False):
+            loss = F.cross_entropy(self._with_margin(cosine, labels), labels)
+        return loss, accuracy
 
     def _with_margin(self, cosine: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        cosine = cosine.clamp(-1 + 1e-7, 1 - 1e-7)
+        """Logits from cosines of any floating dtype, computed in float32."""
+        cosine = cosine.float().clamp(-1 + 1e-7, 1 - 1e-7)
         target = cosine.gather(1, labels.unsqueeze(1))
         # cos(theta + m); past theta = pi - m the function would turn back up, so there use
         # the linear continuation cos(theta) - m sin(m) (the usual "easy margin" guard).

@@ -22,9 +22,9 @@ from custom_modules.training.export_pretrained import export_best
 
 logger = logging.getLogger(__name__)
 KEYS = ("output_folder", "save_folder", "pretrained_folder", "preparation", "train_csv",
-        "crop_seconds", "speaker_speeds", "dataloader_options", "compute_features",
-        "embedding_model", "classifier", "modules", "opt_class", "epoch_counter",
-        "checkpointer", *SpeakerBrain.HPARAMS)
+        "crop_seconds", "speaker_speeds", "example_augment", "dataloader_options",
+        "compute_features", "embedding_model", "classifier", "modules", "opt_class",
+        "epoch_counter", "checkpointer", *SpeakerBrain.HPARAMS)
 # Not honoured: this recipe has no test stage (test_only, eval_precision: verification is its
 # own recipe, recipes/speaker_verification.py); DataParallel is SpeechBrain's deprecated
 # single-process multi-GPU mode (use torchrun); TorchScript cannot compile the model.
@@ -48,8 +48,11 @@ def train(recipe: Recipe) -> dict:
     for step in hparams["preparation"]:
         run_on_main(step)
     label_encoder = f"{hparams['save_folder']}/label_encoder.txt"
+    augmenter = hparams["example_augment"]
+    corpora = {} if augmenter is None else augmenter.sources()
+    logger.info("augmentation corpora: %s", corpora or "none")
     train_data = training_set(hparams["train_csv"], label_encoder, hparams["crop_seconds"],
-                              hparams["sample_rate"], hparams["speaker_speeds"])
+                              hparams["sample_rate"], hparams["speaker_speeds"], augmenter)
     classifier = hparams["classifier"](num_classes=train_data.num_classes)
     hparams["modules"]["classifier"] = classifier
     hparams["checkpointer"].add_recoverable("classifier", classifier)
@@ -61,8 +64,8 @@ def train(recipe: Recipe) -> dict:
         raise RuntimeError("the training processes ended with different weights")
     if torch.distributed.is_initialized():
         logger.info("weights identical on %d processes", torch.distributed.get_world_size())
-    meta = export_best(hparams["checkpointer"], hparams["compute_features"],
-                       hparams["embedding_model"], classifier, label_encoder,
-                       hparams["pretrained_folder"], recipe.path)
+    meta = export_best(hparams["checkpointer"], brain.embedder(), classifier, label_encoder,
+                       hparams["pretrained_folder"], recipe.path,
+                       hparams["average_checkpoints"], brain.validation, corpora)
     logger.info("exported %s (validation EER %s)", hparams["pretrained_folder"], meta["EER"])
     return meta

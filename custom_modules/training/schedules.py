@@ -18,22 +18,28 @@ logger = logging.getLogger(__name__)
 
 
 class WarmupSchedule:
-    """Linear warm-up to ``lr``, then exponential, cosine or cyclic (triangular) decay.
+    """Linear warm-up to ``lr``, then exponential, cosine or triangular2 decay; every one
+    ends at its minimum, ``lr * final_ratio``, at ``total_epochs``.
 
     Arguments
     ---------
     lr : float
-        Peak learning rate, reached after ``warmup_epochs``.
+        Peak learning rate, reached after ``warmup_epochs`` (triangular2: in the middle of the
+        first cycle).
     warmup_epochs : float
-        Length of the linear warm-up (may be fractional).
+        Length of the linear warm-up (may be fractional; 0 for triangular2, whose cycles rise
+        from the minimum themselves).
     total_epochs : float
-        Length of training; the exponential and cosine decays reach ``lr * final_ratio`` there.
+        Length of training.
     decay : str
-        ``"exponential"``, ``"cosine"`` (half a cosine: stays high longer), ``"cyclic"``
-        (triangular cycles, ``cycle_epochs`` long, from ``lr`` down to ``lr * final_ratio``
-        and back) or ``"constant"``.
+        ``"exponential"``, ``"cosine"`` (half a cosine: stays high longer), ``"triangular2"``
+        (the ECAPA-TDNN paper's cyclical rate, Smith 2017: cycles of ``cycle_epochs`` rising
+        from the minimum to the peak and back, the peak halved every cycle; ``total_epochs``
+        must be whole cycles) or ``"constant"``.
+    final_ratio : float
+        The minimum as a share of ``lr``.
     cycle_epochs : float, optional
-        Length of a cycle: required by ``"cyclic"``, refused by the others (it would do
+        Length of a cycle: required by ``"triangular2"``, refused by the others (it would do
         nothing).
 
     Example
@@ -41,23 +47,32 @@ class WarmupSchedule:
     >>> schedule = WarmupSchedule(1e-3, warmup_epochs=1, total_epochs=10, final_ratio=0.01)
     >>> [round(schedule(epoch), 6) for epoch in (0.5, 1.0, 10.0)]
     [0.0005, 0.001, 1e-05]
+    >>> cycles = WarmupSchedule(1.0, 0, 8, "triangular2", final_ratio=0.0001, cycle_epochs=4)
+    >>> [round(cycles(epoch), 4) for epoch in (0, 2, 4, 6, 8)]
+    [0.0001, 1.0, 0.0001, 0.5, 0.0001]
     """
 
     def __init__(self, lr: float, warmup_epochs: float, total_epochs: float,
                  decay: str = "exponential", final_ratio: float = 0.01,
                  cycle_epochs: float | None = None):
-        if decay not in ("exponential", "cosine", "cyclic", "constant"):
-            raise InputError(f"WarmupSchedule: decay must be exponential, cosine, cyclic or "
-                             f"constant, got {decay!r}")
-        if (decay == "cyclic") != (cycle_epochs is not None) or \
+        if decay not in ("exponential", "cosine", "triangular2", "constant"):
+            raise InputError(f"WarmupSchedule: decay must be exponential, cosine, triangular2 "
+                             f"or constant, got {decay!r}")
+        if (decay == "triangular2") != (cycle_epochs is not None) or \
                 (cycle_epochs is not None and cycle_epochs <= 0):
             raise InputError(f"WarmupSchedule: cycle_epochs (a positive length) goes with "
-                             f"decay: cyclic and only with it; got decay {decay!r}, "
+                             f"decay: triangular2 and only with it; got decay {decay!r}, "
                              f"cycle_epochs {cycle_epochs}")
         if lr <= 0 or warmup_epochs < 0 or total_epochs <= warmup_epochs or final_ratio <= 0:
             raise InputError(f"WarmupSchedule: need lr > 0, 0 <= warmup_epochs < total_epochs "
                              f"and final_ratio > 0; got {lr}, {warmup_epochs}, {total_epochs}, "
                              f"{final_ratio}")
+        if decay == "triangular2" and (warmup_epochs != 0 or
+                                       (total_epochs / cycle_epochs) % 1 != 0):
+            raise InputError(f"WarmupSchedule: triangular2 needs warmup_epochs 0 (its cycles "
+                             f"rise from the minimum) and total_epochs a whole number of "
+                             f"cycles (to end at the minimum); got {warmup_epochs}, "
+                             f"{total_epochs} epochs of {cycle_epochs}-epoch cycles")
         self.lr = lr
         self.warmup_epochs = warmup_epochs
         self.total_epochs = total_epochs
@@ -76,9 +91,11 @@ class WarmupSchedule:
             return self.lr * self.final_ratio ** progress
         if self.decay == "cosine":
             return low + (self.lr - low) * (1 + math.cos(math.pi * progress)) / 2
-        if self.decay == "cyclic":
-            phase = (after / self.cycle_epochs) % 1.0
-            return low + (self.lr - low) * abs(2 * phase - 1)
+        if self.decay == "triangular2":
+            cycle, phase = divmod(min(after, self.total_epochs) / self.cycle_epochs, 1.0)
+            if cycle == self.total_epochs / self.cycle_epochs:    # the end: the minimum
+                cycle, phase = cycle - 1, 1.0
+            return low + (self.lr - low) * 0.5 ** cycle * (1 - abs(2 * phase - 1))
         return self.lr
 
     def apply(self, optimizer, step: int, steps_per_epoch: int) -> float:

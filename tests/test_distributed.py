@@ -1,0 +1,52 @@
+"""Collectives of the training recipe: on the process's own device, as nccl demands."""
+
+import pytest
+import torch
+
+from custom_modules.training.distributed import replicas_identical
+
+
+class Collected(Exception):
+    """The collective was called with tensors on the right device (as far as we go on meta)."""
+
+
+class FakeGroup:
+    """Stands in for ``torch.distributed`` with two processes. Like nccl it refuses tensors on
+    another device than the process's; ``others`` are the other process's digests."""
+
+    def __init__(self, device: str, others: torch.Tensor | None = None):
+        self.device, self.others = torch.device(device), others
+
+    def install(self, monkeypatch) -> None:
+        for name in ("is_available", "is_initialized"):
+            monkeypatch.setattr(torch.distributed, name, lambda: True)
+        monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+        monkeypatch.setattr(torch.distributed, "all_gather", self.all_gather)
+
+    def all_gather(self, outputs: list[torch.Tensor], tensor: torch.Tensor) -> None:
+        devices = {t.device for t in (*outputs, tensor)}
+        if devices != {self.device}:
+            raise RuntimeError(f"nccl: tensors must be on {self.device}, got {devices}")
+        if self.others is None:
+            raise Collected
+        outputs[0].copy_(tensor)
+        outputs[1].copy_(self.others)
+
+
+def test_the_replica_check_gathers_on_the_models_own_device(monkeypatch):
+    # A model on another device than the CPU (meta stands in for a GPU here): the digest
+    # must be gathered there, not copied to the CPU first.
+    FakeGroup("meta").install(monkeypatch)
+    with pytest.raises(Collected):
+        replicas_identical(torch.nn.Linear(3, 2, device="meta"))
+
+
+def test_the_replica_check_compares_every_process(monkeypatch):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    digest = torch.stack([p.detach().double().sum() for p in model.parameters()])
+    FakeGroup("cpu", others=digest.clone()).install(monkeypatch)
+    assert replicas_identical(model) is True
+    FakeGroup("cpu", others=digest + torch.tensor([0.0, 1e-9], dtype=torch.float64)
+              ).install(monkeypatch)
+    assert replicas_identical(model) is False
