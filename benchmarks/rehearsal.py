@@ -30,9 +30,14 @@ from data_prep.synthetic_audio import coloured_noise, room_impulse_response, ton
 RATE = 16000
 VOX2_SPEAKERS = 5994
 TEST_SPEAKERS = [f"id{10270 + n}" for n in range(40)]        # VoxCeleb1-O's
-# A small model and the recipe's data path: every augmentation, bounded validation, export.
-TRAINING = ["--channels=[64, 64, 64, 64, 192]", "--lin_neurons=64", "--number_of_epochs=1",
-            "--lr_schedule={cycle_epochs: 1}", "--valid_utterances=400"]
+
+
+def training(epochs: int) -> list[str]:
+    """A small model and the recipe's data path: every augmentation, bounded validation,
+    export; ``epochs`` epochs, one triangular2 cycle."""
+    return ["--channels=[64, 64, 64, 64, 192]", "--lin_neurons=64",
+            f"--number_of_epochs={epochs}", f"--lr_schedule={{cycle_epochs: {epochs}}}",
+            "--valid_utterances=400"]
 
 
 def generate(root: Path, speakers: int) -> dict:

@@ -16,13 +16,13 @@ from pathlib import Path
 
 from benchmarks.machine import describe
 from benchmarks.rehearsal import (
-    TRAINING,
     crops_per_second,
     data_arguments,
     generate,
     report,
     timed,
     train_log,
+    training,
 )
 
 OUTPUT = Path("exps/rehearsal_cpu")
@@ -35,7 +35,7 @@ def main() -> None:
     folders = generate(Path("exps/rehearsal_data"), speakers)
     generated = time.perf_counter() - start
     recipe = ["hparams/ecapa.yaml", f"--output_folder={OUTPUT}", *data_arguments(folders),
-              *TRAINING, "--batch_size=32", "--num_workers=2"]
+              *training(1), "--batch_size=32", "--num_workers=2"]
     prepare = timed([sys.executable, "recipes/prepare_data.py", *recipe])
     crops = crops_per_second(recipe)
     train = timed([sys.executable, "recipes/train_speaker_embeddings.py", *recipe,

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.machine import describe
-from benchmarks.rehearsal import TRAINING, data_arguments, generate, report, timed, train_log
+from benchmarks.rehearsal import data_arguments, generate, report, timed, train_log, training
 
 OUTPUT = Path("exps/rehearsal_gpu")
 
@@ -31,8 +31,10 @@ def main() -> None:
     print(describe())
     folders = generate(Path("exps/rehearsal_data"), 5994)
     prepared = OUTPUT / "data"
-    common = [*data_arguments(folders), *TRAINING, f"--prepared_folder={prepared}",
-              "--batch_size=128", "--num_workers=8", f"--optimizer_step_limit={steps}"]
+    # About 91 steps an epoch at batch 128: enough epochs to reach the step limit.
+    common = [*data_arguments(folders), *training(steps // 91 + 1),
+              f"--prepared_folder={prepared}", "--batch_size=128", "--num_workers=8",
+              f"--optimizer_step_limit={steps}"]
     figures = {"machine": describe(), "optimiser steps per run": steps}
     for precision in ("fp32", "fp16", "bf16"):
         output = OUTPUT / precision

@@ -95,7 +95,11 @@ def prepare_voxceleb(data_folder: str | list[str], save_folder: str, test_folder
     if mode not in ("utterances", "chunks") or dev_split not in ("speakers", "utterances"):
         raise InputError(f"prepare_voxceleb: mode must be 'utterances' or 'chunks' and "
                          f"dev_split 'speakers' or 'utterances', got {mode!r}, {dev_split!r}")
-    training_folders = list(dict.fromkeys(folders + (tests if train_on_test_folder else [])))
+    if set(tests) & set(folders):
+        raise InputError(f"{tests[0]} is the test folder and in data_folder too: give it as "
+                         f"test_folder only, and set train_on_test_folder=True "
+                         f"(--train_on_voxceleb1=True) to train on it as well")
+    training_folders = folders + (tests if train_on_test_folder else [])
     options = {"data_folder": [str(f) for f in folders], "test_folder": str(tests[0]),
                "trial_lists": {n: os.path.abspath(p) for n, p in lists.items()},
                "train_on_test_folder": train_on_test_folder, "mode": mode, "seg_dur": seg_dur,

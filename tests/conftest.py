@@ -1,6 +1,9 @@
-"""Shared test helpers: speech-like audio made on the spot (no downloads), CSV reading."""
+"""Shared test helpers: speech-like audio made on the spot (no downloads), CSV reading, the
+training recipe at test size."""
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,30 @@ import torch
 from custom_modules import ECAPA_TDNN, MelFrontend
 from custom_modules.inference.pretrained import write_pretrained
 from data_prep import synthetic_audio
+
+# The folder recipes at test size.
+TINY_RECIPE = ["--channels=[32, 32, 32, 32, 96]", "--n_mels=40", "--num_workers=0",
+               "--test_speakers=2", "--split_ratio=[75, 25]", "--warmup_epochs=0.5"]
+
+
+def train(corpus: Path, output: Path, *overrides: str, launcher=(sys.executable,),
+          hook: str | None = None, recipe: str = "hparams/ecapa_folder.yaml"
+          ) -> subprocess.CompletedProcess:
+    """A training recipe on ``corpus`` (optionally through ``tests/recipe_with_hooks.py``)."""
+    if not any(o.startswith("--batch_size") for o in overrides):
+        overrides = (*overrides, "--batch_size=8")
+    hooked = ["tests/recipe_with_hooks.py", hook] if hook else []
+    command = [*launcher, *hooked, "recipes/train_speaker_embeddings.py",
+               recipe, f"--data_folder={corpus}",
+               f"--output_folder={output}", *TINY_RECIPE, *overrides]
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
+
+
+def epochs_logged(output: Path) -> list[int]:
+    """The epochs of ``output/train_log.txt``'s lines."""
+    lines = (output / "train_log.txt").read_text().splitlines()
+    return [int(line.split(",")[0].split(":")[1]) for line in lines if line.startswith("epoch")]
+
 
 TINY_MODEL = {"input_size": 40, "channels": [32, 32, 32, 32, 96], "attention_channels": 16,
               "se_channels": 16, "lin_neurons": 24}

@@ -9,6 +9,8 @@ Hooks:
   in place (the moment a crash would leave a half checkpoint behind).
 - ``save_replica=FOLDER``: before the replica check at the end of training, every process
   saves its embedding model's parameters to ``FOLDER/rank<RANK>.pt``.
+- ``save_first_step=FILE``: at the first training step, before the optimiser has moved
+  anything, the embedding model's and the classifier's state dicts go to ``FILE``.
 """
 
 import os
@@ -20,7 +22,9 @@ from pathlib import Path
 import torch
 
 import custom_modules.training.recipe as recipe
+from custom_modules.training.brain import SpeakerBrain
 from custom_modules.training.checkpointing import AtomicCheckpointer
+from custom_modules.training.distributed import unwrap
 
 
 def kill_at_publish(count: str) -> None:
@@ -48,8 +52,22 @@ def save_replica(folder: str) -> None:
     recipe.replicas_identical = saving_check
 
 
+def save_first_step(file: str) -> None:
+    start = SpeakerBrain.on_fit_batch_start
+
+    def saving_start(self, batch, should_step):
+        if not Path(file).exists():
+            torch.save({name: {k: v.detach().clone() for k, v in
+                               unwrap(self.modules[name]).state_dict().items()}
+                        for name in ("embedding_model", "classifier")}, file)
+        return start(self, batch, should_step)
+
+    SpeakerBrain.on_fit_batch_start = saving_start
+
+
 if __name__ == "__main__":
     hook, value = sys.argv[1].split("=", 1)
-    {"kill_at_publish": kill_at_publish, "save_replica": save_replica}[hook](value)
+    {"kill_at_publish": kill_at_publish, "save_replica": save_replica,
+     "save_first_step": save_first_step}[hook](value)
     sys.argv = sys.argv[2:]
     runpy.run_path(sys.argv[0], run_name="__main__")

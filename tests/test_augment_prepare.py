@@ -167,3 +167,24 @@ def test_probability_is_the_share_of_augmented_examples(tmp_path):
     changed = sum(not torch.equal(augment(clean), clean) for _ in range(2000))
     assert changed / 2000 == pytest.approx(0.25, abs=0.03)
     assert mix_at_snr(clean, torch.zeros(800), 0.0).equal(clean)
+
+
+def test_a_file_shorter_than_its_csv_says_and_a_broken_one_do_not_stop_training(tmp_path,
+                                                                               caplog):
+    # The CSV says 1.0004 s (rounded), the file has 1.0 s: a segment at the very end is
+    # padded to the crop; a broken file skips the augmentation with a warning.
+    wave = np.where(np.arange(16000) % 2 == 0, 0.5, -0.5)
+    soundfile.write(tmp_path / "n.wav", wave, 16000, subtype="FLOAT")
+    (tmp_path / "broken.wav").write_bytes(b"RIFF" + b"\0" * 60)
+    (tmp_path / "noise.csv").write_text("ID,duration,wav,wav_format,wav_opts\n"
+                                        f"n,1.0004,{tmp_path / 'n.wav'},wav,\n")
+    (tmp_path / "bad.csv").write_text("ID,duration,wav,wav_format,wav_opts\n"
+                                      f"b,60.0,{tmp_path / 'broken.wav'},wav,\n")
+    torch.manual_seed(0)
+    augment = augmenter({"noise": str(tmp_path / "noise.csv")})
+    for _ in range(200):
+        assert augment(torch.ones(15990)).shape == (15990,)
+    broken = augmenter({"noise": str(tmp_path / "bad.csv")})
+    clean = torch.ones(8000)
+    assert torch.equal(broken(clean), clean)
+    assert "augmentation skipped: " in caplog.text and "broken.wav" in caplog.text

@@ -3,7 +3,11 @@
 import pytest
 import torch
 
-from custom_modules.training.distributed import replicas_identical
+from custom_modules.training.distributed import (
+    decorrelate_ranks,
+    replicas_identical,
+    summed_over_ranks,
+)
 
 
 class Collected(Exception):
@@ -22,6 +26,14 @@ class FakeGroup:
             monkeypatch.setattr(torch.distributed, name, lambda: True)
         monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
         monkeypatch.setattr(torch.distributed, "all_gather", self.all_gather)
+        monkeypatch.setattr(torch.distributed, "all_reduce", self.all_reduce)
+
+    def all_reduce(self, tensor: torch.Tensor) -> None:
+        if tensor.device != self.device:
+            raise RuntimeError(f"nccl: tensors must be on {self.device}, got {tensor.device}")
+        if self.others is None:
+            raise Collected
+        tensor += self.others
 
     def all_gather(self, outputs: list[torch.Tensor], tensor: torch.Tensor) -> None:
         devices = {t.device for t in (*outputs, tensor)}
@@ -50,3 +62,28 @@ def test_the_replica_check_compares_every_process(monkeypatch):
     FakeGroup("cpu", others=digest + torch.tensor([0.0, 1e-9], dtype=torch.float64)
               ).install(monkeypatch)
     assert replicas_identical(model) is False
+
+
+def test_each_process_gets_its_own_random_stream(monkeypatch):
+    torch.manual_seed(1234)
+    assert decorrelate_ranks() == 1234                 # one process: unchanged
+    draws = {}
+    for rank in (0, 1, 2):
+        torch.manual_seed(1234)
+        FakeGroup("cpu").install(monkeypatch)
+        monkeypatch.setattr(torch.distributed, "get_rank", lambda rank=rank: rank)
+        assert decorrelate_ranks() == 1234 + rank
+        draws[rank] = torch.randint(0, 2**31, (4,)).tolist()
+    assert len({tuple(d) for d in draws.values()}) == 3  # the DataLoader seeds differ too
+
+
+def test_epoch_figures_are_summed_over_the_processes_on_their_device(monkeypatch):
+    totals = {"steps": 10, "data_wait": 1.5, "compute": 8.25}
+    assert summed_over_ranks(totals, "cpu") == totals            # one process
+    FakeGroup("meta").install(monkeypatch)
+    with pytest.raises(Collected):
+        summed_over_ranks(totals, "meta")
+    FakeGroup("cpu", others=torch.tensor([12.0, 0.5, 9.0], dtype=torch.float64)
+              ).install(monkeypatch)
+    assert summed_over_ranks(totals, "cpu") == {"steps": 22, "data_wait": 2.0,
+                                                 "compute": 17.25}

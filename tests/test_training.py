@@ -2,7 +2,6 @@
 agree, and the exported folder loads. Tiny model (C=32), seconds of audio."""
 
 import itertools
-import subprocess
 import sys
 from pathlib import Path
 
@@ -10,43 +9,24 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import TINY_MODEL, write_corpus
+from conftest import TINY_MODEL, epochs_logged, train, write_corpus
 from speechbrain.utils.checkpoints import Checkpointer
 
 from custom_modules import ECAPA_TDNN, MelFrontend
 from custom_modules.inference.pretrained import load_embedder
 from custom_modules.models.embedder import Embedder
-from custom_modules.training.checkpointing import AtomicCheckpointer
+from custom_modules.training.brain import SpeakerBrain
+from custom_modules.training.checkpointing import AtomicCheckpointer, save_epoch
 from custom_modules.training.export_pretrained import export_best
 from custom_modules.training.losses import AAMSoftmaxHead
 from custom_modules.training.schedules import TimeBudgetEpochCounter, WarmupSchedule
 from custom_modules.training.spec_augment import PerSampleSpecAugment
-
-TINY = ["--channels=[32, 32, 32, 32, 96]", "--n_mels=40", "--num_workers=0",
-        "--test_speakers=2", "--split_ratio=[75, 25]", "--warmup_epochs=0.5"]
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     """10 speakers with a consistent voice each (learnable), 6 utterances of 2-3.5 s."""
     return write_corpus(tmp_path_factory.mktemp("train_corpus"), 10, 6, (2.0, 3.5))
-
-
-def train(corpus: Path, output: Path, *overrides: str, launcher=(sys.executable,),
-          hook: str | None = None) -> subprocess.CompletedProcess:
-    """The training recipe on ``corpus`` (optionally through ``tests/recipe_with_hooks.py``)."""
-    if not any(o.startswith("--batch_size") for o in overrides):
-        overrides = (*overrides, "--batch_size=8")
-    hooked = ["tests/recipe_with_hooks.py", hook] if hook else []
-    command = [*launcher, *hooked, "recipes/train_speaker_embeddings.py",
-               "hparams/ecapa_folder.yaml", f"--data_folder={corpus}",
-               f"--output_folder={output}", *TINY, *overrides]
-    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
-
-
-def epochs_logged(output: Path) -> list[int]:
-    lines = (output / "train_log.txt").read_text().splitlines()
-    return [int(line.split(",")[0].split(":")[1]) for line in lines if line.startswith("epoch")]
 
 
 def test_loss_decreases_on_learnable_batches():
@@ -96,6 +76,24 @@ def test_time_budget_stops_before_an_epoch_that_would_overrun(monkeypatch):
     assert list(counter) == [1, 2]                   # a third would end at 300 s > 250 s
     assert counter.current == 2
     assert list(TimeBudgetEpochCounter(limit=3, max_minutes=None)) == [1, 2, 3]
+
+
+def test_time_budget_decides_once_per_epoch_and_follows_an_imposed_decision(monkeypatch):
+    clock = itertools.count(0.0, 100.0)
+    monkeypatch.setattr("custom_modules.training.schedules.time.monotonic", lambda: next(clock))
+    counter = TimeBudgetEpochCounter(limit=10, max_minutes=250 / 60)
+    seen = []
+    for epoch in counter:
+        # Asked at the end of each epoch (as the brain does before validating): epoch 2 is
+        # the last, and the loop then stops without asking the clock again.
+        seen.append((epoch, counter.is_last()))
+    assert seen == [(1, False), (2, True)]
+    imposed = TimeBudgetEpochCounter(limit=10, max_minutes=None)
+    epochs = []
+    for epoch in imposed:
+        epochs.append(epoch)
+        imposed.decide(epoch == 3)                   # rank 0's decision, broadcast
+    assert epochs == [1, 2, 3]
 
 
 class Dies(Exception):
@@ -178,6 +176,43 @@ def test_export_can_average_the_last_epochs_and_validates_the_average(tmp_path):
     with pytest.raises(ValueError, match="average_checkpoints=5, but .* keeps 3"):
         export_best(checkpointer, embedder, classifier, labels, str(tmp_path / "p5"), "x", 5,
                     validation, {})
+
+
+def test_the_epochs_to_average_survive_eer_and_intra_epoch_checkpoints(tmp_path):
+    checkpointer, *_ = three_epochs(tmp_path)                # EERs 9.0, 4.5, 6.0
+    checkpointer.save_checkpoint(meta={"intra": True}, end_of_epoch=False)
+    save_epoch(checkpointer, {"epoch": 4, "EER": 7.0}, ["EER"], epochs_to_average=2)
+    kept = sorted(c.meta.get("epoch", 0) for c in checkpointer.list_checkpoints())
+    # Epoch 2 has the lowest EER; 3 and 4 are the two to average; the intra-epoch one goes.
+    assert kept == [2, 3, 4]
+
+
+@pytest.mark.parametrize("vectors_exempt", [False, True])
+def test_optimiser_groups_carry_the_two_weight_decays(vectors_exempt):
+    frontend, model = MelFrontend(n_mels=40), ECAPA_TDNN(**TINY_MODEL)
+    classifier = AAMSoftmaxHead(24, num_classes=3)
+    brain = SpeakerBrain(
+        modules={"compute_features": frontend, "embedding_model": model,
+                 "classifier": classifier},
+        opt_class=lambda groups: torch.optim.Adam(groups, lr=1e-3),
+        hparams={"weight_decay": 2e-5, "classifier_weight_decay": 2e-4, "freeze": [],
+                 "pretrained_lr_scale": 0.1},
+        run_opts={"device": "cpu", "remove_vector_weight_decay": vectors_exempt})
+    brain.init_optimizers()
+    decay_of = {id(p): g["weight_decay"] for g in brain.optimizer.param_groups
+                for p in g["params"]}
+    model_params = [p for p in model.parameters() if p.requires_grad]
+    assert len(decay_of) == len(model_params) + 1        # the head has one weight matrix
+    assert decay_of[id(classifier.weight)] == 2e-4
+    for p in model_params:
+        assert decay_of[id(p)] == (0.0 if vectors_exempt and p.dim() <= 1 else 2e-5)
+    WarmupSchedule(1e-3, 0, 10, "constant").apply(brain.optimizer, 0, 5)
+    lr_of = {id(p): g["lr"] for g in brain.optimizer.param_groups for p in g["params"]}
+    assert lr_of[id(classifier.weight)] == 1e-3
+    assert all(lr_of[id(p)] == pytest.approx(1e-4) for p in model_params)
+    brain.modules["stray"] = torch.nn.Linear(2, 2)
+    with pytest.raises(RuntimeError, match="'stray'"):
+        brain.init_optimizers()
 
 
 @pytest.mark.slow

@@ -171,8 +171,8 @@ def test_missing_trial_audio_is_a_clear_error_or_skipped(corpus, tmp_path):
 
 
 def test_utterance_level_dev_split_like_speechbrain(corpus, tmp_path):
-    vox1 = corpus["folders"][0]
-    summary = prepare_voxceleb([vox1], str(tmp_path), vox1, {"vox1_O": corpus["trials"]},
+    summary = prepare_voxceleb([], str(tmp_path), corpus["folders"][0],
+                               {"vox1_O": corpus["trials"]}, train_on_test_folder=True,
                                dev_split="utterances", split_ratio=(75, 25), num_workers=1)
     dev = read_csv(tmp_path / "dev.csv")
     train_speakers = {r["spk_id"] for r in read_csv(tmp_path / "train.csv")}
@@ -211,3 +211,6 @@ def test_the_published_setup_trains_on_voxceleb2_only_and_writes_every_list(corp
     with pytest.raises(ValueError, match="everyone.txt: it names 6 speakers of .* which also "
                                          "trains the model"):
         prepare(corpus, tmp_path / "again", str(everyone))
+    with pytest.raises(ValueError, match="is the test folder and in data_folder too"):
+        prepare_voxceleb(corpus["folders"], str(tmp_path / "both"), corpus["folders"][0],
+                         {"vox1_O": corpus["trials"]})

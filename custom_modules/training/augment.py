@@ -18,6 +18,7 @@ randomness is torch's, which the DataLoader seeds per worker.
 
 import csv
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import torch
 from custom_modules.audio import AudioError, read_audio
 from custom_modules.errors import InputError
 
+logger = logging.getLogger(__name__)
 KINDS = ("noise", "music", "babble", "reverb")
 REPORT = "augment_report.json"   # written beside the CSVs by data_prep.augment_prepare
 
@@ -86,36 +88,44 @@ class ExampleAugmenter:
         return found
 
     def __call__(self, wave: torch.Tensor) -> torch.Tensor:
-        """``wave`` with one augmentation, or unchanged (``1 - probability`` of the time)."""
+        """``wave`` with one augmentation, or unchanged (``1 - probability`` of the time, and
+        when the corpus file drawn cannot be read: a warning names it, training goes on)."""
         if not self.kinds or float(torch.rand(1)) >= self.probability:
             return wave
         if self.files is None:
             self.load()
         kind = self.kinds[int(torch.randint(len(self.kinds), (1,)))]
-        if kind == "reverb":
-            return self.reverberate(wave, self.pick("reverb", None))
-        if kind == "babble":
-            low, high = self.babble_talkers
-            talkers = int(torch.randint(low, high + 1, (1,)))
-            noise = sum(_unit_power(self.pick("babble", len(wave))) for _ in range(talkers))
-        else:
-            noise = self.pick(kind, len(wave))
+        try:
+            if kind == "reverb":
+                return self.reverberate(wave, self.pick("reverb", None))
+            if kind == "babble":
+                low, high = self.babble_talkers
+                talkers = int(torch.randint(low, high + 1, (1,)))
+                noise = sum(_unit_power(self.pick("babble", len(wave))) for _ in range(talkers))
+            else:
+                noise = self.pick(kind, len(wave))
+        except AudioError as error:
+            logger.warning("augmentation skipped: %s", error)
+            return wave
         low, high = self.snr[kind]
         return mix_at_snr(wave, noise, low + (high - low) * float(torch.rand(1)))
 
     def pick(self, kind: str, samples: int | None) -> torch.Tensor:
-        """A random segment of ``samples`` samples (the whole file for ``None``) of a random
-        file of ``kind``, tiled when the file is shorter."""
+        """A random segment of exactly ``samples`` samples (the whole file for ``None``) of a
+        random file of ``kind``, tiled when the file is shorter. A silent stretch of a long
+        file gives silence (no noise there)."""
         files = self.files[kind]
         path, frames = files[int(torch.randint(len(files), (1,)))]
         if samples is None or frames <= samples:
             segment = read_audio(path, self.sample_rate)
-            return segment if samples is None else segment.repeat(samples // len(segment) + 1)[
-                :samples]
+            return segment if samples is None else _exactly(segment, samples)
         start = int(torch.randint(frames - samples + 1, (1,)))
         try:
-            return read_audio(path, self.sample_rate, start, start + samples)
-        except AudioError:   # a silent stretch of a long file: no noise there
+            # The CSV's duration is rounded: the file may end a few samples before `frames`.
+            return _exactly(read_audio(path, self.sample_rate, start, start + samples), samples)
+        except AudioError as error:
+            if not error.problem.startswith("silent"):
+                raise
             return torch.zeros(samples)
 
     @staticmethod
@@ -139,6 +149,11 @@ def mix_at_snr(clean: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch
     clean_power = clean.pow(2).mean().clamp(min=1e-10)
     noise_power = noise.pow(2).mean().clamp(min=1e-10)
     return clean + noise * (clean_power / (noise_power * 10 ** (snr_db / 10))).sqrt()
+
+
+def _exactly(segment: torch.Tensor, samples: int) -> torch.Tensor:
+    """``segment`` tiled or cut to ``samples`` samples."""
+    return segment.repeat(samples // len(segment) + 1)[:samples]
 
 
 def _unit_power(wave: torch.Tensor) -> torch.Tensor:

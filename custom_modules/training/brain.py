@@ -24,7 +24,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from custom_modules.models.embedder import Embedder
-from custom_modules.training.distributed import unwrap
+from custom_modules.training.checkpointing import save_epoch
+from custom_modules.training.distributed import decorrelate_ranks, summed_over_ranks, unwrap
+from custom_modules.training.init_from import frozen_modules
 from custom_modules.training.validation import BoundedValidation
 
 logger = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ class SpeakerBrain(sb.Brain):
     HPARAMS = ("wav_augment", "spec_augment", "lr_schedule", "valid_csv", "valid_trials",
                "valid_utterances", "valid_max_seconds", "valid_every", "weight_decay",
                "classifier_weight_decay", "average_checkpoints", "train_logger",
-               "tensorboard", "sample_rate")
+               "tensorboard", "sample_rate", "freeze", "pretrained_lr_scale")
 
     def compute_forward(self, batch, stage):
         """Waveforms -> embeddings ``(batch, 1, dim)``; augmentation in training only."""
@@ -70,8 +72,9 @@ class SpeakerBrain(sb.Brain):
     def on_fit_batch_start(self, batch, should_step):
         """Learning rate and margin from the global optimiser step; the data wait ends."""
         now = time.perf_counter()
-        if self.step_ended is not None:
-            self.totals["data_wait"] += now - self.step_ended
+        self.totals["data_wait"] += now - self.step_ended
+        for module in self.frozen:         # Brain puts every module in train mode each epoch
+            module.eval()
         self.step_started = now
         steps = max(1, self.steps_per_epoch)
         lr = self.hparams.lr_schedule.apply(self.optimizer, self.optimizer_step, steps)
@@ -89,7 +92,7 @@ class SpeakerBrain(sb.Brain):
     def on_stage_start(self, stage, epoch=None):
         self.totals = dict.fromkeys(("accuracy", "examples", "replaced", "data_wait",
                                      "compute", "steps"), 0)
-        self.step_ended = None
+        self.step_ended = time.perf_counter()      # the first batch's wait counts too
         if self.device_type == "cuda":
             torch.cuda.reset_peak_memory_stats()
 
@@ -100,7 +103,8 @@ class SpeakerBrain(sb.Brain):
             return
         stats = {"loss": stage_loss, **self.epoch_costs()}
         meta = {}
-        due = epoch % self.hparams.valid_every == 0 or epoch == self.hparams.epoch_counter.limit
+        last = self.last_epoch()                 # every process asks, every epoch
+        due = epoch % self.hparams.valid_every == 0 or last
         if self.validation is not None and due and sb.utils.distributed.if_main_process():
             embedder = self.embedder().eval()
             meta = self.validation(embedder)
@@ -112,18 +116,27 @@ class SpeakerBrain(sb.Brain):
             if logger_ is not None:
                 logger_.log_stats(stats_meta={"epoch": epoch, **self.current},
                                   train_stats=stats, valid_stats=valid)
-        keep = max(1, self.hparams.average_checkpoints or 1)
-        self.checkpointer.save_and_keep_only(
-            meta={"epoch": epoch, **{k: v for k, v in meta.items() if k != "seconds"}},
-            min_keys=["EER"] if self.validation is not None else None, num_to_keep=keep)
+        # Kept: the lowest-EER checkpoint, the latest, and the epochs to average.
+        save_epoch(self.checkpointer,
+                   {"epoch": epoch, **{k: v for k, v in meta.items() if k != "seconds"}},
+                   ["EER"] if self.validation is not None else None,
+                   self.hparams.average_checkpoints or 1)
+
+    def last_epoch(self) -> bool:
+        """Whether training stops after this epoch: the epoch limit, the time budget (rank 0
+        decides for all) or ``--optimizer_step_limit``."""
+        counter = self.hparams.epoch_counter
+        counter.decide(sb.utils.distributed.ddp_broadcast(counter.is_last(), src=0))
+        return counter.is_last() or self._optimizer_step_limit_exceeded
 
     def epoch_costs(self) -> dict[str, float]:
-        """What the epoch's steps cost: accuracy, replaced examples, seconds per step, the
-        share of time waiting for data and, on CUDA, the peak GPU memory in GB."""
-        totals = self.totals
+        """What the epoch's steps cost, over every process: accuracy, replaced examples,
+        seconds per step, the share of time waiting for data and, on CUDA, the peak GPU memory
+        in GB (this process's)."""
+        totals = summed_over_ranks(self.totals, self.device)
         busy = totals["compute"] + totals["data_wait"]
         costs = {"accuracy": totals["accuracy"] / max(1, totals["examples"]),
-                 "replaced": totals["replaced"],
+                 "replaced": int(totals["replaced"]),
                  "step_seconds": busy / max(1, totals["steps"]),
                  "data_wait": totals["data_wait"] / busy if busy > 0 else math.nan}
         if self.device_type == "cuda":
@@ -131,7 +144,10 @@ class SpeakerBrain(sb.Brain):
         return costs
 
     def on_fit_start(self):
+        # Before the optimiser and DDP see the parameters.
+        self.frozen = frozen_modules(unwrap(self.modules.embedding_model), self.hparams.freeze)
         super().on_fit_start()
+        decorrelate_ranks()              # after the model is built and wrapped: it must agree
         self.current = {}
         self.device_type = torch.device(self.device).type
         trials = self.hparams.valid_trials
@@ -146,19 +162,28 @@ class SpeakerBrain(sb.Brain):
     def init_optimizers(self):
         """One optimiser, two weight decays: ``weight_decay`` on the model and
         ``classifier_weight_decay`` on the AAM-softmax weights (``--remove_vector_weight_decay``
-        exempts biases and norms from both)."""
+        exempts biases and norms from both). The model's groups learn at
+        ``pretrained_lr_scale`` times the schedule's rate (``lr_scale``); frozen parameters
+        are in no group."""
+        trained = {"compute_features", "embedding_model", "classifier"}
+        stray = [name for name, module in self.modules.items() if name not in trained
+                 and any(p.requires_grad for p in module.parameters())]
+        if stray:
+            raise RuntimeError(f"modules {stray} have trainable parameters that no optimiser "
+                               f"group takes")
         groups = []
-        for names, decay in (({"compute_features", "embedding_model"},
-                              self.hparams.weight_decay),
-                             ({"classifier"}, self.hparams.classifier_weight_decay)):
+        for names, decay, scale in (({"compute_features", "embedding_model"},
+                                     self.hparams.weight_decay,
+                                     self.hparams.pretrained_lr_scale),
+                                    ({"classifier"}, self.hparams.classifier_weight_decay, 1.0)):
             params = [p for name, module in self.modules.items() if name in names
                       for p in module.parameters() if p.requires_grad]
             vectors = [p for p in params if p.dim() <= 1] if self.remove_vector_weight_decay \
                 else []
             groups.append({"params": [p for p in params if not any(p is v for v in vectors)],
-                           "weight_decay": decay})
+                           "weight_decay": decay, "lr_scale": scale})
             if vectors:
-                groups.append({"params": vectors, "weight_decay": 0.0})
+                groups.append({"params": vectors, "weight_decay": 0.0, "lr_scale": scale})
         self.optimizer = self.opt_class([g for g in groups if g["params"]])
         self.optimizers_dict = {"opt_class": self.optimizer}
         if self.checkpointer is not None:

@@ -48,3 +48,20 @@ class AtomicCheckpointer(Checkpointer):
     def _publish(staged: os.PathLike, target: os.PathLike) -> None:
         """Move a complete checkpoint from the staging folder into place (one rename)."""
         os.replace(staged, target)
+
+
+def save_epoch(checkpointer: Checkpointer, meta: dict, min_keys: list[str] | None,
+               epochs_to_average: int) -> None:
+    """Save an end-of-epoch checkpoint and keep: the lowest by ``min_keys`` (when given), the
+    ``epochs_to_average`` latest epochs (those ``average_checkpoints`` averages, whatever
+    their EER) and the latest; the epoch's intra-epoch checkpoints are superseded and go."""
+    def deletable(checkpoint) -> bool:
+        epochs = sorted((c for c in checkpointer.list_checkpoints()
+                         if c.meta.get("end-of-epoch") and "epoch" in c.meta),
+                        key=lambda c: c.meta["epoch"])[-epochs_to_average:]
+        return checkpoint.path not in {c.path for c in epochs}
+
+    checkpointer.save_and_keep_only(meta=meta, min_keys=min_keys, num_to_keep=1,
+                                    ckpt_predicate=deletable)
+    checkpointer.delete_checkpoints(num_to_keep=0,
+                                    ckpt_predicate=lambda c: not c.meta.get("end-of-epoch"))

@@ -48,6 +48,31 @@ def replicas_identical(module: torch.nn.Module) -> bool:
     return bool(torch.stack([other == digest for other in gathered]).all())
 
 
+def summed_over_ranks(values: dict[str, float], device: str | torch.device
+                      ) -> dict[str, float]:
+    """``values`` summed over every process (``values`` itself without DDP), all-reduced as
+    one float64 tensor on ``device`` (the process's own, which nccl requires)."""
+    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return dict(values)
+    tensor = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(tensor)
+    return dict(zip(values, tensor.tolist(), strict=True))
+
+
+def decorrelate_ranks() -> int:
+    """Give each process its own random stream; returns the new seed.
+
+    Every process starts from the same seed (the model must start the same), and a DataLoader
+    draws its workers' seeds from the main process's generator: without this, worker ``w`` of
+    every GPU would draw the same crops' speeds, augmentations, SNRs and noise offsets. Rank 0
+    keeps its stream; rank ``r`` adds ``r`` to the seed."""
+    seed = torch.initial_seed()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        seed = (seed + torch.distributed.get_rank()) % 2**63
+        torch.manual_seed(seed)
+    return seed
+
+
 def unwrap(module: torch.nn.Module) -> torch.nn.Module:
     """The module inside a ``DistributedDataParallel`` wrapper (or the module itself)."""
     return module.module if isinstance(module, DistributedDataParallel) else module

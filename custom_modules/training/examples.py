@@ -3,8 +3,9 @@
 Each training example is a random crop of ``crop_seconds`` from its CSV segment (one length
 for every example, so a batch has no padding: the paper crops 2 s, SpeechBrain 3 s);
 utterances shorter than the crop are repeated to fill it. Randomness comes from torch's
-generator, which SpeechBrain seeds per data-loader worker, so a run is reproducible from its
-seed. Speaker labels are encoded from the training CSV only.
+generator, which PyTorch's DataLoader seeds per worker from the main process's generator
+(itself decorrelated per rank, ``training.distributed.decorrelate_ranks``), so a run is
+reproducible from its seed. Speaker labels are encoded from the training CSV only.
 
 With several ``speeds`` (WeSpeaker's speed perturbation, e.g. ``[1.0, 0.9, 1.1]``), each
 example is played at one of them, drawn uniformly, and a changed speed counts as a new

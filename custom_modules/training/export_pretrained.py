@@ -17,14 +17,18 @@ from speechbrain.utils.distributed import if_main_process
 from custom_modules.errors import InputError
 from custom_modules.inference.pretrained import write_pretrained
 from custom_modules.models.embedder import Embedder
+from custom_modules.training.init_from import CLASSES, LABELS
 from custom_modules.training.validation import BoundedValidation
 
 
 def export_best(checkpointer, embedder: Embedder, classifier: torch.nn.Module,
                 label_encoder_file: str, folder: str, hparams_file: str, average: int | None,
-                validation: BoundedValidation | None, corpora: dict[str, str]) -> dict:
+                validation: BoundedValidation | None, corpora: dict[str, str],
+                started_from: dict | None = None) -> dict:
     """Load the exported weights into ``embedder`` and ``classifier`` and write the folder;
-    returns its meta (``epoch`` or ``epochs``, ``EER``, ``threshold``).
+    returns its meta (``epoch`` or ``epochs``, ``EER``, ``threshold``). ``started_from`` is
+    ``training.init_from``'s report when the training started from another model; the class
+    layout (``classes.json``) is copied from beside the label encoder when there is one.
 
     Call it on every process (loading synchronises them); only the main one writes."""
     if average is not None and average > 1:
@@ -39,14 +43,21 @@ def export_best(checkpointer, embedder: Embedder, classifier: torch.nn.Module,
         return meta
     target = write_pretrained(folder, embedder.compute_features, embedder.embedding_model,
                               meta["threshold"], {"classifier": classifier})
-    shutil.copyfile(label_encoder_file, target / "label_encoder.txt")
+    shutil.copyfile(label_encoder_file, target / LABELS)
+    if (Path(label_encoder_file).parent / CLASSES).is_file():
+        shutil.copyfile(Path(label_encoder_file).parent / CLASSES, target / CLASSES)
     eer = "not measured" if meta["EER"] is None else f"{meta['EER']:.2f}%"
     weights = (f"checkpoint `{meta['checkpoint']}`, epoch {meta['epoch']}" if "epoch" in meta
                else f"the mean of epochs {meta['epochs'][0]} to {meta['epochs'][-1]}")
     augmentation = ", ".join(f"{kind}: {source}" for kind, source in corpora.items()) or "none"
+    origin = "random weights" if started_from is None else (
+        f"the {started_from['kind']} `{started_from['init_from']}` "
+        f"({started_from['classes_kept']} of {started_from['classes']} classes kept their "
+        f"classifier rows; frozen: {', '.join(started_from['freeze']) or 'nothing'})")
     (target / "README.md").write_text(
         f"# Pretrained ECAPA-TDNN\n\nTrained with `{hparams_file}` (see `hyperparams.yaml` and "
         f"`train_log.txt` of the experiment); weights: {weights}.\n\n"
+        f"- started from: {origin}\n"
         f"- augmentation corpora: {augmentation}\n- validation EER: {eer}\n"
         f"- decision threshold (validation EER threshold): {meta['threshold']}\n\n"
         f"Load it with:\n\n    from custom_modules import SpeakerEncoder\n"

@@ -15,16 +15,18 @@ import torch
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from custom_modules.config import Recipe, all_run_options
+from custom_modules.errors import InputError
 from custom_modules.training.brain import SpeakerBrain
 from custom_modules.training.distributed import distributed_defaults, replicas_identical
 from custom_modules.training.examples import training_set
 from custom_modules.training.export_pretrained import export_best
+from custom_modules.training.init_from import initialise_from, write_class_layout
 
 logger = logging.getLogger(__name__)
 KEYS = ("output_folder", "save_folder", "pretrained_folder", "preparation", "train_csv",
         "crop_seconds", "speaker_speeds", "example_augment", "dataloader_options",
         "compute_features", "embedding_model", "classifier", "modules", "opt_class",
-        "epoch_counter", "checkpointer", *SpeakerBrain.HPARAMS)
+        "epoch_counter", "checkpointer", "init_from", *SpeakerBrain.HPARAMS)
 # Not honoured: this recipe has no test stage (test_only, eval_precision: verification is its
 # own recipe, recipes/speaker_verification.py); DataParallel is SpeechBrain's deprecated
 # single-process multi-GPU mode (use torchrun); TorchScript cannot compile the model.
@@ -54,6 +56,20 @@ def train(recipe: Recipe) -> dict:
     train_data = training_set(hparams["train_csv"], label_encoder, hparams["crop_seconds"],
                               hparams["sample_rate"], hparams["speaker_speeds"], augmenter)
     classifier = hparams["classifier"](num_classes=train_data.num_classes)
+    if if_main_process():
+        write_class_layout(hparams["save_folder"], hparams["speaker_speeds"],
+                           classifier.subcenters)
+    started_from = None
+    if hparams["init_from"] is not None:    # a resumed run then loads its checkpoint over it
+        started_from = initialise_from(hparams["init_from"], hparams["compute_features"],
+                                       hparams["embedding_model"], classifier,
+                                       dict(train_data.encoder.lab2ind),
+                                       hparams["speaker_speeds"])
+        started_from["freeze"] = hparams["freeze"]
+    elif hparams["freeze"] or hparams["pretrained_lr_scale"] != 1:
+        raise InputError(f"freeze {hparams['freeze']} and pretrained_lr_scale "
+                         f"{hparams['pretrained_lr_scale']} apply to a model started from "
+                         f"init_from, which is null")
     hparams["modules"]["classifier"] = classifier
     hparams["checkpointer"].add_recoverable("classifier", classifier)
     brain = SpeakerBrain(modules=hparams["modules"], opt_class=hparams["opt_class"],
@@ -66,6 +82,7 @@ def train(recipe: Recipe) -> dict:
         logger.info("weights identical on %d processes", torch.distributed.get_world_size())
     meta = export_best(hparams["checkpointer"], brain.embedder(), classifier, label_encoder,
                        hparams["pretrained_folder"], recipe.path,
-                       hparams["average_checkpoints"], brain.validation, corpora)
+                       hparams["average_checkpoints"], brain.validation, corpora,
+                       started_from)
     logger.info("exported %s (validation EER %s)", hparams["pretrained_folder"], meta["EER"])
     return meta

@@ -99,10 +99,11 @@ class WarmupSchedule:
         return self.lr
 
     def apply(self, optimizer, step: int, steps_per_epoch: int) -> float:
-        """Set every parameter group of ``optimizer`` to the rate at global ``step``."""
+        """Set every parameter group of ``optimizer`` to the rate at global ``step`` (times the
+        group's ``lr_scale`` when it has one); returns the rate."""
         lr = self(step / max(1, steps_per_epoch))
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         return lr
 
 
@@ -113,11 +114,15 @@ class TimeBudgetEpochCounter(EpochCounter):
     ``EpochCounter``. Used to train two models for the same time (a resumed run starts a new
     budget).
 
+    ``is_last()`` tells, at the end of an epoch, whether it is the last one (so that the last
+    epoch is validated); the decision is taken once per epoch and the next ``__next__``
+    follows it, and ``decide`` imposes one (rank 0's, under DDP).
+
     Example
     -------
-    >>> counter = TimeBudgetEpochCounter(limit=5, max_minutes=None)
-    >>> list(counter)
-    [1, 2, 3, 4, 5]
+    >>> counter = TimeBudgetEpochCounter(limit=2, max_minutes=None)
+    >>> [(epoch, counter.is_last()) for epoch in counter]
+    [(1, False), (2, True)]
     """
 
     def __init__(self, limit: int, max_minutes: float | None = None):
@@ -125,18 +130,30 @@ class TimeBudgetEpochCounter(EpochCounter):
         self.max_seconds = None if max_minutes is None else 60.0 * max_minutes
         self.started: float | None = None
         self.first_epoch = 0          # epochs already done when this process started timing
+        self.decision: tuple[int, bool] | None = None     # (epoch, is it the last)
 
     def __next__(self) -> int:
-        if self.max_seconds is None:
-            return super().__next__()
-        now = time.monotonic()
-        if self.started is None:
-            self.started, self.first_epoch = now, self.current
-        epochs_timed = self.current - self.first_epoch
-        if epochs_timed:
-            spent = now - self.started
-            if spent + spent / epochs_timed > self.max_seconds:
-                logger.info("time budget of %.1f min reached after epoch %d (%.1f min spent)",
-                            self.max_seconds / 60, self.current, spent / 60)
-                raise StopIteration
+        if self.max_seconds is not None and self.started is None:
+            self.started, self.first_epoch = time.monotonic(), self.current
+        if self.current < self.limit and self.is_last():
+            logger.info("stopping after epoch %d of %d: the time budget (%s min) is spent",
+                        self.current, self.limit, self.max_seconds and self.max_seconds / 60)
+            raise StopIteration
         return super().__next__()
+
+    def is_last(self) -> bool:
+        """Whether no epoch follows the current one (the limit, or the budget)."""
+        if self.decision is None or self.decision[0] != self.current:
+            self.decision = (self.current, self.current >= self.limit or self._over_budget())
+        return self.decision[1]
+
+    def decide(self, last: bool) -> None:
+        """Impose whether the current epoch is the last."""
+        self.decision = (self.current, last)
+
+    def _over_budget(self) -> bool:
+        epochs_timed = self.current - self.first_epoch
+        if self.max_seconds is None or self.started is None or not epochs_timed:
+            return False
+        spent = time.monotonic() - self.started
+        return spent + spent / epochs_timed > self.max_seconds

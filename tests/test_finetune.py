@@ -1,0 +1,90 @@
+"""Fine-tuning through the training recipe: ``init_from`` starts from the pretrained weights
+(seen at the first step), shared speakers keep their classifier rows, frozen layers do not
+move; the large-margin recipe resumes after kill -9. Tiny models, seconds of audio."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import epochs_logged, train, write_corpus
+
+from custom_modules.training.init_from import read_labels
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> tuple[Path, Path]:
+    """A corpus and a one-epoch experiment trained on it."""
+    root = tmp_path_factory.mktemp("finetune")
+    corpus = write_corpus(root / "corpus", 10, 6, (2.0, 3.5))
+    done = train(corpus, root / "base", "--number_of_epochs=1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return corpus, root / "base"
+
+
+@pytest.mark.slow
+def test_init_from_starts_from_the_pretrained_model_with_shared_rows_and_frozen_layers(
+        base, tmp_path):
+    corpus, experiment = base
+    # Another corpus: speakers spk00-spk11 of other voices; the names spk00-spk09 are shared.
+    other = write_corpus(tmp_path / "other", 12, 6, (2.0, 3.5), voice_seed=7)
+    first = tmp_path / "first_step.pt"
+    output = tmp_path / "tuned"
+    done = train(other, output, "--number_of_epochs=1", f"--init_from={experiment}/pretrained",
+                 "--freeze=[blocks.0, blocks.1]", "--pretrained_lr_scale=0.5",
+                 hook=f"save_first_step={first}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    pretrained = experiment / "pretrained"
+    old_model = torch.load(pretrained / "embedding_model.ckpt", weights_only=True)
+    old_head = torch.load(pretrained / "classifier.ckpt", weights_only=True)["weight"]
+    start = torch.load(first, weights_only=True)
+    assert start["embedding_model"].keys() == old_model.keys()
+    for name, value in old_model.items():
+        assert torch.equal(start["embedding_model"][name], value), name
+    old_labels = read_labels(pretrained / "label_encoder.txt")
+    new_labels = read_labels(output / "save/label_encoder.txt")
+    shared = sorted(set(old_labels) & set(new_labels))
+    assert len(shared) >= 3                         # training speakers of both corpora
+    head = start["classifier"]["weight"]
+    for speaker in shared:
+        assert torch.equal(head[new_labels[speaker]], old_head[old_labels[speaker]]), speaker
+    for speaker in set(new_labels) - set(old_labels):
+        assert not any(torch.equal(head[new_labels[speaker]], row) for row in old_head)
+    tuned = torch.load(output / "pretrained/embedding_model.ckpt", weights_only=True)
+    for name, value in old_model.items():
+        frozen = name.startswith(("blocks.0.", "blocks.1."))
+        assert torch.equal(tuned[name], value) == frozen or not value.is_floating_point(), name
+    readme = (output / "pretrained/README.md").read_text()
+    assert f"started from: the pretrained folder `{pretrained}` ({len(shared)} of " in readme
+    assert "frozen: blocks.0, blocks.1" in readme
+    # What cannot be honoured is refused in one line.
+    refused = train(other, tmp_path / "refused", "--freeze=[blocks.0]")
+    assert refused.returncode != 0
+    assert "apply to a model started from init_from, which is null" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    wrong = train(other, tmp_path / "wrong", f"--init_from={experiment}/pretrained",
+                  "--lin_neurons=64")
+    assert "its embedding_model has lin_neurons=192, this recipe 64" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+
+
+@pytest.mark.slow
+def test_the_large_margin_recipe_continues_the_base_and_resumes_after_kill_9(base, tmp_path):
+    corpus, experiment = base
+    output = tmp_path / "lm"
+    args = (f"--base_experiment={experiment}", "--number_of_epochs=2", "--crop_seconds=2.5",
+            "--ckpt_interval_steps=1")
+    # Killed inside its third checkpoint save (intra-epoch, in epoch 1), then run again.
+    killed = train(corpus, output, *args, recipe="hparams/ecapa_folder_lm.yaml",
+                   hook="kill_at_publish=3")
+    assert killed.returncode == -9
+    assert len(list((output / "save").glob("CKPT+*"))) == 1
+    done = train(corpus, output, *args, recipe="hparams/ecapa_folder_lm.yaml")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Loading a checkpoint from" in done.stderr + done.stdout
+    assert epochs_logged(output) == [1, 2]
+    log = (output / "train_log.txt").read_text()
+    assert "margin: 5.00e-01" in log
+    assert not (output / "data").exists()             # the base's preparation is reused
+    hyperparams = (output / "hyperparams.yaml").read_text()
+    assert "crop_seconds: 2.5" in hyperparams and "margin: 0.5" in hyperparams
+    assert f"`{experiment}/pretrained`" in (output / "pretrained/README.md").read_text()
