@@ -2,6 +2,7 @@
 (seen at the first step), shared speakers keep their classifier rows, frozen layers do not
 move; the large-margin recipe resumes after kill -9. Tiny models, seconds of audio."""
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,20 @@ def test_the_large_margin_recipe_continues_the_base_and_resumes_after_kill_9(bas
     hyperparams = (output / "hyperparams.yaml").read_text()
     assert "crop_seconds: 2.5" in hyperparams and "margin: 0.5" in hyperparams
     assert f"`{experiment}/pretrained`" in (output / "pretrained/README.md").read_text()
+
+
+@pytest.mark.slow
+def test_two_processes_start_from_the_same_model_and_end_identical(base, tmp_path):
+    corpus, experiment = base
+    torchrun = Path(sys.executable).with_name("torchrun")
+    replicas = tmp_path / "replicas"
+    done = train(corpus, tmp_path / "tuned", "--number_of_epochs=1", "--batch_size=4",
+                 f"--init_from={experiment}/pretrained", "--freeze=[blocks.0]",
+                 launcher=(str(torchrun), "--nproc_per_node=2"),
+                 hook=f"save_replica={replicas}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    first, second = (torch.load(replicas / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    old = torch.load(experiment / "pretrained/embedding_model.ckpt", weights_only=True)
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+        assert torch.equal(first[name], old[name]) == name.startswith("blocks.0."), name

@@ -7,7 +7,8 @@ Layout (SpeechBrain's ``EncoderClassifier`` conventions)::
     embedding_model.ckpt    state dict of each module, named <module>.ckpt
     ...
 
-``load_embedder(folder)`` builds the modules from ``hyperparams.yaml`` and loads every
+``load_embedder(folder)`` builds the modules from ``hyperparams.yaml``, read as data with an
+allow-list of classes (``inference.model_yaml``: nothing in a folder executes), and loads every
 ``<module>.ckpt`` found there, or in ``checkpoint`` (a training checkpoint folder written by
 SpeechBrain's ``Checkpointer``) when one is given. Weights are read with ``weights_only=True``.
 """
@@ -18,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from custom_modules.config import instantiate
 from custom_modules.errors import InputError
+from custom_modules.inference.model_yaml import read_model_yaml
 from custom_modules.models.embedder import Embedder
 
 HPARAMS = "hyperparams.yaml"
@@ -66,7 +67,8 @@ def load_embedder(source: str | os.PathLike, checkpoint: str | os.PathLike | Non
     weights = Path(checkpoint) if checkpoint is not None else source
     if not (source / HPARAMS).is_file():
         raise InputError(f"{source}: not a pretrained folder (no {HPARAMS})")
-    hparams = instantiate((source / HPARAMS).read_text(encoding="utf-8"), str(source / HPARAMS))
+    hparams = read_model_yaml((source / HPARAMS).read_text(encoding="utf-8"),
+                              str(source / HPARAMS))
     for key in ("sample_rate", "threshold", "modules"):
         if key not in hparams:
             raise InputError(f"{source / HPARAMS}: no '{key}'")

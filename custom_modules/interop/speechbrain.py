@@ -14,9 +14,9 @@ import shutil
 from pathlib import Path
 
 import torch
-from hyperpyyaml import load_hyperpyyaml
 
 from custom_modules.errors import InputError
+from custom_modules.inference.model_yaml import read_model_yaml
 from custom_modules.inference.pretrained import HPARAMS, write_pretrained
 from custom_modules.models.ecapa import ECAPA_TDNN
 from custom_modules.models.frontend import MelFrontend
@@ -65,8 +65,8 @@ def import_speechbrain(source: str | os.PathLike, target: str | os.PathLike) -> 
     if not (source / HPARAMS).is_file() or not (source / "embedding_model.ckpt").is_file():
         raise InputError(f"{source}: not a SpeechBrain speaker model folder (needs "
                          f"{HPARAMS} and embedding_model.ckpt)")
-    with open(source / HPARAMS, encoding="utf-8") as handle:
-        hparams = load_hyperpyyaml(handle)
+    hparams = read_model_yaml((source / HPARAMS).read_text(encoding="utf-8"),
+                              str(source / HPARAMS))
     sb_model = hparams["embedding_model"]
     norm = hparams.get("mean_var_norm")
     if norm is not None and norm.norm_type != "sentence":
