@@ -113,7 +113,8 @@ def test_a_folder_written_before_the_package_was_reorganised_still_loads(folder)
     path = folder / "hyperparams.yaml"
     path.write_text(path.read_text()
                     .replace("custom_modules.models.ecapa.", "custom_modules.ecapa.")
-                    .replace("custom_modules.models.frontend.", "custom_modules.frontend."))
+                    .replace("custom_modules.models.frontend.MelFrontend",
+                             "custom_modules.frontend.MelFrontend"))
     current = load_embedder(folder)
     assert isinstance(current.embedding_model, ECAPA_TDNN)
     assert current.threshold == 0.25

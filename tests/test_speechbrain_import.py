@@ -128,3 +128,39 @@ def test_speechbrain_stock_model_trained_by_our_recipe_exports_to_our_folder(tmp
         during_training = Embedder(frontend, model)(wavs, lengths)
         alone = Embedder(frontend, model)(wavs[1:, :round(0.7 * wavs.shape[1])])
     assert torch.nn.functional.cosine_similarity(during_training[1], alone[0], dim=0) > 0.99
+
+
+def test_our_exported_folder_loads_in_speechbrains_encoder_classifier(tmp_path):
+    """SpeechBrain's EncoderClassifier.from_hparams reads our folder as it is: the same
+    embeddings as SpeakerEncoder (a file alone and a padded batch), and the classifier and
+    label encoder it loads are ours."""
+    from conftest import TINY_MODEL
+
+    from custom_modules import ECAPA_TDNN, MelFrontend
+    from custom_modules.inference.pretrained import write_pretrained
+    from custom_modules.training.losses import AAMSoftmaxHead
+
+    torch.manual_seed(0)
+    model, head = ECAPA_TDNN(**TINY_MODEL).eval(), AAMSoftmaxHead(24, num_classes=3)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("'ann' => 0\n'bob' => 1\n'cy' => 2\n================\n"
+                      "'starting_index' => 0\n")
+    folder = write_pretrained(tmp_path / "model", MelFrontend(n_mels=40), model, 0.3,
+                              classifier=head, label_encoder=labels)
+    theirs = EncoderClassifier.from_hparams(source=str(folder), savedir=str(tmp_path / "sb"))
+    ours = SpeakerEncoder.from_hparams(source=folder)
+    wavs = torch.from_numpy(np.stack([speech_like(2.0, 16000, np.random.default_rng(i))
+                                      for i in range(2)])).float()
+    wavs[1, 20000:] = 0.0
+    lengths = torch.tensor([1.0, 0.625])
+    cos = torch.nn.functional.cosine_similarity
+    with torch.no_grad():
+        alone = theirs.encode_batch(wavs[:1]).reshape(-1)
+        assert cos(alone, ours.encode_batch(wavs[:1]).reshape(-1), dim=0) > 0.9999
+        # A padded row: SpeechBrain's loader computes the features over the padding too (as
+        # it does for its own models), ours each row at its exact length; close, not equal.
+        padded = theirs.encode_batch(wavs, lengths)[1, 0]
+        exact = ours.encode_batch(wavs[1:, :20000]).reshape(-1)
+        assert cos(padded, exact, dim=0) > 0.99
+    assert torch.equal(theirs.mods.classifier.weight, head.weight)
+    assert theirs.hparams.label_encoder.decode_ndim(1) == "bob"

@@ -32,6 +32,8 @@ ALLOWED = {
     "custom_modules.models.frontend.MelFrontend": ("custom_modules.models.frontend",
                                                    "MelFrontend"),
     "custom_modules.models.ecapa.ECAPA_TDNN": ("custom_modules.models.ecapa", "ECAPA_TDNN"),
+    "custom_modules.models.frontend.SentenceNormalisation": ("custom_modules.models.frontend",
+                                                             "SentenceNormalisation"),
     "custom_modules.frontend.MelFrontend": ("custom_modules.models.frontend", "MelFrontend"),
     "custom_modules.ecapa.ECAPA_TDNN": ("custom_modules.models.ecapa", "ECAPA_TDNN"),
     "speechbrain.processing.features.InputNormalization": (

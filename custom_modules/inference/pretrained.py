@@ -1,11 +1,23 @@
-"""The pretrained folder: everything needed to embed without the training code.
+"""The pretrained folder: everything needed to embed without the training code, loadable by
+``SpeakerEncoder`` and by SpeechBrain's ``EncoderClassifier.from_hparams(source=folder)``.
 
 Layout (SpeechBrain's ``EncoderClassifier`` conventions)::
 
-    hyperparams.yaml        modules: compute_features (MelFrontend), embedding_model
-                            (ECAPA_TDNN), optionally mean_var_norm_emb; decision threshold
+    hyperparams.yaml        modules: compute_features (MelFrontend), mean_var_norm,
+                            embedding_model (ECAPA_TDNN), classifier, optionally
+                            mean_var_norm_emb; the label encoder, SpeechBrain's pretrainer and
+                            the decision threshold
     embedding_model.ckpt    state dict of each module, named <module>.ckpt
-    ...
+    classifier.ckpt         the AAM-softmax weights, as SpeechBrain's Classifier holds them
+    label_encoder.txt       speakers (and label_encoder.ckpt, the same file under the name
+                            SpeechBrain's pretrainer looks for)
+
+SpeechBrain's ``EncoderClassifier`` normalises the features in a module of its own
+(``mean_var_norm``) after ``compute_features``; our frontend has normalised them already, and
+that module (``SentenceNormalisation``) repeats the same normalisation over the valid frames,
+which changes nothing on a file alone: both loaders give the same embeddings (tested).
+SpeechBrain imports our frontend and model classes from this package, which must be
+installed where it runs.
 
 ``load_embedder(folder)`` builds the modules from ``hyperparams.yaml``, read as data with an
 allow-list of classes (``inference.model_yaml``: nothing in a folder executes), and loads every
@@ -15,47 +27,79 @@ SpeechBrain's ``Checkpointer``) when one is given. Weights are read with ``weigh
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
 
 from custom_modules.errors import InputError
 from custom_modules.inference.model_yaml import read_model_yaml
+from custom_modules.models.ecapa import ECAPA_TDNN
 from custom_modules.models.embedder import Embedder
+from custom_modules.models.frontend import MelFrontend, SentenceNormalisation
 
 HPARAMS = "hyperparams.yaml"
+LABELS = "label_encoder.txt"
 
 
 def write_pretrained(folder: str | os.PathLike, compute_features: torch.nn.Module,
                      embedding_model: torch.nn.Module, threshold: float | None = None,
-                     extra_modules: dict[str, torch.nn.Module] | None = None,
+                     classifier: torch.nn.Module | None = None,
+                     label_encoder: str | os.PathLike | None = None,
                      emb_norm_std: bool | None = None) -> Path:
-    """Write ``hyperparams.yaml`` and ``<module>.ckpt`` files into ``folder``.
+    """Write ``hyperparams.yaml``, the ``<module>.ckpt`` files and the label encoder.
 
-    The frontend and the model are described by their ``config`` (constructor arguments);
-    ``extra_modules`` (e.g. the classifier) are saved as checkpoints beside them. With
-    ``emb_norm_std`` set, the file also declares SpeechBrain's global embedding normalisation
-    (``mean_var_norm_emb``; its statistics file is the caller's to copy in).
+    The frontend and the model are described by their ``config`` (constructor arguments).
+    ``classifier`` is a module whose state is one ``weight`` ``(classes, dim)`` of unit-norm
+    class directions (``AAMSoftmaxHead``, SpeechBrain's ``Classifier``); ``label_encoder`` a
+    SpeechBrain label-encoder file, copied in. With ``emb_norm_std`` set, the file also
+    declares SpeechBrain's global embedding normalisation (``mean_var_norm_emb``; its
+    statistics file is the caller's to copy in).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    text = (f"sample_rate: {compute_features.config['sample_rate']}\n"
+    config = compute_features.config
+    text = (f"sample_rate: {config['sample_rate']}\n"
             f"threshold: {json.dumps(threshold)}\n"
             f"compute_features: !new:custom_modules.models.frontend.MelFrontend\n"
-            f"{_indented(compute_features.config)}"
+            f"{_indented(config)}"
+            "# For SpeechBrain's EncoderClassifier: the frontend's own normalisation again\n"
+            "mean_var_norm: !new:custom_modules.models.frontend.SentenceNormalisation\n"
+            f"    mean_norm: {json.dumps(config['mean_norm'])}\n"
+            f"    std_norm: {json.dumps(config['std_norm'])}\n"
             f"embedding_model: !new:custom_modules.models.ecapa.ECAPA_TDNN\n"
-            f"{_indented(embedding_model.config)}"
-            "modules:\n    compute_features: !ref <compute_features>\n"
-            "    embedding_model: !ref <embedding_model>\n")
+            f"{_indented(embedding_model.config)}")
+    modules = ["compute_features", "mean_var_norm", "embedding_model"]
+    loadables = ["embedding_model"]
+    states = {"embedding_model": embedding_model.state_dict()}
+    if classifier is not None:
+        weight = classifier.state_dict()
+        if set(weight) != {"weight"}:
+            raise ValueError(f"classifier: expected one 'weight', got {sorted(weight)}")
+        rows, dim = weight["weight"].shape
+        text += ("classifier: !new:speechbrain.lobes.models.ECAPA_TDNN.Classifier\n"
+                 f"    input_size: {dim}\n    out_neurons: {rows}\n    lin_blocks: 0\n")
+        modules.append("classifier")
+        loadables.append("classifier")
+        states["classifier"] = weight
     if emb_norm_std is not None:
-        text += ("    mean_var_norm_emb: !ref <mean_var_norm_emb>\n"
-                 "normalize_embeddings: false  # true: apply mean_var_norm_emb\n"
+        text += ("normalize_embeddings: false  # true: apply mean_var_norm_emb\n"
                  "mean_var_norm_emb: !new:speechbrain.processing.features.InputNormalization\n"
                  f"    norm_type: global\n    std_norm: {json.dumps(emb_norm_std)}\n")
+        modules.append("mean_var_norm_emb")
+        loadables.append("mean_var_norm_emb")
+    if label_encoder is not None:
+        shutil.copyfile(label_encoder, folder / LABELS)
+        shutil.copyfile(label_encoder, folder / "label_encoder.ckpt")
+        text += "label_encoder: !new:speechbrain.dataio.encoder.CategoricalEncoder\n"
+        loadables.append("label_encoder")
+    text += "modules:\n" + "".join(f"    {m}: !ref <{m}>\n" for m in modules)
+    text += ("# SpeechBrain's EncoderClassifier.from_hparams loads <name>.ckpt of the folder\n"
+             "pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer\n"
+             "    loadables:\n" + "".join(f"        {m}: !ref <{m}>\n" for m in loadables))
     (folder / HPARAMS).write_text(text, encoding="utf-8")
-    modules = {"embedding_model": embedding_model, **(extra_modules or {})}
-    for name, module in modules.items():
-        torch.save(module.state_dict(), folder / f"{name}.ckpt")
+    for name, state in states.items():
+        torch.save(state, folder / f"{name}.ckpt")
     return folder
 
 
@@ -76,6 +120,17 @@ def load_embedder(source: str | os.PathLike, checkpoint: str | os.PathLike | Non
     for name in ("compute_features", "embedding_model"):
         if name not in modules:
             raise InputError(f"{source / HPARAMS}: modules has no {name}")
+    if not isinstance(modules["compute_features"], MelFrontend) or \
+            not isinstance(modules["embedding_model"], ECAPA_TDNN):
+        raise InputError(f"{source / HPARAMS}: SpeechBrain's own modules; convert the folder "
+                         f"first (custom_modules.interop.speechbrain.import_speechbrain)")
+    frontend, norm = modules["compute_features"], modules.get("mean_var_norm")
+    if norm is not None and (not isinstance(norm, SentenceNormalisation) or
+                             (norm.mean_norm, norm.std_norm) !=
+                             (frontend.mean_norm, frontend.std_norm)):
+        raise InputError(f"{source / HPARAMS}: mean_var_norm is not the frontend's own "
+                         f"normalisation (SentenceNormalisation with its mean_norm and "
+                         f"std_norm): SpeechBrain's loader would embed differently")
     if not (weights / "embedding_model.ckpt").is_file():
         raise InputError(f"{weights}: no embedding_model.ckpt")
     for name, module in modules.items():
@@ -85,7 +140,13 @@ def load_embedder(source: str | os.PathLike, checkpoint: str | os.PathLike | Non
         if hasattr(module, "_load"):  # SpeechBrain's statistics (e.g. mean_var_norm_emb)
             module._load(str(path))
         else:
-            module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                module.load_state_dict(state)
+            except RuntimeError as error:
+                details = str(error).splitlines()[-1].strip()
+                raise InputError(f"{path}: does not fit the {name} that {HPARAMS} declares "
+                                 f"({details})") from None
     # Like SpeechBrain's encode_batch(normalize=False), the embedding normalisation is only
     # applied when the folder asks for it.
     emb_norm = None

@@ -77,10 +77,19 @@ def import_speechbrain(source: str | os.PathLike, target: str | os.PathLike) -> 
     frontend = MelFrontend(**frontend_config(hparams["compute_features"], norm))
     has_emb_norm = "mean_var_norm_emb" in hparams and \
         (source / "mean_var_norm_emb.ckpt").is_file()
-    write_pretrained(target, frontend, model, hparams.get("threshold"),
+    classifier = hparams.get("classifier")
+    if classifier is not None and (source / "classifier.ckpt").is_file():
+        classifier.load_state_dict(torch.load(source / "classifier.ckpt", map_location="cpu",
+                                              weights_only=True))
+        if set(classifier.state_dict()) != {"weight"}:  # hidden layers: not a cosine head
+            classifier = None
+    else:
+        classifier = None
+    labels = source / "label_encoder.txt"
+    write_pretrained(target, frontend, model, hparams.get("threshold"), classifier,
+                     labels if labels.is_file() else None,
                      emb_norm_std=hparams["mean_var_norm_emb"].std_norm if has_emb_norm
                      else None)
-    for name in ("mean_var_norm_emb.ckpt", "classifier.ckpt", "label_encoder.txt"):
-        if (source / name).is_file() and (name != "mean_var_norm_emb.ckpt" or has_emb_norm):
-            shutil.copyfile(source / name, target / name)
+    if has_emb_norm:
+        shutil.copyfile(source / "mean_var_norm_emb.ckpt", target / "mean_var_norm_emb.ckpt")
     return target

@@ -51,6 +51,23 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float,
     return filters
 
 
+def sentence_normalise(feats: torch.Tensor, valid: torch.Tensor | None,
+                       std_norm: bool) -> torch.Tensor:
+    """Per-utterance mean (and with ``std_norm`` variance) normalisation of ``feats``
+    ``(batch, frames, n_mels)`` over the ``valid`` frames ``(batch, frames)`` (``None``: all),
+    as SpeechBrain's sentence ``InputNormalization``."""
+    if valid is None:
+        valid = torch.ones(feats.shape[0], feats.shape[1], device=feats.device,
+                           dtype=torch.bool)
+    weights = valid.unsqueeze(2).to(feats.dtype)
+    count = weights.sum(dim=1, keepdim=True)
+    mean = (feats * weights).sum(dim=1, keepdim=True) / count
+    if not std_norm:
+        return feats - mean
+    variance = ((feats - mean) * weights).pow(2).sum(dim=1, keepdim=True) / count
+    return (feats - mean) / variance.sqrt().clamp(min=1e-10)
+
+
 def valid_positions(lengths: torch.Tensor, size: int) -> torch.Tensor:
     """Boolean ``(batch, size)``: position ``t`` is inside utterance ``b`` when
     ``t < lengths[b] * size`` (SpeechBrain's ``make_padding_mask``, with its 1e-6 tolerance)."""
@@ -186,7 +203,7 @@ class MelFrontend(nn.Module):
             decibels = torch.maximum(decibels, peaks.amax(dim=(1, 2), keepdim=True) - top_db)
         if not self.mean_norm:
             return decibels
-        return self._normalise(decibels, valid)
+        return sentence_normalise(decibels, valid, self.std_norm)
 
     @staticmethod
     def _valid(lengths: torch.Tensor, size: int, hop: int) -> torch.Tensor:
@@ -210,19 +227,6 @@ class MelFrontend(nn.Module):
                               center=True, pad_mode="constant", return_complex=True)
         return spectrum.real.pow(2) + spectrum.imag.pow(2)
 
-    def _normalise(self, feats: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-        """Per-utterance normalisation over ``valid`` frames, as SpeechBrain's sentence norm."""
-        if valid is None:
-            valid = torch.ones(feats.shape[0], feats.shape[1], device=feats.device,
-                               dtype=torch.bool)
-        weights = valid.unsqueeze(2).to(feats.dtype)
-        count = weights.sum(dim=1, keepdim=True)
-        mean = (feats * weights).sum(dim=1, keepdim=True) / count
-        if not self.std_norm:
-            return feats - mean
-        variance = ((feats - mean) * weights).pow(2).sum(dim=1, keepdim=True) / count
-        return (feats - mean) / variance.sqrt().clamp(min=1e-10)
-
     def _check_input(self, wavs: torch.Tensor, lengths: torch.Tensor | None) -> None:
         """Raise a one-line ``ValueError`` for input the frontend cannot use."""
         if wavs.dim() != 2:
@@ -244,3 +248,23 @@ class MelFrontend(nn.Module):
         if not ((lengths > 0) & (lengths <= 1 + 1e-6)).all():
             raise ValueError(f"MelFrontend: relative lengths must be in (0, 1], got "
                              f"{lengths.tolist()}")
+
+
+
+class SentenceNormalisation(nn.Module):
+    """The ``mean_var_norm`` module SpeechBrain's ``EncoderClassifier`` calls after
+    ``compute_features(wavs)``, with relative ``lengths``: the frontend's own per-utterance
+    normalisation, over the valid frames. On features the frontend has normalised already it
+    changes nothing (centring twice is centring once), so a folder gives the same embeddings
+    in SpeechBrain's loader as in ours; ``(batch, frames, n_mels)`` -> the same shape."""
+
+    def __init__(self, mean_norm: bool = True, std_norm: bool = False):
+        super().__init__()
+        self.mean_norm, self.std_norm = mean_norm, std_norm
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        if not self.mean_norm:
+            return feats
+        valid = None if lengths is None else valid_positions(lengths, feats.shape[1])
+        return sentence_normalise(feats, valid, self.std_norm)

@@ -17,7 +17,7 @@ from speechbrain.utils.distributed import if_main_process
 from custom_modules.errors import InputError
 from custom_modules.inference.pretrained import write_pretrained
 from custom_modules.models.embedder import Embedder
-from custom_modules.training.init_from import CLASSES, LABELS
+from custom_modules.training.init_from import CLASSES
 from custom_modules.training.validation import BoundedValidation
 
 
@@ -42,8 +42,7 @@ def export_best(checkpointer, embedder: Embedder, classifier: torch.nn.Module,
     if not if_main_process():
         return meta
     target = write_pretrained(folder, embedder.compute_features, embedder.embedding_model,
-                              meta["threshold"], {"classifier": classifier})
-    shutil.copyfile(label_encoder_file, target / LABELS)
+                              meta["threshold"], classifier, label_encoder_file)
     if (Path(label_encoder_file).parent / CLASSES).is_file():
         shutil.copyfile(Path(label_encoder_file).parent / CLASSES, target / CLASSES)
     eer = "not measured" if meta["EER"] is None else f"{meta['EER']:.2f}%"
@@ -61,7 +60,11 @@ def export_best(checkpointer, embedder: Embedder, classifier: torch.nn.Module,
         f"- augmentation corpora: {augmentation}\n- validation EER: {eer}\n"
         f"- decision threshold (validation EER threshold): {meta['threshold']}\n\n"
         f"Load it with:\n\n    from custom_modules import SpeakerEncoder\n"
-        f"    encoder = SpeakerEncoder.from_hparams(source=\"{Path(folder)}\")\n",
+        f"    encoder = SpeakerEncoder.from_hparams(source=\"{Path(folder)}\")\n\n"
+        f"or with SpeechBrain (this package installed):\n\n"
+        f"    from speechbrain.inference.speaker import EncoderClassifier\n"
+        f"    model = EncoderClassifier.from_hparams(source=\"{Path(folder).resolve()}\", "
+        f"savedir=\"...\")\n",
         encoding="utf-8")
     return meta
 

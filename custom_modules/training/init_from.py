@@ -22,11 +22,10 @@ import torch
 from speechbrain.dataio.encoder import CategoricalEncoder
 
 from custom_modules.errors import InputError
-from custom_modules.inference.pretrained import HPARAMS, load_embedder
+from custom_modules.inference.pretrained import HPARAMS, LABELS, load_embedder
 
 logger = logging.getLogger(__name__)
 CLASSES = "classes.json"
-LABELS = "label_encoder.txt"
 
 
 def write_class_layout(folder: str | Path, speeds: list[float], subcenters: int) -> None:
