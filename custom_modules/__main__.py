@@ -1,4 +1,5 @@
-"""Command line: ``python -m custom_modules {embed,verify,enroll,identify,export} --help``."""
+"""Command line: ``python -m custom_modules {embed,verify,enroll,identify,speakers,export}
+--help``."""
 
 import argparse
 from pathlib import Path
@@ -33,8 +34,37 @@ def verify(args: argparse.Namespace) -> None:
 
 def enroll(args: argparse.Namespace) -> None:
     encoder = _encoder(args)
-    encoder.enroll(args.name, args.files)
-    print(f"enrolled {args.name!r} from {len(args.files)} recordings in {encoder.store}")
+    ids = encoder.enroll(args.name, args.files)
+    count = next(s.recordings for s in encoder.enrolments.speakers() if s.name == args.name)
+    print(f"enrolled {args.name!r}: {len(ids)} recordings added (ids {', '.join(map(str, ids))}"
+          f"), {count} in all, in {encoder.database}")
+
+
+def speakers(args: argparse.Namespace) -> None:
+    database = _encoder(args).enrolments
+    if args.action == "list":
+        if args.names:
+            raise InputError("speakers list takes no names")
+        for speaker in database.speakers():
+            print(f"{speaker.name}: {speaker.recordings} recordings, "
+                  f"{speaker.speech_seconds:.1f} s of speech")
+            for recording in database.recordings(speaker.name) if args.recordings else []:
+                print(f"    {recording.id:>5}  {recording.file}  {recording.duration:.1f} s")
+    elif args.action == "remove":
+        if len(args.names) != 1:
+            raise InputError("speakers remove takes one name, or --recording ID")
+        print(f"removed {args.names[0]!r} and its {database.remove_speaker(args.names[0])} "
+              f"recordings")
+    elif len(args.names) != 2:
+        raise InputError("speakers rename takes the old name and the new one")
+    else:
+        database.rename(*args.names)
+        print(f"renamed {args.names[0]!r} to {args.names[1]!r}")
+
+
+def remove_recording(args: argparse.Namespace) -> None:
+    _encoder(args).enrolments.remove_recording(args.id)
+    print(f"removed recording {args.id}")
 
 
 def identify(args: argparse.Namespace) -> None:
@@ -64,7 +94,8 @@ def parser() -> argparse.ArgumentParser:
     def command(name: str, function, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--model", required=True, help="pretrained folder")
-        sub.add_argument("--store", help="folder of the enrolment store (default: --model)")
+        sub.add_argument("--store", help="folder of the enrolment database, enrolments.sqlite "
+                                         "(default: --model)")
         sub.set_defaults(function=function)
         return sub
 
@@ -82,6 +113,12 @@ def parser() -> argparse.ArgumentParser:
     sub = command("identify", identify, "rank the enrolled speakers for a recording")
     sub.add_argument("file")
     sub.add_argument("--top-k", type=int, default=5)
+    sub = command("speakers", speakers, "list, remove or rename enrolled speakers")
+    sub.add_argument("action", choices=("list", "remove", "rename"))
+    sub.add_argument("names", nargs="*", help="remove: NAME; rename: OLD NEW")
+    sub.add_argument("--recordings", action="store_true", help="list: each recording too")
+    sub = command("remove-recording", remove_recording, "remove one enrolled recording by id")
+    sub.add_argument("id", type=int)
     sub = command("export", export, "export to ONNX (checked in onnxruntime) / TorchScript")
     sub.add_argument("--onnx", help="output .onnx file")
     sub.add_argument("--torchscript", help="output .pt file")

@@ -16,13 +16,17 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from custom_modules.audio import audio_info
 from custom_modules.data.catalogue import Utterance
 from custom_modules.errors import InputError
-from custom_modules.inference.embedding import embed_utterances
+from custom_modules.inference.embedding import embed_utterances, model_fingerprint
 from custom_modules.inference.pretrained import load_embedder
+from custom_modules.interface.enrolment import EnrolmentDB
 from custom_modules.models.embedder import Embedder
 
 MIN_SECONDS = 0.5  # shortest audio accepted: shorter speech gives unreliable embeddings
+DATABASE = "enrolments.sqlite"
+OLD_STORE = "enrolled.pt"   # the enrolments of earlier versions: one profile per name
 
 
 class SpeakerEncoder:
@@ -33,25 +37,36 @@ class SpeakerEncoder:
     ``EncoderClassifier``'s way of loading (``from_hparams``) for SpeechBrain users.
     """
 
-    def __init__(self, embedder: Embedder, store: str | os.PathLike | None = None):
+    def __init__(self, embedder: Embedder, database: str | os.PathLike | None = None):
         self.embedder = embedder
-        self.store = Path(store) if store is not None else None
-        self.enrolled: dict[str, torch.Tensor] = {}
-        if self.store is not None and self.store.is_file():
-            self.enrolled = torch.load(self.store, weights_only=True)
+        self.database = Path(database) if database is not None else None
+        self._enrolments: EnrolmentDB | None = None
+
+    @property
+    def enrolments(self) -> EnrolmentDB:
+        """The enrolment database (``interface.enrolment``): speakers, their recordings, list,
+        rename, remove. Opened on first use; made with this model or refused."""
+        if self._enrolments is None:
+            if self.database is None:
+                raise InputError("this SpeakerEncoder has no enrolment database (give "
+                                 "database= or load it with from_hparams)")
+            dim = self.embedder.embedding_model.config["lin_neurons"]
+            self._enrolments = EnrolmentDB(self.database, model_fingerprint(self.embedder), dim)
+            _import_old_store(self.database.with_name(OLD_STORE), self._enrolments)
+        return self._enrolments
 
     @classmethod
     def from_hparams(cls, source: str | os.PathLike, savedir: str | os.PathLike | None = None,
                      run_opts: dict | None = None) -> "SpeakerEncoder":
         """Load ``source`` (a local pretrained folder) on the CPU, or on ``run_opts["device"]``
         (SpeechBrain's way of asking, the only run option it takes). Enrolments are kept in
-        ``savedir/enrolled.pt`` (default: ``source/enrolled.pt``)."""
+        ``savedir/enrolments.sqlite`` (default: ``source/enrolments.sqlite``)."""
         options = dict(run_opts or {})
         device = options.pop("device", "cpu")
         if options:
             raise InputError(f"run_opts {sorted(options)}: SpeakerEncoder takes only 'device'")
-        store = Path(savedir if savedir is not None else source) / "enrolled.pt"
-        return cls(load_embedder(source, device=device), store)
+        database = Path(savedir if savedir is not None else source) / DATABASE
+        return cls(load_embedder(source, device=device), database)
 
     @property
     def threshold(self) -> float | None:
@@ -85,26 +100,30 @@ class SpeakerEncoder:
         score = float(F.cosine_similarity(first, second, dim=0))
         return score, score > threshold
 
-    def enroll(self, name: str, paths: list[str | os.PathLike]) -> None:
-        """Enrol ``name`` from one or more recordings (their mean unit embedding), and save
-        the enrolment store."""
+    def enroll(self, name: str, paths: list[str | os.PathLike]) -> list[int]:
+        """Add recordings of ``name`` to the enrolment database (a new speaker, or more
+        recordings of a known one: its profile is then the mean over all of them); the new
+        recordings' ids. Every file is embedded before anything is written.
+
+        Each recording keeps its duration and the seconds it was embedded from (without
+        speech detection, the whole file)."""
         if not paths:
             raise InputError(f"enroll {name!r}: no recordings given")
-        embeddings = F.normalize(torch.stack(self._encode_files(paths)), dim=1)
-        self.enrolled[name] = F.normalize(embeddings.mean(dim=0), dim=0)
-        if self.store is not None:
-            self.store.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.store.with_suffix(".part")
-            torch.save(self.enrolled, partial)
-            os.replace(partial, self.store)
+        embeddings = self._encode_files(paths)
+        durations = [audio_info(path).duration for path in paths]
+        return self.enrolments.add_recordings(
+            name, [(str(path), embedding, duration, duration) for path, embedding, duration
+                   in zip(paths, embeddings, durations, strict=True)])
 
     def identify(self, path: str | os.PathLike, top_k: int = 5) -> list[tuple[str, float]]:
-        """The ``top_k`` enrolled speakers closest to a recording, with cosine scores."""
-        if not self.enrolled:
-            raise InputError("no speaker is enrolled yet: call enroll() first")
-        names = list(self.enrolled)
+        """The ``top_k`` enrolled speakers closest to a recording, with the cosine of the
+        recording to each one's profile."""
+        names, profiles = self.enrolments.profiles()
+        if not names:
+            raise InputError(f"no speaker is enrolled in {self.database} yet: call enroll() "
+                             f"first")
         query = F.normalize(self.encode_file(path), dim=0)
-        scores = torch.stack([self.enrolled[n] for n in names]) @ query
+        scores = profiles @ query.cpu()
         best = scores.topk(min(top_k, len(names)))
         return [(names[i], float(s)) for s, i in zip(best.values, best.indices, strict=True)]
 
@@ -113,3 +132,16 @@ class SpeakerEncoder:
         embedded, _ = embed_utterances(self.embedder, utterances, window_seconds=window_seconds,
                                        min_seconds=MIN_SECONDS)
         return [embedded[u.id] for u in utterances]
+
+
+def _import_old_store(store: Path, database: EnrolmentDB) -> None:
+    """Move an earlier version's ``enrolled.pt`` (one profile per name) into the database,
+    once: each profile becomes one recording named after the file; the old file is renamed
+    ``enrolled.pt.imported``."""
+    if not store.is_file():
+        return
+    known = {speaker.name for speaker in database.speakers()}
+    for name, profile in torch.load(store, weights_only=True).items():
+        if name not in known:
+            database.add(name, f"{store.name} (imported)", profile, 0.0, 0.0)
+    os.replace(store, store.with_name(store.name + ".imported"))

@@ -1,0 +1,211 @@
+"""The enrolment database: speakers, each with its recordings' embeddings, in SQLite.
+
+One file (``enrolments.sqlite``); tables ``meta`` (schema version, the model's fingerprint and
+embedding size), ``speakers`` (name, time added) and ``recordings`` (speaker, file name,
+duration, speech seconds, time added, embedding as float32 bytes). Every change is one
+transaction (``BEGIN IMMEDIATE``, with a busy timeout), so processes enrolling into the same
+file at the same time wait for each other and lose nothing. A database made with one model
+refuses another (their fingerprints differ): embeddings of two models are not comparable.
+
+A speaker's profile is the normalised mean of its recordings' unit embeddings.
+
+>>> import tempfile, torch
+>>> db = EnrolmentDB(f"{tempfile.mkdtemp()}/e.sqlite", fingerprint="m1", dim=2)
+>>> _ = db.add("ann", "a.wav", torch.tensor([1.0, 0.0]), duration=3.0, speech_seconds=2.5)
+>>> _ = db.add("ann", "b.wav", torch.tensor([0.0, 1.0]), duration=2.0, speech_seconds=2.0)
+>>> names, profiles = db.profiles()
+>>> names, [round(v, 4) for v in profiles[0].tolist()]
+(['ann'], [0.7071, 0.7071])
+"""
+
+import os
+import sqlite3
+import time
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from custom_modules.errors import InputError
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS speakers (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, added REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS recordings (
+    id INTEGER PRIMARY KEY,
+    speaker INTEGER NOT NULL REFERENCES speakers(id) ON DELETE CASCADE,
+    file TEXT NOT NULL, duration REAL NOT NULL, speech_seconds REAL NOT NULL,
+    added REAL NOT NULL, embedding BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS recordings_by_speaker ON recordings(speaker);
+"""
+
+
+class Recording(NamedTuple):
+    id: int
+    speaker: str
+    file: str
+    duration: float
+    speech_seconds: float
+    added: float
+
+
+class Speaker(NamedTuple):
+    name: str
+    recordings: int
+    speech_seconds: float
+    added: float
+
+
+class EnrolmentDB:
+    """Speakers and their recordings' embeddings for one model (``fingerprint``, ``dim``).
+
+    Arguments
+    ---------
+    path : str or Path
+        The SQLite file (created with its folder when missing).
+    fingerprint : str
+        The model's (``Embedder.fingerprint()``); a file made with another is refused.
+    dim : int
+        Embedding size.
+    """
+
+    def __init__(self, path: str | os.PathLike, fingerprint: str, dim: int):
+        self.path, self.fingerprint, self.dim = Path(path), fingerprint, dim
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as db:
+            db.executescript(SCHEMA)            # idempotent; commits by itself
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?), "
+                       "('model_fingerprint', ?), ('embedding_dim', ?)",
+                       (str(SCHEMA_VERSION), fingerprint, str(dim)))
+            meta = dict(db.execute("SELECT key, value FROM meta"))
+        if meta["model_fingerprint"] != fingerprint or int(meta["embedding_dim"]) != dim:
+            raise InputError(f"{self.path}: made with another model (fingerprint "
+                             f"{meta['model_fingerprint'][:12]}, {meta['embedding_dim']}-d), "
+                             f"not this one ({fingerprint[:12]}, {dim}-d); use another "
+                             f"database for this model")
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.DatabaseError as error:
+            raise InputError(f"{self.path}: not an enrolment database ({error})") from None
+        return db
+
+    @contextmanager
+    def _write(self):
+        """One transaction: committed when the block ends, rolled back on an exception."""
+        with closing(self._connect()) as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def add(self, name: str, file: str, embedding: torch.Tensor, duration: float,
+            speech_seconds: float) -> int:
+        """Add one recording of ``name`` (a new speaker when the name is new); its id."""
+        return self.add_recordings(name, [(file, embedding, duration, speech_seconds)])[0]
+
+    def add_recordings(self, name: str,
+                       recordings: list[tuple[str, torch.Tensor, float, float]]) -> list[int]:
+        """Add ``(file, embedding, duration, speech_seconds)`` recordings of ``name`` in one
+        transaction (all or none); their ids."""
+        if not name.strip():
+            raise InputError("a speaker's name cannot be empty")
+        vectors = [embedding.detach().float().reshape(-1).cpu().numpy()
+                   for _, embedding, _, _ in recordings]
+        if any(v.shape != (self.dim,) for v in vectors):
+            raise ValueError(f"embeddings must have {self.dim} values, the database's size")
+        now = time.time()
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO speakers (name, added) VALUES (?, ?)", (name, now))
+            speaker = db.execute("SELECT id FROM speakers WHERE name = ?", (name,)).fetchone()[0]
+            return [int(db.execute(
+                "INSERT INTO recordings (speaker, file, duration, speech_seconds, added, "
+                "embedding) VALUES (?, ?, ?, ?, ?, ?)",
+                (speaker, str(file), float(duration), float(speech), now,
+                 vector.astype(np.float32).tobytes())).lastrowid)
+                for (file, _, duration, speech), vector in zip(recordings, vectors, strict=True)]
+
+    def speakers(self) -> list[Speaker]:
+        """Every speaker, by name, with its number of recordings and speech seconds."""
+        with closing(self._connect()) as db:
+            rows = db.execute(
+                "SELECT s.name, COUNT(r.id), COALESCE(SUM(r.speech_seconds), 0), s.added "
+                "FROM speakers s LEFT JOIN recordings r ON r.speaker = s.id "
+                "GROUP BY s.id ORDER BY s.name").fetchall()
+        return [Speaker(*row) for row in rows]
+
+    def recordings(self, name: str | None = None) -> list[Recording]:
+        """The recordings of ``name`` (every speaker's when ``None``), oldest first."""
+        query = ("SELECT r.id, s.name, r.file, r.duration, r.speech_seconds, r.added "
+                 "FROM recordings r JOIN speakers s ON s.id = r.speaker")
+        with closing(self._connect()) as db:
+            rows = db.execute(query + " WHERE s.name = ? ORDER BY r.id", (name,)).fetchall() \
+                if name is not None else db.execute(query + " ORDER BY r.id").fetchall()
+        if name is not None and not rows:
+            self._known(name)
+        return [Recording(*row) for row in rows]
+
+    def rename(self, old: str, new: str) -> None:
+        with self._write() as db:
+            self._known(old, db)
+            if db.execute("SELECT 1 FROM speakers WHERE name = ?", (new,)).fetchone():
+                raise InputError(f"a speaker named {new!r} is already enrolled")
+            db.execute("UPDATE speakers SET name = ? WHERE name = ?", (new, old))
+
+    def remove_speaker(self, name: str) -> int:
+        """Remove a speaker and its recordings; how many recordings went."""
+        with self._write() as db:
+            self._known(name, db)
+            count = db.execute("SELECT COUNT(*) FROM recordings r JOIN speakers s ON "
+                               "s.id = r.speaker WHERE s.name = ?", (name,)).fetchone()[0]
+            db.execute("DELETE FROM speakers WHERE name = ?", (name,))
+            return int(count)
+
+    def remove_recording(self, recording: int) -> None:
+        """Remove one recording (its speaker too when it was the last one)."""
+        with self._write() as db:
+            row = db.execute("SELECT speaker FROM recordings WHERE id = ?",
+                             (recording,)).fetchone()
+            if row is None:
+                raise InputError(f"no recording {recording} in {self.path}")
+            db.execute("DELETE FROM recordings WHERE id = ?", (recording,))
+            db.execute("DELETE FROM speakers WHERE id = ? AND NOT EXISTS (SELECT 1 FROM "
+                       "recordings WHERE speaker = ?)", (row[0], row[0]))
+
+    def profiles(self) -> tuple[list[str], torch.Tensor]:
+        """Speaker names and their profiles ``(speakers, dim)``: the normalised mean of each
+        speaker's unit embeddings."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT s.name, r.embedding FROM recordings r JOIN speakers s ON "
+                              "s.id = r.speaker ORDER BY s.name, r.id").fetchall()
+        if not rows:
+            return [], torch.empty(0, self.dim)
+        names = sorted({name for name, _ in rows})
+        index = {name: i for i, name in enumerate(names)}
+        embeddings = F.normalize(torch.from_numpy(np.stack(
+            [np.frombuffer(blob, dtype=np.float32) for _, blob in rows])), dim=1)
+        owners = torch.tensor([index[name] for name, _ in rows])
+        sums = torch.zeros(len(names), self.dim).index_add_(0, owners, embeddings)
+        return names, F.normalize(sums, dim=1)
+
+    def _known(self, name: str, db: sqlite3.Connection | None = None) -> None:
+        if db is None:
+            with closing(self._connect()) as fresh:
+                found = fresh.execute("SELECT 1 FROM speakers WHERE name = ?",
+                                      (name,)).fetchone()
+        else:
+            found = db.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone()
+        if not found:
+            raise InputError(f"no speaker named {name!r} in {self.path}")
