@@ -52,7 +52,8 @@ def speakers(args: argparse.Namespace) -> None:
                 print(f"    {recording.id:>5}  {recording.file}  {recording.duration:.1f} s")
     elif args.action == "remove":
         if len(args.names) != 1:
-            raise InputError("speakers remove takes one name, or --recording ID")
+            raise InputError("speakers remove takes one name (one recording: remove-recording "
+                             "ID)")
         print(f"removed {args.names[0]!r} and its {database.remove_speaker(args.names[0])} "
               f"recordings")
     elif len(args.names) != 2:

@@ -146,7 +146,7 @@ def test_our_exported_folder_loads_in_speechbrains_encoder_classifier(tmp_path):
     labels.write_text("'ann' => 0\n'bob' => 1\n'cy' => 2\n================\n"
                       "'starting_index' => 0\n")
     folder = write_pretrained(tmp_path / "model", MelFrontend(n_mels=40), model, 0.3,
-                              classifier=head, label_encoder=labels)
+                              classifier=head.weight, label_encoder=labels)
     theirs = EncoderClassifier.from_hparams(source=str(folder), savedir=str(tmp_path / "sb"))
     ours = SpeakerEncoder.from_hparams(source=folder)
     wavs = torch.from_numpy(np.stack([speech_like(2.0, 16000, np.random.default_rng(i))

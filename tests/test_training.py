@@ -17,7 +17,8 @@ from custom_modules.inference.pretrained import load_embedder
 from custom_modules.models.embedder import Embedder
 from custom_modules.training.brain import SpeakerBrain
 from custom_modules.training.checkpointing import AtomicCheckpointer, save_epoch
-from custom_modules.training.export_pretrained import export_best
+from custom_modules.training.export_pretrained import export_best, speaker_rows
+from custom_modules.training.init_from import write_class_layout
 from custom_modules.training.losses import AAMSoftmaxHead
 from custom_modules.training.schedules import TimeBudgetEpochCounter, WarmupSchedule
 from custom_modules.training.spec_augment import PerSampleSpecAugment
@@ -154,6 +155,29 @@ def test_export_takes_the_lowest_eer_checkpoint_and_its_threshold(tmp_path):
     readme = (tmp_path / "pretrained/README.md").read_text()
     assert "validation EER: 4.50%" in readme
     assert "augmentation corpora: noise: musan, reverb: generated" in readme
+
+
+def test_the_exported_classifier_has_one_row_a_speaker_and_the_full_head_beside_it(tmp_path):
+    torch.manual_seed(4)
+    head = AAMSoftmaxHead(24, num_classes=6, subcenters=2)     # 3 speakers x speeds 0.9, 1.0
+    rows = speaker_rows(head.weight, [0.9, 1.0], 2)
+    unit = torch.nn.functional.normalize(head.weight.detach(), dim=1)
+    for speaker in range(3):
+        first = (1 * 3 + speaker) * 2                             # speed 1.0, sub-centre 0
+        expected = torch.nn.functional.normalize(unit[first] + unit[first + 1], dim=0)
+        assert torch.allclose(rows[speaker], expected, atol=1e-6)
+    checkpointer, embedder, _, labels, _ = three_epochs(tmp_path)
+    two = AAMSoftmaxHead(24, num_classes=4)                       # 2 speakers x 2 speeds
+    write_class_layout(tmp_path, [1.0, 1.1], 1)
+    checkpointer.recoverables["classifier"] = two
+    checkpointer.save_checkpoint(meta={"epoch": 4, "EER": 1.0, "threshold": 0.5})
+    export_best(checkpointer, embedder, two, labels, str(tmp_path / "pretrained"), "x", None,
+                None, {})
+    exported = torch.load(tmp_path / "pretrained/classifier.ckpt", weights_only=True)
+    assert torch.allclose(exported["weight"], speaker_rows(two.weight, [1.0, 1.1], 1))
+    assert exported["weight"].shape == (2, 24)
+    full = torch.load(tmp_path / "pretrained/aam_head.ckpt", weights_only=True)
+    assert torch.equal(full["weight"], two.weight)
 
 
 def test_export_can_average_the_last_epochs_and_validates_the_average(tmp_path):

@@ -61,14 +61,41 @@ class _Tagged:
 
 
 class _Loader(yaml.SafeLoader):
-    """The safe loader, knowing ``!new:``, ``!name:`` and ``!ref`` as data, and floats as
-    YAML 1.2 (and HyperPyYAML) write them: ``1e-10`` is a number, not a string."""
+    """The safe loader, knowing ``!new:``, ``!name:`` and ``!ref`` as data, with YAML 1.2's
+    core schema (what HyperPyYAML's ruamel reads): ``1e-10`` is a number, ``yes``, ``on``,
+    ``010`` and ``1:30`` are what 1.2 says (a string, a string, 10, a string); a key given
+    twice is an error."""
+
+    yaml_implicit_resolvers: dict = {}
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=True) for key, _ in node.value]
+        twice = {key for key in keys if keys.count(key) > 1}
+        if twice:
+            raise InputError(f"key {sorted(map(str, twice))[0]!r} is given twice (line "
+                             f"{node.start_mark.line + 1})")
+        return super().construct_mapping(node, deep=deep)
 
 
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
-    r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+"
-    r"|\.[0-9_]+(?:[eE][-+]?[0-9]+)?|\.(?:inf|Inf|INF))$|^\.(?:nan|NaN|NAN)$"),
-    list("-+0123456789."))
+for _tag, _pattern, _first in (
+        ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+        ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+        ("float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                  r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", "-+0123456789."),
+        ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""])):
+    _Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern),
+                                  list(_first))
+
+
+def _core_int(loader, node):
+    """YAML 1.2 integers: decimal (``010`` is ten), ``0o`` octal, ``0x`` hexadecimal."""
+    text = loader.construct_scalar(node)
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    return int(text, 16) if text.startswith("0x") else int(text, 10)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _core_int)
 
 
 def _tagged(kind: str):
@@ -101,19 +128,27 @@ def read_model_yaml(text: str, path: str) -> dict:
     (naming ``path``) for anything that would execute other code."""
     try:
         raw = yaml.load(text, Loader=_Loader)
+        if not isinstance(raw, dict):
+            raise InputError("not a mapping of keys to values")
+        _check(raw, path, set())
+        built: dict = {}
+        return {key: _resolve(raw[key], raw, built, path, (key,)) for key in raw}
     except InputError as error:
-        raise InputError(f"{path}: {error}") from None
+        message = str(error)
+        raise InputError(message if message.startswith(path) else f"{path}: {message}") \
+            from None
     except yaml.YAMLError as error:
         raise InputError(f"{path}: malformed YAML ({str(error).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise InputError(f"{path}: not a mapping of keys to values")
-    _check(raw, path)
-    built: dict = {}
-    return {key: _resolve(raw[key], raw, built, path, (key,)) for key in raw}
+    except RecursionError:
+        raise InputError(f"{path}: an alias refers to itself") from None
 
 
-def _check(node, path: str) -> None:
-    """Refuse what is not allowed anywhere in the file, before building anything."""
+def _check(node, path: str, seen: set[int]) -> None:
+    """Refuse what is not allowed anywhere in the file, before building anything (each node
+    once: aliases share nodes)."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, _Tagged):
         if node.kind == "new" and node.target not in ALLOWED and node.target not in IGNORED:
             raise InputError(f"{path}: class {node.target} is not allowed in a model folder "
@@ -121,7 +156,7 @@ def _check(node, path: str) -> None:
         if node.kind == "name" and node.target not in ACTIVATIONS:
             raise InputError(f"{path}: !name:{node.target} is not an allowed activation "
                              f"({', '.join(sorted(ACTIVATIONS))})")
-        _check(node.value, path)
+        _check(node.value, path, seen)
     elif isinstance(node, dict):
         if "modules" in node and isinstance(node["modules"], dict):
             unknown = set(node["modules"]) - MODULES
@@ -129,17 +164,21 @@ def _check(node, path: str) -> None:
                 raise InputError(f"{path}: unknown module {sorted(unknown)[0]!r} (a model "
                                  f"folder has {', '.join(sorted(MODULES))})")
         for value in node.values():
-            _check(value, path)
+            _check(value, path, seen)
     elif isinstance(node, list):
         for value in node:
-            _check(value, path)
+            _check(value, path, seen)
 
 
 def _resolve(node, raw: dict, built: dict, path: str, chain: tuple[str, ...]):
-    if isinstance(node, dict):
-        return {k: _resolve(v, raw, built, path, chain) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_resolve(v, raw, built, path, chain) for v in node]
+    """The value of ``node``; each node is resolved once (``built``, by node), so aliases and
+    references share one value and a document of nested aliases stays its own size."""
+    if isinstance(node, (dict, list)):
+        if id(node) not in built:
+            built[id(node)] = {k: _resolve(v, raw, built, path, chain) for k, v in
+                               node.items()} if isinstance(node, dict) else \
+                [_resolve(v, raw, built, path, chain) for v in node]
+        return built[id(node)]
     if not isinstance(node, _Tagged):
         return node
     if node.kind == "ref":
@@ -162,17 +201,22 @@ def _resolve(node, raw: dict, built: dict, path: str, chain: tuple[str, ...]):
 
 
 def _reference(text: str, raw: dict, built: dict, path: str, chain: tuple[str, ...]):
-    """``<key>`` alone is the key's value (the same object); inside a string, its text."""
+    """``<key>`` alone is the key's value (the same object); inside a string, its text.
+    ``<a.b>`` is key ``b`` of the mapping written under ``a``: keys of the document only,
+    never attributes of what was built."""
     def value_of(name: str):
         head, *rest = name.split(".")
         if head not in raw:
             raise InputError(f"{path}: !ref <{name}>: no key {head!r}")
         if head in chain:
             raise InputError(f"{path}: !ref <{name}> refers to itself")
-        value = _resolve(raw[head], raw, built, path, (*chain, head))
+        node = raw[head]
         for part in rest:
-            value = value[part] if isinstance(value, dict) else getattr(value, part)
-        return value
+            if not isinstance(node, dict) or part not in node:
+                raise InputError(f"{path}: !ref <{name}>: {part!r} is not a key of a mapping "
+                                 f"written in the file")
+            node = node[part]
+        return _resolve(node, raw, built, path, (*chain, head))
 
     whole = REFERENCE.fullmatch(text.strip())
     if whole:

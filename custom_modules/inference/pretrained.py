@@ -8,7 +8,9 @@ Layout (SpeechBrain's ``EncoderClassifier`` conventions)::
                             mean_var_norm_emb; the label encoder, SpeechBrain's pretrainer and
                             the decision threshold
     embedding_model.ckpt    state dict of each module, named <module>.ckpt
-    classifier.ckpt         the AAM-softmax weights, as SpeechBrain's Classifier holds them
+    classifier.ckpt         one unit row per speaker of the label encoder, as SpeechBrain's
+                            Classifier holds them (the training's full AAM-softmax head, all
+                            speeds and sub-centres, is aam_head.ckpt with classes.json)
     label_encoder.txt       speakers (and label_encoder.ckpt, the same file under the name
                             SpeechBrain's pretrainer looks for)
 
@@ -44,17 +46,16 @@ LABELS = "label_encoder.txt"
 
 def write_pretrained(folder: str | os.PathLike, compute_features: torch.nn.Module,
                      embedding_model: torch.nn.Module, threshold: float | None = None,
-                     classifier: torch.nn.Module | None = None,
+                     classifier: torch.Tensor | None = None,
                      label_encoder: str | os.PathLike | None = None,
                      emb_norm_std: bool | None = None) -> Path:
     """Write ``hyperparams.yaml``, the ``<module>.ckpt`` files and the label encoder.
 
     The frontend and the model are described by their ``config`` (constructor arguments).
-    ``classifier`` is a module whose state is one ``weight`` ``(classes, dim)`` of unit-norm
-    class directions (``AAMSoftmaxHead``, SpeechBrain's ``Classifier``); ``label_encoder`` a
-    SpeechBrain label-encoder file, copied in. With ``emb_norm_std`` set, the file also
-    declares SpeechBrain's global embedding normalisation (``mean_var_norm_emb``; its
-    statistics file is the caller's to copy in).
+    ``classifier`` is ``(speakers, dim)``, one class direction per speaker of
+    ``label_encoder`` (a SpeechBrain label-encoder file, copied in), in its order. With
+    ``emb_norm_std`` set, the file also declares SpeechBrain's global embedding
+    normalisation (``mean_var_norm_emb``; its statistics file is the caller's to copy in).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -73,15 +74,15 @@ def write_pretrained(folder: str | os.PathLike, compute_features: torch.nn.Modul
     loadables = ["embedding_model"]
     states = {"embedding_model": embedding_model.state_dict()}
     if classifier is not None:
-        weight = classifier.state_dict()
-        if set(weight) != {"weight"}:
-            raise ValueError(f"classifier: expected one 'weight', got {sorted(weight)}")
-        rows, dim = weight["weight"].shape
+        rows, dim = classifier.shape
+        if label_encoder is not None and rows != _label_count(label_encoder):
+            raise ValueError(f"classifier of {rows} rows for the "
+                             f"{_label_count(label_encoder)} speakers of {label_encoder}")
         text += ("classifier: !new:speechbrain.lobes.models.ECAPA_TDNN.Classifier\n"
                  f"    input_size: {dim}\n    out_neurons: {rows}\n    lin_blocks: 0\n")
         modules.append("classifier")
         loadables.append("classifier")
-        states["classifier"] = weight
+        states["classifier"] = {"weight": classifier.detach().clone()}
     if emb_norm_std is not None:
         text += ("normalize_embeddings: false  # true: apply mean_var_norm_emb\n"
                  "mean_var_norm_emb: !new:speechbrain.processing.features.InputNormalization\n"
@@ -165,3 +166,9 @@ def _indented(kwargs: dict) -> str:
     is written as ``!name:`` so that it is passed as a class."""
     return "".join(f"    {key}: !name:{value}\n" if key == "activation"
                    else f"    {key}: {json.dumps(value)}\n" for key, value in kwargs.items())
+
+
+def _label_count(path: str | os.PathLike) -> int:
+    """Labels in a SpeechBrain label-encoder file (``'label' => index`` lines)."""
+    lines = Path(path).read_text(encoding="utf-8").split("================")[0].splitlines()
+    return sum(1 for line in lines if "=>" in line)

@@ -10,6 +10,7 @@ resampled, stereo is averaged to mono; empty, silent, unreadable or too short au
 Embeddings do not depend on batching (rows are computed at their exact lengths).
 """
 
+import logging
 import os
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from custom_modules.inference.pretrained import load_embedder
 from custom_modules.interface.enrolment import EnrolmentDB
 from custom_modules.models.embedder import Embedder
 
+logger = logging.getLogger(__name__)
 MIN_SECONDS = 0.5  # shortest audio accepted: shorter speech gives unreliable embeddings
 DATABASE = "enrolments.sqlite"
 OLD_STORE = "enrolled.pt"   # the enrolments of earlier versions: one profile per name
@@ -140,8 +142,15 @@ def _import_old_store(store: Path, database: EnrolmentDB) -> None:
     ``enrolled.pt.imported``."""
     if not store.is_file():
         return
+    imported = store.with_name(store.name + ".imported")
+    try:                       # whichever process renames it first imports it
+        os.replace(store, imported)
+    except FileNotFoundError:
+        return
     known = {speaker.name for speaker in database.speakers()}
-    for name, profile in torch.load(store, weights_only=True).items():
+    profiles = torch.load(imported, weights_only=True)
+    for name, profile in profiles.items():
         if name not in known:
             database.add(name, f"{store.name} (imported)", profile, 0.0, 0.0)
-    os.replace(store, store.with_name(store.name + ".imported"))
+    logger.warning("imported %d speakers of %s into %s (its model is not recorded: check they "
+                   "were enrolled with this one)", len(profiles), store, database.path)

@@ -76,40 +76,68 @@ class EnrolmentDB:
 
     def __init__(self, path: str | os.PathLike, fingerprint: str, dim: int):
         self.path, self.fingerprint, self.dim = Path(path), fingerprint, dim
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db:
-            db.executescript(SCHEMA)            # idempotent; commits by itself
-        with self._write() as db:
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?), "
-                       "('model_fingerprint', ?), ('embedding_dim', ?)",
-                       (str(SCHEMA_VERSION), fingerprint, str(dim)))
-            meta = dict(db.execute("SELECT key, value FROM meta"))
+        meta = self._meta()
+        if not meta:                           # a new database: made once, in a transaction
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._write() as db:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?), "
+                           "('model_fingerprint', ?), ('embedding_dim', ?)",
+                           (str(SCHEMA_VERSION), fingerprint, str(dim)))
+            meta = self._meta()
         if meta["model_fingerprint"] != fingerprint or int(meta["embedding_dim"]) != dim:
             raise InputError(f"{self.path}: made with another model (fingerprint "
                              f"{meta['model_fingerprint'][:12]}, {meta['embedding_dim']}-d), "
                              f"not this one ({fingerprint[:12]}, {dim}-d); use another "
                              f"database for this model")
 
+    def _meta(self) -> dict[str, str]:
+        """The ``meta`` table (empty for a file that does not exist yet), read without
+        locking the database."""
+        if not self.path.is_file():
+            return {}
+        with closing(self._connect()) as db:
+            try:
+                tables = {row[0] for row in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            except sqlite3.DatabaseError as error:
+                raise InputError(f"{self.path}: not an enrolment database ({error})") from None
+            if not tables:
+                return {}
+            if not {"meta", "speakers", "recordings"} <= tables:
+                raise InputError(f"{self.path}: an SQLite file, but not an enrolment database "
+                                 f"(tables: {', '.join(sorted(tables))})")
+            return dict(db.execute("SELECT key, value FROM meta"))
+
     def _connect(self) -> sqlite3.Connection:
         try:
             db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
             db.execute("PRAGMA foreign_keys = ON")
-            db.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.DatabaseError as error:
-            raise InputError(f"{self.path}: not an enrolment database ({error})") from None
+        except sqlite3.Error as error:
+            raise InputError(f"{self.path}: cannot open the enrolment database "
+                             f"({error})") from None
         return db
 
     @contextmanager
     def _write(self):
-        """One transaction: committed when the block ends, rolled back on an exception."""
+        """One transaction: committed when the block ends, rolled back on an exception. A
+        database locked by another writer for a minute, or read-only, is an ``InputError``."""
         with closing(self._connect()) as db:
-            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                raise InputError(f"{self.path}: cannot write ({error})") from None
             try:
                 yield db
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
+            try:
+                db.execute("COMMIT")
+            except sqlite3.OperationalError as error:
+                raise InputError(f"{self.path}: cannot write ({error})") from None
 
     def add(self, name: str, file: str, embedding: torch.Tensor, duration: float,
             speech_seconds: float) -> int:
@@ -158,9 +186,12 @@ class EnrolmentDB:
         return [Recording(*row) for row in rows]
 
     def rename(self, old: str, new: str) -> None:
+        if not new.strip():
+            raise InputError("a speaker's name cannot be empty")
         with self._write() as db:
             self._known(old, db)
-            if db.execute("SELECT 1 FROM speakers WHERE name = ?", (new,)).fetchone():
+            taken = db.execute("SELECT 1 FROM speakers WHERE name = ?", (new,)).fetchone()
+            if new != old and taken:
                 raise InputError(f"a speaker named {new!r} is already enrolled")
             db.execute("UPDATE speakers SET name = ? WHERE name = ?", (new, old))
 

@@ -86,7 +86,8 @@ def import_speechbrain(source: str | os.PathLike, target: str | os.PathLike) -> 
     else:
         classifier = None
     labels = source / "label_encoder.txt"
-    write_pretrained(target, frontend, model, hparams.get("threshold"), classifier,
+    write_pretrained(target, frontend, model, hparams.get("threshold"),
+                     None if classifier is None else classifier.weight,
                      labels if labels.is_file() else None,
                      emb_norm_std=hparams["mean_var_norm_emb"].std_norm if has_emb_norm
                      else None)

@@ -73,8 +73,11 @@ class SpeakerBrain(sb.Brain):
         """Learning rate and margin from the global optimiser step; the data wait ends."""
         now = time.perf_counter()
         self.totals["data_wait"] += now - self.step_ended
-        for module in self.frozen:         # Brain puts every module in train mode each epoch
-            module.eval()
+        # Brain puts every module in train mode each epoch; looked up by name, as DDP's
+        # SyncBatchNorm conversion replaces batch-norm objects.
+        model = unwrap(self.modules.embedding_model)
+        for name in self.hparams.freeze:
+            model.get_submodule(name).eval()
         self.step_started = now
         steps = max(1, self.steps_per_epoch)
         lr = self.hparams.lr_schedule.apply(self.optimizer, self.optimizer_step, steps)
@@ -145,7 +148,7 @@ class SpeakerBrain(sb.Brain):
 
     def on_fit_start(self):
         # Before the optimiser and DDP see the parameters.
-        self.frozen = frozen_modules(unwrap(self.modules.embedding_model), self.hparams.freeze)
+        frozen_modules(unwrap(self.modules.embedding_model), self.hparams.freeze)
         super().on_fit_start()
         decorrelate_ranks()              # after the model is built and wrapped: it must agree
         self.current = {}

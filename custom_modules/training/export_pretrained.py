@@ -17,7 +17,7 @@ from speechbrain.utils.distributed import if_main_process
 from custom_modules.errors import InputError
 from custom_modules.inference.pretrained import write_pretrained
 from custom_modules.models.embedder import Embedder
-from custom_modules.training.init_from import CLASSES
+from custom_modules.training.init_from import CLASSES, HEAD, read_class_layout
 from custom_modules.training.validation import BoundedValidation
 
 
@@ -41,10 +41,15 @@ def export_best(checkpointer, embedder: Embedder, classifier: torch.nn.Module,
         meta = _load_best(checkpointer)
     if not if_main_process():
         return meta
+    layout = Path(label_encoder_file).parent / CLASSES
+    speeds, subcenters = read_class_layout(layout)
     target = write_pretrained(folder, embedder.compute_features, embedder.embedding_model,
-                              meta["threshold"], classifier, label_encoder_file)
-    if (Path(label_encoder_file).parent / CLASSES).is_file():
-        shutil.copyfile(Path(label_encoder_file).parent / CLASSES, target / CLASSES)
+                              meta["threshold"],
+                              speaker_rows(classifier.weight, speeds, subcenters),
+                              label_encoder_file)
+    torch.save(classifier.state_dict(), target / HEAD)
+    if layout.is_file():
+        shutil.copyfile(layout, target / CLASSES)
     eer = "not measured" if meta["EER"] is None else f"{meta['EER']:.2f}%"
     weights = (f"checkpoint `{meta['checkpoint']}`, epoch {meta['epoch']}" if "epoch" in meta
                else f"the mean of epochs {meta['epochs'][0]} to {meta['epochs'][-1]}")
@@ -99,3 +104,19 @@ def _average_last(checkpointer, count: int, modules: dict[str, torch.nn.Module])
                 for key, value in states[-1].items()}
         module.load_state_dict(mean)
     return {"EER": None, "threshold": None, "epochs": [c.meta["epoch"] for c in epochs]}
+
+
+def speaker_rows(weight: torch.Tensor, speeds: list[float], subcenters: int) -> torch.Tensor:
+    """The AAM-softmax head ``(speeds * speakers * subcenters, dim)`` as one unit row per
+    speaker ``(speakers, dim)``, what SpeechBrain's ``Classifier`` and label encoder read: the
+    speaker at speed 1.0 (the first speed when 1.0 was not trained), the normalised mean of
+    its sub-centres.
+
+    >>> rows = speaker_rows(torch.eye(4)[[0, 1, 2, 3, 0, 1, 2, 3]], [0.9, 1.0], 2)
+    >>> rows.shape, round(float(rows[0, 0]), 4)
+    (torch.Size([2, 4]), 0.7071)
+    """
+    speed = speeds.index(1.0) if 1.0 in speeds else 0
+    grouped = weight.detach().reshape(len(speeds), -1, subcenters, weight.shape[1])[speed]
+    return torch.nn.functional.normalize(
+        torch.nn.functional.normalize(grouped, dim=2).mean(dim=1), dim=1)

@@ -26,14 +26,32 @@ from custom_modules.inference.pretrained import HPARAMS, LABELS, load_embedder
 
 logger = logging.getLogger(__name__)
 CLASSES = "classes.json"
+HEAD = "aam_head.ckpt"      # an exported folder's full head; classifier.ckpt has a row a speaker
 
 
-def write_class_layout(folder: str | Path, speeds: list[float], subcenters: int) -> None:
+def write_class_layout(folder: str | Path, speeds: list[float], subcenters: int,
+                       resumed: bool = False) -> None:
     """``classes.json``: what each classifier row is (``row = (speed * speakers + speaker) *
-    subcenters + subcentre``)."""
-    Path(folder, CLASSES).write_text(json.dumps({"speaker_speeds": list(speeds),
-                                                  "subcenters": subcenters}) + "\n",
-                                     encoding="utf-8")
+    subcenters + subcentre``). A resumed run must keep its layout: a change is an
+    ``InputError`` (its checkpoints would not fit)."""
+    path = Path(folder, CLASSES)
+    layout = {"speaker_speeds": list(speeds), "subcenters": subcenters}
+    if resumed and path.is_file():
+        before = json.loads(path.read_text(encoding="utf-8"))
+        if before != layout:
+            raise InputError(f"{path}: this experiment trained with {before}; resuming it with "
+                             f"{layout} would not fit its checkpoints (use another "
+                             f"output_folder, or the same speaker_speeds and subcenters)")
+    path.write_text(json.dumps(layout) + "\n", encoding="utf-8")
+
+
+def read_class_layout(path: Path) -> tuple[list[float], int]:
+    """``(speaker_speeds, subcenters)`` from ``classes.json`` (one speed, one sub-centre when
+    there is no such file)."""
+    if not path.is_file():
+        return [1.0], 1
+    layout = json.loads(path.read_text(encoding="utf-8"))
+    return layout["speaker_speeds"], layout["subcenters"]
 
 
 class Source:
@@ -41,6 +59,8 @@ class Source:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        if not self.path.is_dir():
+            raise InputError(f"init_from {self.path}: no such folder")
         if (self.path / HPARAMS).is_file():
             self.kind, self.weights, meta = "pretrained folder", self.path, self.path
         elif (self.path / "CKPT.yaml").is_file():
@@ -53,8 +73,11 @@ class Source:
         self.labels, self.classes = meta / LABELS, meta / CLASSES
 
     def state(self, name: str) -> dict[str, torch.Tensor] | None:
-        """The state dict of ``<name>.ckpt`` (``None`` when the source has none)."""
+        """The state dict of ``<name>.ckpt`` (``None`` when the source has none); the
+        classifier of an exported folder is its full head, ``aam_head.ckpt``."""
         path = self.weights / f"{name}.ckpt"
+        if name == "classifier" and (self.weights / HEAD).is_file():
+            path = self.weights / HEAD
         return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() \
             else None
 
@@ -133,8 +156,7 @@ def start_classifier(source: Source, classifier: torch.nn.Module, new_labels: di
         return 0
     old_labels = read_labels(source.labels)
     if source.classes.is_file():
-        layout = json.loads(source.classes.read_text(encoding="utf-8"))
-        old_speeds, old_subcenters = layout["speaker_speeds"], layout["subcenters"]
+        old_speeds, old_subcenters = read_class_layout(source.classes)
     elif len(state["weight"]) == len(old_labels):
         old_speeds, old_subcenters = [1.0], 1
     else:
@@ -144,7 +166,7 @@ def start_classifier(source: Source, classifier: torch.nn.Module, new_labels: di
         return 0
     if len(state["weight"]) != len(old_labels) * len(old_speeds) * old_subcenters or \
             state["weight"].shape[1] != classifier.weight.shape[1]:
-        raise InputError(f"init_from {source.path}: classifier.ckpt has "
+        raise InputError(f"init_from {source.path}: its classifier has "
                          f"{tuple(state['weight'].shape)} rows, which is not its "
                          f"{len(old_labels)} speakers x {len(old_speeds)} speeds x "
                          f"{old_subcenters} sub-centres of this model's embedding size")
@@ -158,7 +180,8 @@ def start_classifier(source: Source, classifier: torch.nn.Module, new_labels: di
 def frozen_modules(model: torch.nn.Module, prefixes: list[str]) -> list[torch.nn.Module]:
     """Stop the gradients of the parameters of ``model`` named by ``prefixes`` (e.g.
     ``["blocks.0", "blocks.1"]``: a prefix is a whole dotted name) and return the submodules
-    they name, to be kept in eval mode (their batch-norm statistics do not move either)."""
+    they name; the training keeps them in eval mode (their batch-norm statistics do not move
+    either)."""
     named = dict(model.named_modules())
     unknown = [p for p in prefixes if p not in named or p == ""]
     if unknown:

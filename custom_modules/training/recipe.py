@@ -7,6 +7,7 @@ export of the best checkpoint.
 it honours; ``custom_modules.config.load_recipe`` checks both.
 """
 
+import json
 import logging
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from custom_modules.training.export_pretrained import export_best
 from custom_modules.training.init_from import initialise_from, write_class_layout
 
 logger = logging.getLogger(__name__)
+STARTED_FROM = "started_from.json"   # what init_from loaded, kept for resumed runs
 KEYS = ("output_folder", "save_folder", "pretrained_folder", "preparation", "train_csv",
         "crop_seconds", "speaker_speeds", "example_augment", "dataloader_options",
         "compute_features", "embedding_model", "classifier", "modules", "opt_class",
@@ -56,33 +58,49 @@ def train(recipe: Recipe) -> dict:
     train_data = training_set(hparams["train_csv"], label_encoder, hparams["crop_seconds"],
                               hparams["sample_rate"], hparams["speaker_speeds"], augmenter)
     classifier = hparams["classifier"](num_classes=train_data.num_classes)
+    checkpointer = hparams["checkpointer"]
+    resumed = checkpointer.find_checkpoint() is not None
     if if_main_process():
         write_class_layout(hparams["save_folder"], hparams["speaker_speeds"],
-                           classifier.subcenters)
+                           classifier.subcenters, resumed)
     started_from = None
-    if hparams["init_from"] is not None:    # a resumed run then loads its checkpoint over it
-        started_from = initialise_from(hparams["init_from"], hparams["compute_features"],
-                                       hparams["embedding_model"], classifier,
-                                       dict(train_data.encoder.lab2ind),
-                                       hparams["speaker_speeds"])
-        started_from["freeze"] = hparams["freeze"]
+    if hparams["init_from"] is not None:
+        started_from = start_from(hparams, classifier, dict(train_data.encoder.lab2ind),
+                                  resumed)
     elif hparams["freeze"] or hparams["pretrained_lr_scale"] != 1:
         raise InputError(f"freeze {hparams['freeze']} and pretrained_lr_scale "
                          f"{hparams['pretrained_lr_scale']} apply to a model started from "
                          f"init_from, which is null")
     hparams["modules"]["classifier"] = classifier
-    hparams["checkpointer"].add_recoverable("classifier", classifier)
+    checkpointer.add_recoverable("classifier", classifier)
     brain = SpeakerBrain(modules=hparams["modules"], opt_class=hparams["opt_class"],
-                         hparams=hparams, run_opts=run_opts, checkpointer=hparams["checkpointer"])
+                         hparams=hparams, run_opts=run_opts, checkpointer=checkpointer)
     brain.fit(hparams["epoch_counter"], train_data.dataset, None,
               train_loader_kwargs=hparams["dataloader_options"])
     if not replicas_identical(hparams["embedding_model"]):
         raise RuntimeError("the training processes ended with different weights")
     if torch.distributed.is_initialized():
         logger.info("weights identical on %d processes", torch.distributed.get_world_size())
-    meta = export_best(hparams["checkpointer"], brain.embedder(), classifier, label_encoder,
+    meta = export_best(checkpointer, brain.embedder(), classifier, label_encoder,
                        hparams["pretrained_folder"], recipe.path,
                        hparams["average_checkpoints"], brain.validation, corpora,
                        started_from)
     logger.info("exported %s (validation EER %s)", hparams["pretrained_folder"], meta["EER"])
     return meta
+
+
+def start_from(hparams: dict, classifier: torch.nn.Module, labels: dict[str, int],
+               resumed: bool) -> dict:
+    """Load ``init_from`` into the modules, or, on a resumed run (whose checkpoint has the
+    weights), only read back what the first run recorded in ``save_folder/started_from.json``
+    (so the source may be gone by then); returns that record."""
+    record = Path(hparams["save_folder"], STARTED_FROM)
+    if resumed and record.is_file():
+        return json.loads(record.read_text(encoding="utf-8"))
+    started_from = initialise_from(hparams["init_from"], hparams["compute_features"],
+                                   hparams["embedding_model"], classifier, labels,
+                                   hparams["speaker_speeds"])
+    started_from["freeze"] = hparams["freeze"]
+    if if_main_process():
+        record.write_text(json.dumps(started_from) + "\n", encoding="utf-8")
+    return started_from
