@@ -36,7 +36,10 @@ def test_init_from_starts_from_the_pretrained_model_with_shared_rows_and_frozen_
     assert done.returncode == 0, done.stderr[-2000:]
     pretrained = experiment / "pretrained"
     old_model = torch.load(pretrained / "embedding_model.ckpt", weights_only=True)
-    old_head = torch.load(pretrained / "classifier.ckpt", weights_only=True)["weight"]
+    old_head = torch.load(pretrained / "aam_head.ckpt", weights_only=True)["weight"]
+    # What SpeechBrain's classifier reads: the same speakers' rows, unit length.
+    rows = torch.load(pretrained / "classifier.ckpt", weights_only=True)["weight"]
+    assert torch.allclose(rows, torch.nn.functional.normalize(old_head, dim=1), atol=1e-6)
     start = torch.load(first, weights_only=True)
     assert start["embedding_model"].keys() == old_model.keys()
     for name, value in old_model.items():

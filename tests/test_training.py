@@ -314,7 +314,9 @@ def test_same_seed_same_weights_with_speed_perturbed_speakers(corpus, tmp_path):
                                 weights_only=True) for n in ("a", "b"))
     assert all(torch.equal(first[k], second[k]) for k in first)
     pretrained = tmp_path / "a" / "pretrained"
-    classes = torch.load(pretrained / "classifier.ckpt", weights_only=True)["weight"].shape[0]
+    classes = torch.load(pretrained / "aam_head.ckpt", weights_only=True)["weight"].shape[0]
     labels = (pretrained / "label_encoder.txt").read_text().split("\n=")[0].splitlines()
     speakers = len(labels)
-    assert classes == 3 * speakers
+    assert classes == 3 * speakers                 # the full head: a class a speed a speaker
+    rows = torch.load(pretrained / "classifier.ckpt", weights_only=True)["weight"].shape[0]
+    assert rows == speakers                        # SpeechBrain's view: a row a speaker
