@@ -16,6 +16,7 @@ from custom_modules.training.init_from import (
     initialise_from,
     shared_rows,
     write_class_layout,
+    write_model_configs,
 )
 from custom_modules.training.losses import AAMSoftmaxHead
 
@@ -90,6 +91,13 @@ def test_a_training_checkpoint_is_a_source_with_the_label_encoder_beside_it(tmp_
     assert torch.equal(new_model.fc.conv.weight, model.fc.conv.weight)
     assert torch.equal(new_head.weight[0], head.weight[1])
     assert report["kind"] == "training checkpoint" and report["classes_kept"] == 1
+    # With the training's model.json, a frontend that differs only in what has no parameter
+    # (here its normalisation) is refused too.
+    write_model_configs(tmp_path / "save", MelFrontend(n_mels=40, std_norm=True), model)
+    with pytest.raises(InputError, match="its compute_features has std_norm=True, this "
+                                         "recipe False"):
+        initialise_from(str(checkpoint.path), MelFrontend(n_mels=40), ECAPA_TDNN(**TINY_MODEL),
+                        AAMSoftmaxHead(24, num_classes=2), {}, [1.0])
 
 
 def test_a_different_model_or_frontend_or_folder_is_a_one_line_error(tmp_path):

@@ -26,7 +26,17 @@ from custom_modules.inference.pretrained import HPARAMS, LABELS, load_embedder
 
 logger = logging.getLogger(__name__)
 CLASSES = "classes.json"
+MODEL = "model.json"        # beside a training's checkpoints: its frontend and model configs
 HEAD = "aam_head.ckpt"      # an exported folder's full head; classifier.ckpt has a row a speaker
+
+
+def write_model_configs(folder: str | Path, compute_features: torch.nn.Module,
+                        embedding_model: torch.nn.Module) -> None:
+    """``model.json`` beside a training's checkpoints: the configuration of its frontend and
+    model, which ``init_from`` checks when it starts from one of those checkpoints."""
+    Path(folder, MODEL).write_text(json.dumps({"compute_features": compute_features.config,
+                                               "embedding_model": embedding_model.config})
+                                   + "\n", encoding="utf-8")
 
 
 def write_class_layout(folder: str | Path, speeds: list[float], subcenters: int,
@@ -70,7 +80,7 @@ class Source:
                              f"nor a training checkpoint (CKPT.yaml)")
         if not (self.weights / "embedding_model.ckpt").is_file():
             raise InputError(f"init_from {self.path}: no embedding_model.ckpt")
-        self.labels, self.classes = meta / LABELS, meta / CLASSES
+        self.labels, self.classes, self.model = meta / LABELS, meta / CLASSES, meta / MODEL
 
     def state(self, name: str) -> dict[str, torch.Tensor] | None:
         """The state dict of ``<name>.ckpt`` (``None`` when the source has none); the
@@ -85,19 +95,24 @@ class Source:
 def check_same_architecture(source: Source, compute_features: torch.nn.Module,
                             embedding_model: torch.nn.Module) -> None:
     """One-line ``InputError`` when the recipe's frontend or model differ from the source's:
-    by configuration for a pretrained folder, by parameter shapes for a checkpoint."""
+    by configuration (a pretrained folder's, or the ``model.json`` a training wrote beside its
+    checkpoints), and always by parameter shapes."""
+    configs = None
     if source.kind == "pretrained folder":
         theirs = load_embedder(source.path)
-        for name, ours, their in (("compute_features", compute_features,
-                                   theirs.compute_features),
-                                  ("embedding_model", embedding_model,
-                                   theirs.embedding_model)):
-            differ = {k: (v, ours.config.get(k)) for k, v in their.config.items()
+        configs = {"compute_features": theirs.compute_features.config,
+                   "embedding_model": theirs.embedding_model.config}
+    elif source.model.is_file():
+        configs = json.loads(source.model.read_text(encoding="utf-8"))
+    for name, ours in (("compute_features", compute_features),
+                       ("embedding_model", embedding_model)):
+        if configs is not None:
+            differ = {k: (v, ours.config.get(k)) for k, v in configs[name].items()
                       if ours.config.get(k) != v}
             if differ:
                 key, (value, mine) = next(iter(differ.items()))
-                raise InputError(f"init_from {source.path}: its {name} has {key}={value}, this "
-                                 f"recipe {mine} (set --{key} to match; {len(differ)} "
+                raise InputError(f"init_from {source.path}: its {name} has {key}={value}, "
+                                 f"this recipe {mine} (set --{key} to match; {len(differ)} "
                                  f"setting(s) differ)")
     state = source.state("embedding_model")
     mine = embedding_model.state_dict()

@@ -21,7 +21,11 @@ from custom_modules.training.brain import SpeakerBrain
 from custom_modules.training.distributed import distributed_defaults, replicas_identical
 from custom_modules.training.examples import training_set
 from custom_modules.training.export_pretrained import export_best
-from custom_modules.training.init_from import initialise_from, write_class_layout
+from custom_modules.training.init_from import (
+    initialise_from,
+    write_class_layout,
+    write_model_configs,
+)
 
 logger = logging.getLogger(__name__)
 STARTED_FROM = "started_from.json"   # what init_from loaded, kept for resumed runs
@@ -63,6 +67,8 @@ def train(recipe: Recipe) -> dict:
     if if_main_process():
         write_class_layout(hparams["save_folder"], hparams["speaker_speeds"],
                            classifier.subcenters, resumed)
+        write_model_configs(hparams["save_folder"], hparams["compute_features"],
+                            hparams["embedding_model"])
     started_from = None
     if hparams["init_from"] is not None:
         started_from = start_from(hparams, classifier, dict(train_data.encoder.lab2ind),
