@@ -47,7 +47,7 @@ def speakers(args: argparse.Namespace) -> None:
             raise InputError("speakers list takes no names")
         for speaker in database.speakers():
             print(f"{speaker.name}: {speaker.recordings} recordings, "
-                  f"{speaker.speech_seconds:.1f} s of speech")
+                  f"{speaker.speech_seconds:.1f} s embedded")
             for recording in database.recordings(speaker.name) if args.recordings else []:
                 print(f"    {recording.id:>5}  {recording.file}  {recording.duration:.1f} s")
     elif args.action == "remove":

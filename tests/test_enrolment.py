@@ -120,7 +120,7 @@ def test_command_line_enroll_list_rename_remove(voices, tmp_path, capsys):
     assert "2 recordings added (ids 1, 2), 2 in all" in capsys.readouterr().out.splitlines()[0]
     main(["speakers", "list", *common, "--recordings"])
     listing = capsys.readouterr().out
-    assert "ann: 2 recordings, 4.0 s of speech" in listing and "bob: 1 recordings" in listing
+    assert "ann: 2 recordings, 4.0 s embedded" in listing and "bob: 1 recordings" in listing
     assert "v1.wav" in listing
     main(["speakers", "rename", "ann", "anna", *common])
     main(["identify", *common, str(voices / "v2.wav")])
@@ -129,7 +129,7 @@ def test_command_line_enroll_list_rename_remove(voices, tmp_path, capsys):
     main(["speakers", "list", *common])
     out = capsys.readouterr().out
     assert "removed 'bob' and its 1 recordings" in out and out.strip().endswith(
-        "anna: 2 recordings, 4.0 s of speech")
+        "anna: 2 recordings, 4.0 s embedded")
     with pytest.raises(SystemExit) as exited:
         main(["speakers", "remove", "nobody", *common])
     assert str(exited.value.code).startswith("error: no speaker named 'nobody'")
