@@ -12,7 +12,8 @@ from custom_modules.interface.encoder import SpeakerEncoder
 
 
 def _encoder(args: argparse.Namespace) -> SpeakerEncoder:
-    return SpeakerEncoder.from_hparams(args.model, savedir=args.store)
+    return SpeakerEncoder.from_hparams(args.model, savedir=args.store,
+                                       speech_detection=not args.no_speech_detection)
 
 
 def embed(args: argparse.Namespace) -> None:
@@ -97,6 +98,8 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--model", required=True, help="pretrained folder")
         sub.add_argument("--store", help="folder of the enrolment database, enrolments.sqlite "
                                          "(default: --model)")
+        sub.add_argument("--no-speech-detection", action="store_true",
+                         help="embed whole files (default: their speech only)")
         sub.set_defaults(function=function)
         return sub
 

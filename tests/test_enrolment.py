@@ -93,7 +93,8 @@ def voices(tmp_path_factory):
 
 
 def test_the_encoder_adds_recordings_and_imports_an_old_store(voices, tmp_path):
-    encoder = SpeakerEncoder.from_hparams(source=voices / "pretrained", savedir=tmp_path)
+    encoder = SpeakerEncoder.from_hparams(source=voices / "pretrained", savedir=tmp_path,
+                                          speech_detection=False)
     encoder.enroll("ann", [voices / "v0.wav"])
     encoder.enroll("ann", [voices / "v1.wav"])                # adds, does not overwrite
     (recording, second) = encoder.enrolments.recordings("ann")
@@ -108,13 +109,15 @@ def test_the_encoder_adds_recordings_and_imports_an_old_store(voices, tmp_path):
     old = tmp_path / "old"
     old.mkdir()
     torch.save({"carol": encoder.encode_file(voices / "v3.wav")}, old / "enrolled.pt")
-    reopened = SpeakerEncoder.from_hparams(source=voices / "pretrained", savedir=old)
+    reopened = SpeakerEncoder.from_hparams(source=voices / "pretrained", savedir=old,
+                                           speech_detection=False)
     assert reopened.identify(voices / "v3.wav", top_k=1)[0][0] == "carol"
     assert (old / "enrolled.pt.imported").is_file() and not (old / "enrolled.pt").exists()
 
 
 def test_command_line_enroll_list_rename_remove(voices, tmp_path, capsys):
-    common = ["--model", str(voices / "pretrained"), "--store", str(tmp_path)]
+    common = ["--model", str(voices / "pretrained"), "--store", str(tmp_path),
+              "--no-speech-detection"]
     main(["enroll", *common, "--name", "ann", str(voices / "v0.wav"), str(voices / "v1.wav")])
     main(["enroll", *common, "--name", "bob", str(voices / "v2.wav")])
     assert "2 recordings added (ids 1, 2), 2 in all" in capsys.readouterr().out.splitlines()[0]

@@ -30,7 +30,8 @@ def folder(tmp_path_factory):
 
 
 def test_three_lines_and_any_format(folder, tmp_path):
-    encoder = SpeakerEncoder.from_hparams(source=folder / "pretrained", savedir=tmp_path)
+    encoder = SpeakerEncoder.from_hparams(source=folder / "pretrained", savedir=tmp_path,
+                                          speech_detection=False)
     embedding = encoder.encode_file(folder / "alice.wav")
     assert embedding.shape == (24,)
     other = encoder.encode_file(folder / "alice_48k_stereo.wav")
@@ -42,10 +43,12 @@ def test_three_lines_and_any_format(folder, tmp_path):
 
 
 def test_identify_ranks_the_query_speaker_first(folder, tmp_path):
-    encoder = SpeakerEncoder.from_hparams(source=folder / "pretrained", savedir=tmp_path)
+    encoder = SpeakerEncoder.from_hparams(source=folder / "pretrained", savedir=tmp_path,
+                                          speech_detection=False)
     for name in NAMES:
         encoder.enroll(name, [folder / f"{name}.wav"])
-    reloaded = SpeakerEncoder.from_hparams(source=folder / "pretrained", savedir=tmp_path)
+    reloaded = SpeakerEncoder.from_hparams(source=folder / "pretrained", savedir=tmp_path,
+                                           speech_detection=False)
     for name in NAMES:
         ranking = reloaded.identify(folder / f"{name}_48k_stereo.wav", top_k=3)
         assert ranking[0][0] == name
@@ -61,7 +64,8 @@ def test_identify_ranks_the_query_speaker_first(folder, tmp_path):
 
 
 def test_verify_decides_with_the_saved_threshold(folder, tmp_path):
-    encoder = SpeakerEncoder.from_hparams(source=folder / "pretrained", savedir=tmp_path)
+    encoder = SpeakerEncoder.from_hparams(source=folder / "pretrained", savedir=tmp_path,
+                                          speech_detection=False)
     same, decision = encoder.verify_files(folder / "alice.wav", folder / "alice_48k_stereo.wav")
     assert same > 0.99 and decision is True            # threshold 0.9, saved in the folder
     different, _ = encoder.verify_files(folder / "alice.wav", folder / "bob.wav")
@@ -83,7 +87,8 @@ def test_verify_decides_with_the_saved_threshold(folder, tmp_path):
 def test_bad_files_name_the_file(folder, tmp_path, make, words):
     path = tmp_path / "bad.wav"
     make(path)
-    encoder = SpeakerEncoder.from_hparams(source=folder / "pretrained", savedir=tmp_path)
+    encoder = SpeakerEncoder.from_hparams(source=folder / "pretrained", savedir=tmp_path,
+                                          speech_detection=False)
     with pytest.raises(ValueError) as error:
         encoder.encode_file(path)
     assert str(error.value).startswith(f"{path}: {words}")

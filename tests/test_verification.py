@@ -226,6 +226,13 @@ def test_long_files_in_windows_and_cache(experiment, tmp_path):
                                     Utterance("gone", str(tmp_path / "missing.wav"))])
     _, problems = embed_utterances(embedder, [Utterance("bad", str(bad))], skip_bad=True)
     assert "unreadable audio" in problems[0]
+    # A file found bad only when read stops the run, but what was embedded stays cached.
+    silent = tmp_path / "silent.wav"
+    soundfile.write(silent, np.zeros(32000, dtype=np.float32), 16000)
+    with pytest.raises(ValueError, match="silent.wav: silent"):
+        embed_utterances(embedder, [Utterance("quiet", str(silent)),
+                                    Utterance("tail", long_file, 16000, 16000 * 5)], tmp_path)
+    assert len(torch.load(cache, weights_only=True)) == 4
 
 
 def test_embedding_does_not_depend_on_the_batch(experiment):

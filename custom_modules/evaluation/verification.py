@@ -43,6 +43,7 @@ from custom_modules.evaluation.scoring import (
     speaker_means,
 )
 from custom_modules.inference.embedding import embed_utterances
+from custom_modules.inference.speech import SpeechDetector
 from custom_modules.models.embedder import Embedder
 
 logger = logging.getLogger(__name__)
@@ -104,14 +105,16 @@ def run_verification(embedder: Embedder, trial_lists: dict[str, str | None], out
                      mean_subtraction: bool, lda_dim: int | None,
                      calibration_trials: str | None, calibration_csv: str | None,
                      skip_missing: bool, cache_folder: str | None, batch_seconds: float,
-                     primary_variant: str, seed: int) -> Verification:
+                     primary_variant: str, seed: int, speech_detection: bool
+                     ) -> Verification:
     """Score every trial list, write ``metrics.json`` and ``<list>/scores.txt`` under
     ``output_folder``, and return the metrics and scores.
 
     A list given as ``None`` is left out. ``top_k=None`` gives S-norm instead of AS-norm.
     ``lda_dim`` fits the LDA on ``cohort_size`` random utterances of ``cohort_csv``.
-    ``primary_variant`` must be one of the variants scored; calibration is fitted on it. See
-    ``hparams/verify.yaml`` for the rest.
+    ``primary_variant`` must be one of the variants scored; calibration is fitted on it.
+    ``speech_detection`` embeds every utterance (trials and cohort) from its speech only, as
+    ``SpeakerEncoder`` does. See ``hparams/verify.yaml`` for the rest.
     """
     variants = _check_options(cohort_csv, cohort, top_k, lda_dim, primary_variant)
     lists = {name: (path, read_trials(path)) for name, path in trial_lists.items()
@@ -127,8 +130,9 @@ def run_verification(embedder: Embedder, trial_lists: dict[str, str | None], out
     if missing and not skip_missing:
         raise InputError(f"{len(missing)} trial utterances are missing, e.g. "
                          f"{', '.join(missing[:3])}; set skip_missing=True to drop their trials")
+    speech = SpeechDetector() if speech_detection else None
     embedded, problems = embed_utterances(embedder, list(found.values()), cache_folder,
-                                          batch_seconds, skip_bad=skip_missing)
+                                          batch_seconds, skip_bad=skip_missing, speech=speech)
     ids = sorted(embedded)
     matrix = torch.stack([embedded[i] for i in ids])
     position = {utt_id: i for i, utt_id in enumerate(ids)}
@@ -138,12 +142,12 @@ def run_verification(embedder: Embedder, trial_lists: dict[str, str | None], out
     if cohort_csv:
         training = read_utterance_csvs([cohort_csv])
         pool = _embedded_pool(embedder, training, cohort, cohort_size, cohort_per_speaker, seed,
-                              cache_folder, batch_seconds)
+                              cache_folder, batch_seconds, speech)
         cohort_matrix = speaker_means(*pool) if cohort == "speakers" else pool[0]
         if lda_dim is not None:
             lda_pool = pool if cohort == "utterances" else _embedded_pool(
                 embedder, training, "utterances", cohort_size, 1, seed, cache_folder,
-                batch_seconds)
+                batch_seconds, speech)
     if mean_subtraction:
         mean = (cohort_matrix if cohort_matrix is not None else matrix).mean(dim=0)
         matrix = matrix - mean
@@ -199,10 +203,12 @@ def run_verification(embedder: Embedder, trial_lists: dict[str, str | None], out
 
 def _embedded_pool(embedder: Embedder, training: dict[str, Utterance], kind: str, size: int,
                    per_speaker: int | None, seed: int, cache_folder: str | None,
-                   batch_seconds: float) -> tuple[torch.Tensor, list[str]]:
+                   batch_seconds: float, speech: SpeechDetector | None
+                   ) -> tuple[torch.Tensor, list[str]]:
     """Training utterances chosen by ``choose_cohort``, embedded, with their speakers."""
     pool = choose_cohort(training, kind, size, per_speaker, seed)
-    embedded, _ = embed_utterances(embedder, pool, cache_folder, batch_seconds, skip_bad=True)
+    embedded, _ = embed_utterances(embedder, pool, cache_folder, batch_seconds, skip_bad=True,
+                                   speech=speech)
     kept = [u for u in pool if u.id in embedded]
     return torch.stack([embedded[u.id] for u in kept]), [u.speaker for u in kept]
 

@@ -7,6 +7,11 @@ cached in one file per model, written every few minutes while embedding (VoxCele
 of audio) and at the end; a later run embeds only what the cache lacks, a different model
 (other weights) starts a new cache, and an ID that now names other audio is redone. An
 utterance with an unreadable window is left out, not averaged from its other windows.
+
+With a ``speech`` detector (``inference.speech``), each window keeps only its speech before
+it is embedded, windows are weighted by their speech, a window without speech counts for
+nothing, and an utterance without any is a problem ("no speech found"); ``seconds`` then
+receives, per utterance, the seconds of audio its embedding was computed from.
 """
 
 import hashlib
@@ -22,6 +27,7 @@ from tqdm import tqdm
 from custom_modules.audio import AudioError, audio_info, read_audio
 from custom_modules.data.catalogue import Utterance
 from custom_modules.errors import InputError
+from custom_modules.inference.speech import SpeechDetector
 from custom_modules.models.embedder import Embedder
 
 logger = logging.getLogger(__name__)
@@ -40,7 +46,9 @@ def model_fingerprint(embedder: Embedder) -> str:
 def embed_utterances(embedder: Embedder, utterances: list[Utterance],
                      cache_folder: str | os.PathLike | None = None, batch_seconds: float = 120.0,
                      window_seconds: float = 60.0, skip_bad: bool = False,
-                     min_seconds: float = 0.1) -> tuple[dict[str, torch.Tensor], list[str]]:
+                     min_seconds: float = 0.1, speech: SpeechDetector | None = None,
+                     seconds: dict[str, float] | None = None
+                     ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Embed each distinct utterance once; returns ``{id: embedding}`` and the problems.
 
     Unreadable or unusable audio (including shorter than ``min_seconds``) raises its
@@ -51,7 +59,9 @@ def embed_utterances(embedder: Embedder, utterances: list[Utterance],
     cache_path = None
     cached: dict[str, torch.Tensor] = {}
     if cache_folder is not None:
-        cache_path = Path(cache_folder, f"embeddings_{model_fingerprint(embedder)}.pt")
+        kind = "" if speech is None else "_speech"
+        cache_path = Path(cache_folder,
+                          f"embeddings_{model_fingerprint(embedder)}{kind}.pt")
         if cache_path.is_file():
             cached = torch.load(cache_path, weights_only=True)
     todo = {u.id: u for u in utterances if _cache_key(u) not in cached}
@@ -68,24 +78,29 @@ def embed_utterances(embedder: Embedder, utterances: list[Utterance],
     with torch.inference_mode():
         for batch in tqdm(_batches(pieces, batch_seconds * embedder.sample_rate),
                           desc="Embedding", unit="batch", disable=len(pieces) < 100):
-            results = _embed_batch(embedder, batch, problems, min_seconds)
+            results = _embed_batch(embedder, batch, problems, min_seconds, speech)
             for piece, result in zip(batch, results, strict=True):
                 pending[piece.id] -= 1
                 if result is None:
                     failed.add(piece.id)
-                else:
+                elif result[1] is not None:          # (0, None): a window without speech
                     length, embedding = result
                     sums[piece.id] = sums.get(piece.id, 0) + embedding * length
                     weights[piece.id] = weights.get(piece.id, 0) + length
                 if pending[piece.id] == 0 and piece.id not in failed:
+                    if piece.id not in weights:
+                        problems.append(AudioError(piece.wav, "no speech found"))
+                        continue
                     new[_cache_key(todo[piece.id])] = sums.pop(piece.id) / weights[piece.id]
+                    if seconds is not None:
+                        seconds[piece.id] = weights[piece.id] / embedder.sample_rate
             if cache_path is not None and time.monotonic() - saved > SAVE_EVERY_SECONDS:
                 _save(cache_path, {**cached, **new})   # a crash loses minutes, not hours
                 saved = time.monotonic()
+    if cache_path is not None and new:        # kept also when bad files stop the run
+        _save(cache_path, {**cached, **new})
     if problems and not skip_bad:
         _raise(problems)
-    if cache_path is not None and new:
-        _save(cache_path, {**cached, **new})
     everything = {**cached, **new}
     return {u.id: everything[_cache_key(u)] for u in utterances
             if _cache_key(u) in everything}, [str(p) for p in problems]
@@ -149,19 +164,29 @@ def _batches(pieces: list[Utterance], budget_samples: float) -> list[list[Uttera
 
 
 def _embed_batch(embedder: Embedder, batch: list[Utterance], problems: list[AudioError],
-                 min_seconds: float) -> list[tuple[int, torch.Tensor] | None]:
-    """Read and embed one batch; unreadable pieces give ``None`` and a problem."""
+                 min_seconds: float, speech: SpeechDetector | None
+                 ) -> list[tuple[int, torch.Tensor | None] | None]:
+    """Read and embed one batch; unreadable pieces give ``None`` and a problem, pieces
+    without (enough) speech ``(0, None)``."""
     waves: list[torch.Tensor | None] = []
-    for piece in batch:
+    silent: set[int] = set()
+    for row, piece in enumerate(batch):
         try:
-            waves.append(read_audio(piece.wav, embedder.sample_rate, piece.start, piece.stop,
-                                    min_duration=min_seconds))
+            wave = read_audio(piece.wav, embedder.sample_rate, piece.start, piece.stop,
+                              min_duration=min_seconds)
         except AudioError as error:
             problems.append(error)
             waves.append(None)
+            continue
+        if speech is not None:
+            wave, _ = speech(wave, piece.wav)
+            if wave.numel() < min_seconds * embedder.sample_rate:
+                silent.add(row)
+                wave = None
+        waves.append(wave)
     good = [w for w in waves if w is not None]
     if not good:
-        return [None] * len(batch)
+        return [(0, None) if row in silent else None for row in range(len(batch))]
     longest = max(w.numel() for w in good)
     padded = torch.zeros(len(good), longest)
     for row, wave in enumerate(good):
@@ -169,4 +194,5 @@ def _embed_batch(embedder: Embedder, batch: list[Utterance], problems: list[Audi
     lengths = torch.tensor([w.numel() for w in good])
     device = next(embedder.parameters()).device
     embeddings = iter(embedder(padded.to(device), lengths.to(device)).float().cpu())
-    return [(w.numel(), next(embeddings)) if w is not None else None for w in waves]
+    return [(w.numel(), next(embeddings)) if w is not None else
+            ((0, None) if row in silent else None) for row, w in enumerate(waves)]

@@ -8,11 +8,18 @@ Loads from a local pretrained folder only (never a hub). Files of any sample rat
 resampled, stereo is averaged to mono; empty, silent, unreadable or too short audio (under
 ``MIN_SECONDS``) is a one-line error naming the file. Long recordings are embedded in windows.
 Embeddings do not depend on batching (rows are computed at their exact lengths).
+
+Speech detection is on by default (``speech_detection=True``, ``inference.speech``): the files
+are embedded from their speech only; a file with less than ``MIN_SPEECH_SECONDS`` of speech is
+a one-line error, a clipped or very quiet one a warning. ``embed`` tells the speech seconds an
+embedding used; enrolments store them. ``encode_batch`` (waveforms, SpeechBrain's call) embeds
+what it is given.
 """
 
 import logging
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +29,7 @@ from custom_modules.data.catalogue import Utterance
 from custom_modules.errors import InputError
 from custom_modules.inference.embedding import embed_utterances, model_fingerprint
 from custom_modules.inference.pretrained import load_embedder
+from custom_modules.inference.speech import SpeechDetector
 from custom_modules.interface.enrolment import EnrolmentDB
 from custom_modules.models.embedder import Embedder
 
@@ -29,6 +37,14 @@ logger = logging.getLogger(__name__)
 MIN_SECONDS = 0.5  # shortest audio accepted: shorter speech gives unreliable embeddings
 DATABASE = "enrolments.sqlite"
 OLD_STORE = "enrolled.pt"   # the enrolments of earlier versions: one profile per name
+
+
+class Embedded(NamedTuple):
+    """An embedding ``(dim,)``, the seconds of audio it was computed from, the duration."""
+
+    embedding: torch.Tensor
+    seconds: float
+    duration: float
 
 
 class SpeakerEncoder:
@@ -39,10 +55,12 @@ class SpeakerEncoder:
     ``EncoderClassifier``'s way of loading (``from_hparams``) for SpeechBrain users.
     """
 
-    def __init__(self, embedder: Embedder, database: str | os.PathLike | None = None):
+    def __init__(self, embedder: Embedder, database: str | os.PathLike | None = None,
+                 speech_detection: bool = True):
         self.embedder = embedder
         self.database = Path(database) if database is not None else None
         self._enrolments: EnrolmentDB | None = None
+        self.speech = SpeechDetector() if speech_detection else None
 
     @property
     def enrolments(self) -> EnrolmentDB:
@@ -59,7 +77,8 @@ class SpeakerEncoder:
 
     @classmethod
     def from_hparams(cls, source: str | os.PathLike, savedir: str | os.PathLike | None = None,
-                     run_opts: dict | None = None) -> "SpeakerEncoder":
+                     run_opts: dict | None = None, speech_detection: bool = True
+                     ) -> "SpeakerEncoder":
         """Load ``source`` (a local pretrained folder) on the CPU, or on ``run_opts["device"]``
         (SpeechBrain's way of asking, the only run option it takes). Enrolments are kept in
         ``savedir/enrolments.sqlite`` (default: ``source/enrolments.sqlite``)."""
@@ -68,7 +87,7 @@ class SpeakerEncoder:
         if options:
             raise InputError(f"run_opts {sorted(options)}: SpeakerEncoder takes only 'device'")
         database = Path(savedir if savedir is not None else source) / DATABASE
-        return cls(load_embedder(source, device=device), database)
+        return cls(load_embedder(source, device=device), database, speech_detection)
 
     @property
     def threshold(self) -> float | None:
@@ -89,6 +108,11 @@ class SpeakerEncoder:
                     ) -> torch.Tensor:
         """Embedding ``(dim,)`` of an audio file (recordings longer than ``window_seconds``
         are embedded in windows, so memory stays bounded)."""
+        return self._encode_files([path], window_seconds)[0].embedding
+
+    def embed(self, path: str | os.PathLike, window_seconds: float = 60.0) -> "Embedded":
+        """The embedding of an audio file with the seconds of audio it used (the speech,
+        with speech detection) and the file's duration."""
         return self._encode_files([path], window_seconds)[0]
 
     def verify_files(self, path_a: str | os.PathLike, path_b: str | os.PathLike,
@@ -98,7 +122,7 @@ class SpeakerEncoder:
         threshold = self.threshold if threshold is None else threshold
         if threshold is None:
             raise InputError("this model has no saved decision threshold; pass threshold=")
-        first, second = self._encode_files([path_a, path_b])
+        first, second = (e.embedding for e in self._encode_files([path_a, path_b]))
         score = float(F.cosine_similarity(first, second, dim=0))
         return score, score > threshold
 
@@ -107,15 +131,14 @@ class SpeakerEncoder:
         recordings of a known one: its profile is then the mean over all of them); the new
         recordings' ids. Every file is embedded before anything is written.
 
-        Each recording keeps its duration and the seconds it was embedded from (without
-        speech detection, the whole file)."""
+        Each recording keeps its duration and the seconds it was embedded from (its speech;
+        without speech detection, the whole file)."""
         if not paths:
             raise InputError(f"enroll {name!r}: no recordings given")
-        embeddings = self._encode_files(paths)
-        durations = [audio_info(path).duration for path in paths]
+        embedded = self._encode_files(paths)
         return self.enrolments.add_recordings(
-            name, [(str(path), embedding, duration, duration) for path, embedding, duration
-                   in zip(paths, embeddings, durations, strict=True)])
+            name, [(str(path), e.embedding, e.duration, e.seconds)
+                   for path, e in zip(paths, embedded, strict=True)])
 
     def identify(self, path: str | os.PathLike, top_k: int = 5) -> list[tuple[str, float]]:
         """The ``top_k`` enrolled speakers closest to a recording, with the cosine of the
@@ -129,11 +152,24 @@ class SpeakerEncoder:
         best = scores.topk(min(top_k, len(names)))
         return [(names[i], float(s)) for s, i in zip(best.values, best.indices, strict=True)]
 
-    def _encode_files(self, paths: list, window_seconds: float = 60.0) -> list[torch.Tensor]:
+    def _encode_files(self, paths: list, window_seconds: float = 60.0) -> list["Embedded"]:
+        """Every file embedded, or a one-line error for the first that cannot be (unreadable,
+        too short, too little speech)."""
         utterances = [Utterance(f"{n}", str(p)) for n, p in enumerate(paths)]
+        seconds: dict[str, float] = {}
         embedded, _ = embed_utterances(self.embedder, utterances, window_seconds=window_seconds,
-                                       min_seconds=MIN_SECONDS)
-        return [embedded[u.id] for u in utterances]
+                                       min_seconds=MIN_SECONDS, speech=self.speech,
+                                       seconds=seconds)
+        results = []
+        for utterance in utterances:
+            duration = audio_info(utterance.wav).duration
+            used = seconds.get(utterance.id, duration)
+            if self.speech is not None and not self.speech.enough(used):
+                raise InputError(f"{utterance.wav}: {used:.2f} s of speech, at least "
+                                 f"{self.speech.min_speech_seconds:g} s needed (or switch "
+                                 f"speech detection off)")
+            results.append(Embedded(embedded[utterance.id], used, duration))
+        return results
 
 
 def _import_old_store(store: Path, database: EnrolmentDB) -> None:
