@@ -50,7 +50,8 @@ def speakers(args: argparse.Namespace) -> None:
             print(f"{speaker.name}: {speaker.recordings} recordings, "
                   f"{speaker.speech_seconds:.1f} s embedded")
             for recording in database.recordings(speaker.name) if args.recordings else []:
-                print(f"    {recording.id:>5}  {recording.file}  {recording.duration:.1f} s")
+                print(f"    {recording.id:>5}  {recording.file}  {recording.duration:.1f} s, "
+                      f"{recording.speech_seconds:.1f} s embedded")
     elif args.action == "remove":
         if len(args.names) != 1:
             raise InputError("speakers remove takes one name (one recording: remove-recording "
