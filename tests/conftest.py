@@ -38,6 +38,40 @@ def epochs_logged(output: Path) -> list[int]:
     return [int(line.split(",")[0].split(":")[1]) for line in lines if line.startswith("epoch")]
 
 
+# A SpeechBrain model folder's hyperparams.yaml (spkrec-ecapa-voxceleb's layout, tiny model).
+SPEECHBRAIN_HPARAMS = """pretrained_path: {folder}
+n_mels: 40
+compute_features: !new:speechbrain.lobes.features.Fbank
+    n_mels: !ref <n_mels>
+mean_var_norm: !new:speechbrain.processing.features.InputNormalization
+    norm_type: sentence
+    std_norm: False
+embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
+    input_size: !ref <n_mels>
+    channels: [32, 32, 32, 32, 96]
+    kernel_sizes: [5, 3, 3, 3, 1]
+    dilations: [1, 2, 3, 4, 1]
+    attention_channels: 16
+    se_channels: 16
+    lin_neurons: 24
+mean_var_norm_emb: !new:speechbrain.processing.features.InputNormalization
+    norm_type: global
+    std_norm: False
+modules:
+    compute_features: !ref <compute_features>
+    mean_var_norm: !ref <mean_var_norm>
+    embedding_model: !ref <embedding_model>
+    mean_var_norm_emb: !ref <mean_var_norm_emb>
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        embedding_model: !ref <embedding_model>
+        mean_var_norm_emb: !ref <mean_var_norm_emb>
+    paths:
+        embedding_model: !ref <pretrained_path>/embedding_model.ckpt
+        mean_var_norm_emb: !ref <pretrained_path>/mean_var_norm_emb.ckpt
+"""
+
+
 TINY_MODEL = {"input_size": 40, "channels": [32, 32, 32, 32, 96], "attention_channels": 16,
               "se_channels": 16, "lin_neurons": 24}
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import epochs_logged, train, write_corpus
 
-from custom_modules.training.init_from import read_labels
+from custom_modules.inference.pretrained import read_labels
 
 
 @pytest.fixture(scope="module")

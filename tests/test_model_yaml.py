@@ -4,7 +4,7 @@ reads it."""
 
 import pytest
 import torch
-from conftest import TINY_MODEL
+from conftest import SPEECHBRAIN_HPARAMS, TINY_MODEL
 from hyperpyyaml import load_hyperpyyaml
 
 from custom_modules import ECAPA_TDNN, MelFrontend
@@ -12,32 +12,11 @@ from custom_modules.errors import InputError
 from custom_modules.inference.model_yaml import read_model_yaml
 from custom_modules.inference.pretrained import load_embedder, write_pretrained
 
-SPEECHBRAIN_FOLDER = """pretrained_path: speechbrain/spkrec-ecapa-voxceleb
-n_mels: 40
-compute_features: !new:speechbrain.lobes.features.Fbank
-    n_mels: !ref <n_mels>
-mean_var_norm: !new:speechbrain.processing.features.InputNormalization
-    norm_type: sentence
-    std_norm: False
-embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
-    input_size: !ref <n_mels>
-    channels: [32, 32, 32, 32, 96]
-    attention_channels: 16
-    lin_neurons: 24
+SPEECHBRAIN_FOLDER = SPEECHBRAIN_HPARAMS.format(folder="speechbrain/spkrec-ecapa-voxceleb") + """\
 classifier: !new:speechbrain.lobes.models.ECAPA_TDNN.Classifier
     input_size: 24
     out_neurons: 7
 label_encoder: !new:speechbrain.dataio.encoder.CategoricalEncoder
-modules:
-    compute_features: !ref <compute_features>
-    mean_var_norm: !ref <mean_var_norm>
-    embedding_model: !ref <embedding_model>
-    classifier: !ref <classifier>
-pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
-    loadables:
-        embedding_model: !ref <embedding_model>
-    paths:
-        embedding_model: !ref <pretrained_path>/embedding_model.ckpt
 model_file: !ref <pretrained_path>/embedding_model.ckpt
 """
 

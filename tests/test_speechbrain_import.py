@@ -4,6 +4,7 @@ our pretrained folder and gives the same embeddings as SpeechBrain's EncoderClas
 import numpy as np
 import pytest
 import torch
+from conftest import SPEECHBRAIN_HPARAMS
 from speechbrain.inference.speaker import EncoderClassifier
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN as SpeechBrainECAPA
 from speechbrain.processing.features import InputNormalization
@@ -11,38 +12,6 @@ from speechbrain.processing.features import InputNormalization
 from custom_modules import SpeakerEncoder
 from custom_modules.interop.speechbrain import import_speechbrain
 from data_prep.synthetic_audio import speech_like
-
-HPARAMS = """pretrained_path: {folder}
-n_mels: 40
-compute_features: !new:speechbrain.lobes.features.Fbank
-    n_mels: !ref <n_mels>
-mean_var_norm: !new:speechbrain.processing.features.InputNormalization
-    norm_type: sentence
-    std_norm: False
-embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
-    input_size: !ref <n_mels>
-    channels: [32, 32, 32, 32, 96]
-    kernel_sizes: [5, 3, 3, 3, 1]
-    dilations: [1, 2, 3, 4, 1]
-    attention_channels: 16
-    se_channels: 16
-    lin_neurons: 24
-mean_var_norm_emb: !new:speechbrain.processing.features.InputNormalization
-    norm_type: global
-    std_norm: False
-modules:
-    compute_features: !ref <compute_features>
-    mean_var_norm: !ref <mean_var_norm>
-    embedding_model: !ref <embedding_model>
-    mean_var_norm_emb: !ref <mean_var_norm_emb>
-pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
-    loadables:
-        embedding_model: !ref <embedding_model>
-        mean_var_norm_emb: !ref <mean_var_norm_emb>
-    paths:
-        embedding_model: !ref <pretrained_path>/embedding_model.ckpt
-        mean_var_norm_emb: !ref <pretrained_path>/mean_var_norm_emb.ckpt
-"""
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +30,7 @@ def speechbrain_folder(tmp_path_factory):
     norm = InputNormalization(norm_type="global", std_norm=False)
     norm(torch.randn(50, 1, 24) + 0.5, torch.ones(50))
     norm._save(folder / "mean_var_norm_emb.ckpt")
-    (folder / "hyperparams.yaml").write_text(HPARAMS.format(folder=folder))
+    (folder / "hyperparams.yaml").write_text(SPEECHBRAIN_HPARAMS.format(folder=folder))
     (folder / "label_encoder.txt").write_text("'spk1' => 0\n'spk2' => 1\n================\n"
                                               "'starting_index' => 0\n")
     return folder

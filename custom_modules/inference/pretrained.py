@@ -75,9 +75,10 @@ def write_pretrained(folder: str | os.PathLike, compute_features: torch.nn.Modul
     states = {"embedding_model": embedding_model.state_dict()}
     if classifier is not None:
         rows, dim = classifier.shape
-        if label_encoder is not None and rows != _label_count(label_encoder):
-            raise ValueError(f"classifier of {rows} rows for the "
-                             f"{_label_count(label_encoder)} speakers of {label_encoder}")
+        speakers = None if label_encoder is None else len(read_labels(label_encoder))
+        if speakers is not None and rows != speakers:
+            raise ValueError(f"classifier of {rows} rows for the {speakers} speakers of "
+                             f"{label_encoder}")
         text += ("classifier: !new:speechbrain.lobes.models.ECAPA_TDNN.Classifier\n"
                  f"    input_size: {dim}\n    out_neurons: {rows}\n    lin_blocks: 0\n")
         modules.append("classifier")
@@ -168,7 +169,11 @@ def _indented(kwargs: dict) -> str:
                    else f"    {key}: {json.dumps(value)}\n" for key, value in kwargs.items())
 
 
-def _label_count(path: str | os.PathLike) -> int:
-    """Labels in a SpeechBrain label-encoder file (``'label' => index`` lines)."""
-    lines = Path(path).read_text(encoding="utf-8").split("================")[0].splitlines()
-    return sum(1 for line in lines if "=>" in line)
+
+def read_labels(path: str | os.PathLike) -> dict[str, int]:
+    """A SpeechBrain label encoder file as ``{label: index}``."""
+    from speechbrain.dataio.encoder import CategoricalEncoder  # SpeechBrain only when needed
+
+    encoder = CategoricalEncoder()
+    encoder.load(path)
+    return dict(encoder.lab2ind)

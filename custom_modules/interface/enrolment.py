@@ -181,8 +181,8 @@ class EnrolmentDB:
         with closing(self._connect()) as db:
             rows = db.execute(query + " WHERE s.name = ? ORDER BY r.id", (name,)).fetchall() \
                 if name is not None else db.execute(query + " ORDER BY r.id").fetchall()
-        if name is not None and not rows:
-            self._known(name)
+            if name is not None and not rows:
+                self._known(name, db)
         return [Recording(*row) for row in rows]
 
     def rename(self, old: str, new: str) -> None:
@@ -231,12 +231,6 @@ class EnrolmentDB:
         sums = torch.zeros(len(names), self.dim).index_add_(0, owners, embeddings)
         return names, F.normalize(sums, dim=1)
 
-    def _known(self, name: str, db: sqlite3.Connection | None = None) -> None:
-        if db is None:
-            with closing(self._connect()) as fresh:
-                found = fresh.execute("SELECT 1 FROM speakers WHERE name = ?",
-                                      (name,)).fetchone()
-        else:
-            found = db.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone()
-        if not found:
+    def _known(self, name: str, db: sqlite3.Connection) -> None:
+        if not db.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone():
             raise InputError(f"no speaker named {name!r} in {self.path}")

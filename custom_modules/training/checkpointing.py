@@ -55,11 +55,16 @@ def save_epoch(checkpointer: Checkpointer, meta: dict, min_keys: list[str] | Non
     """Save an end-of-epoch checkpoint and keep: the lowest by ``min_keys`` (when given), the
     ``epochs_to_average`` latest epochs (those ``average_checkpoints`` averages, whatever
     their EER) and the latest; the epoch's intra-epoch checkpoints are superseded and go."""
+    protected: set | None = None     # found once, after the new checkpoint is in place
+
     def deletable(checkpoint) -> bool:
-        epochs = sorted((c for c in checkpointer.list_checkpoints()
-                         if c.meta.get("end-of-epoch") and "epoch" in c.meta),
-                        key=lambda c: c.meta["epoch"])[-epochs_to_average:]
-        return checkpoint.path not in {c.path for c in epochs}
+        nonlocal protected
+        if protected is None:
+            epochs = sorted((c for c in checkpointer.list_checkpoints()
+                             if c.meta.get("end-of-epoch") and "epoch" in c.meta),
+                            key=lambda c: c.meta["epoch"])[-epochs_to_average:]
+            protected = {c.path for c in epochs}
+        return checkpoint.path not in protected
 
     checkpointer.save_and_keep_only(meta=meta, min_keys=min_keys, num_to_keep=1,
                                     ckpt_predicate=deletable)

@@ -19,10 +19,9 @@ import logging
 from pathlib import Path
 
 import torch
-from speechbrain.dataio.encoder import CategoricalEncoder
 
 from custom_modules.errors import InputError
-from custom_modules.inference.pretrained import HPARAMS, LABELS, load_embedder
+from custom_modules.inference.pretrained import HPARAMS, LABELS, load_embedder, read_labels
 
 logger = logging.getLogger(__name__)
 CLASSES = "classes.json"
@@ -151,13 +150,6 @@ def shared_rows(old_labels: dict[str, int], old_speeds: list[float], old_subcent
                     new_rows.append(new_class * new_subcenters + sub)
                     old_rows.append(old_class * old_subcenters + sub)
     return torch.tensor(new_rows, dtype=torch.long), torch.tensor(old_rows, dtype=torch.long)
-
-
-def read_labels(path: Path) -> dict[str, int]:
-    """A SpeechBrain label encoder file as ``{label: index}``."""
-    encoder = CategoricalEncoder()
-    encoder.load(path)
-    return dict(encoder.lab2ind)
 
 
 def start_classifier(source: Source, classifier: torch.nn.Module, new_labels: dict[str, int],
