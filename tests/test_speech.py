@@ -50,7 +50,7 @@ def test_the_detector_keeps_the_speech_and_drops_silence_and_noise(recordings):
     # The same sentence is found inside the longer file: within 0.1 s, nothing from the
     # second of silence or the two seconds of noise.
     assert abs(seconds - alone / RATE) < 0.1
-    assert seconds < speech.numel() / RATE < mixed.numel() / RATE - 2.5
+    assert seconds < speech.numel() / RATE          # the sentence's own pauses go too
     assert detector(read_audio(recordings / "noise.wav", RATE), "noise.wav")[1] == 0.0
 
 
