@@ -1,5 +1,5 @@
-"""Command line: ``python -m custom_modules {embed,verify,enroll,identify,speakers,export}
---help``."""
+"""Command line: ``python -m custom_modules {embed,verify,enroll,identify,speakers,
+remove-recording,calibrate,info,export} --help``."""
 
 import argparse
 from pathlib import Path
@@ -7,13 +7,14 @@ from pathlib import Path
 import torch
 
 from custom_modules.errors import InputError, one_line_errors
+from custom_modules.evaluation.backend import describe
 from custom_modules.inference.export import check_onnx, export_onnx, export_torchscript
 from custom_modules.interface.encoder import SpeakerEncoder
 
 
 def _encoder(args: argparse.Namespace) -> SpeakerEncoder:
     return SpeakerEncoder.from_hparams(args.model, savedir=args.store,
-                                       speech_detection=not args.no_speech_detection)
+                                       speech_detection=False if args.no_speech_detection else None)
 
 
 def embed(args: argparse.Namespace) -> None:
@@ -28,9 +29,18 @@ def embed(args: argparse.Namespace) -> None:
     print(f"{len(files)} embeddings -> {args.output}")
 
 
+def _verdict(verdict) -> str:
+    calibrated = "" if verdict.llr is None else (
+        f", LLR {verdict.llr:+.2f}, P(same) {verdict.probability:.3f} at prior "
+        f"{verdict.prior:g}")
+    return (f"score {verdict.score:+.4f}{calibrated}: "
+            f"{'same speaker' if verdict.same else 'different speakers'} at "
+            f"{verdict.operating_point} (threshold {verdict.threshold:+.4f})")
+
+
 def verify(args: argparse.Namespace) -> None:
-    score, same = _encoder(args).verify_files(args.first, args.second, args.threshold)
-    print(f"score {score:.4f}: {'same speaker' if same else 'different speakers'}")
+    print(_verdict(_encoder(args).verify_files(args.first, args.second, args.operating_point,
+                                               args.threshold, args.prior)))
 
 
 def enroll(args: argparse.Namespace) -> None:
@@ -71,8 +81,36 @@ def remove_recording(args: argparse.Namespace) -> None:
 
 
 def identify(args: argparse.Namespace) -> None:
-    for name, score in _encoder(args).identify(args.file, args.top_k):
-        print(f"{score:8.4f}  {name}")
+    found = _encoder(args).identify(args.file, args.top_k, args.operating_point,
+                                    args.threshold)
+    for name, verdict in found.candidates:
+        print(f"{verdict.score:+8.4f}  {'accepted' if verdict.same else 'rejected'}  {name}")
+    first = found.candidates[0].verdict
+    print(f"speaker: {found.speaker or 'unknown'} (at {first.operating_point}, threshold "
+          f"{first.threshold:+.4f})")
+
+
+def calibrate(args: argparse.Namespace) -> None:
+    encoder = _encoder(args)
+    if (args.trials is None) == (args.restore is None):
+        raise InputError("calibrate: give --trials FILE (refit) or --restore N (an earlier "
+                         "calibration)")
+    if args.restore is not None:
+        encoder.backend = encoder.backend.restored(args.restore)
+        encoder.backend.save(encoder.folder)
+    else:
+        encoder.calibrate(args.trials, args.audio_folder, args.far)
+    print(describe(encoder.backend))
+
+
+def info(args: argparse.Namespace) -> None:
+    encoder = _encoder(args)
+    config = encoder.embedder.embedding_model.config
+    print(f"{args.model}: ECAPA-TDNN channels {config['channels']}, {config['lin_neurons']}-d "
+          f"embeddings, {encoder.embedder.sample_rate} Hz")
+    print(describe(encoder.backend))
+    for number, earlier in enumerate(encoder.backend.history):
+        print(f"  earlier calibration {number}: {earlier.fitted_on} ({earlier.fitted} UTC)")
 
 
 def export(args: argparse.Namespace) -> None:
@@ -100,7 +138,8 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--store", help="folder of the enrolment database, enrolments.sqlite "
                                          "(default: --model)")
         sub.add_argument("--no-speech-detection", action="store_true",
-                         help="embed whole files (default: their speech only)")
+                         help="embed whole files (default: their speech only, unless "
+                                  "the model's back-end was fitted on whole files)")
         sub.set_defaults(function=function)
         return sub
 
@@ -111,13 +150,26 @@ def parser() -> argparse.ArgumentParser:
     sub = command("verify", verify, "score two files and decide if they share a speaker")
     sub.add_argument("first")
     sub.add_argument("second")
-    sub.add_argument("--threshold", type=float, help="default: the model's saved threshold")
+    sub.add_argument("--operating-point", help="eer, far_1%%, ... (default: the model's)")
+    sub.add_argument("--threshold", type=float, help="decide at this score instead")
+    sub.add_argument("--prior", type=float, help="probability of same speaker given at this "
+                                                 "prior (default: the model's)")
     sub = command("enroll", enroll, "enrol a speaker from one or more recordings")
     sub.add_argument("--name", required=True)
     sub.add_argument("files", nargs="+")
     sub = command("identify", identify, "rank the enrolled speakers for a recording")
     sub.add_argument("file")
     sub.add_argument("--top-k", type=int, default=5)
+    sub.add_argument("--operating-point", help="eer, far_1%%, ... (default: the model's)")
+    sub.add_argument("--threshold", type=float, help="accept at this score instead")
+    sub = command("calibrate", calibrate, "refit the model's calibration and operating points "
+                                          "on your labelled pairs (the previous are kept)")
+    sub.add_argument("--trials", help="lines 'label file_a file_b', 1 same speaker, 0 not")
+    sub.add_argument("--audio-folder", help="the trial files are relative to it")
+    sub.add_argument("--far", type=float, nargs="+",
+                     help="target false-accept rates (default: the current ones)")
+    sub.add_argument("--restore", type=int, help="make earlier calibration N current again")
+    sub = command("info", info, "the model, its scoring, calibration and operating points")
     sub = command("speakers", speakers, "list, remove or rename enrolled speakers")
     sub.add_argument("action", choices=("list", "remove", "rename"))
     sub.add_argument("names", nargs="*", help="remove: NAME; rename: OLD NEW")

@@ -111,7 +111,7 @@ def test_the_encoder_adds_recordings_and_imports_an_old_store(voices, tmp_path):
     torch.save({"carol": encoder.encode_file(voices / "v3.wav")}, old / "enrolled.pt")
     reopened = SpeakerEncoder.from_hparams(source=voices / "pretrained", savedir=old,
                                            speech_detection=False)
-    assert reopened.identify(voices / "v3.wav", top_k=1)[0][0] == "carol"
+    assert reopened.identify(voices / "v3.wav", top_k=1).candidates[0].name == "carol"
     assert (old / "enrolled.pt.imported").is_file() and not (old / "enrolled.pt").exists()
 
 
@@ -127,7 +127,7 @@ def test_command_line_enroll_list_rename_remove(voices, tmp_path, capsys):
     assert "v1.wav" in listing
     main(["speakers", "rename", "ann", "anna", *common])
     main(["identify", *common, str(voices / "v2.wav")])
-    assert capsys.readouterr().out.splitlines()[1].split()[1] == "bob"
+    assert capsys.readouterr().out.splitlines()[1].split()[1:] == ["accepted", "bob"]
     main(["speakers", "remove", "bob", *common])
     main(["speakers", "list", *common])
     out = capsys.readouterr().out

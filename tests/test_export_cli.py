@@ -54,7 +54,7 @@ def test_command_line(folder, tmp_path):
     model = str(folder / "pretrained")
     a, b = str(folder / "a.wav"), str(folder / "b.wav")
     m = ["--model", model, "--no-speech-detection"]    # the audio is synthetic, not speech
-    for command in ("embed", "verify", "enroll", "identify", "export"):
+    for command in ("embed", "verify", "enroll", "identify", "calibrate", "info", "export"):
         assert run(command, "--help").returncode == 0
     done = run("embed", *m, a, b, "--output", str(tmp_path / "e.pt"))
     assert done.returncode == 0, done.stderr
@@ -62,7 +62,7 @@ def test_command_line(folder, tmp_path):
     assert "score" in run("verify", *m, a, b).stdout
     store = str(tmp_path / "store")
     assert run("enroll", *m, "--store", store, "--name", "x", a).returncode == 0
-    assert run("identify", *m, "--store", store, b).stdout.split()[1] == "x"
+    assert run("identify", *m, "--store", store, b).stdout.split()[2] == "x"
     nothing = run("export", *m)
     assert nothing.stderr.strip() == "error: export: give --onnx FILE, --torchscript FILE or both"
     done = run("export", *m, "--onnx", str(tmp_path / "m.onnx"))

@@ -50,8 +50,10 @@ def test_identify_ranks_the_query_speaker_first(folder, tmp_path):
     reloaded = SpeakerEncoder.from_hparams(source=folder / "pretrained", savedir=tmp_path,
                                            speech_detection=False)
     for name in NAMES:
-        ranking = reloaded.identify(folder / f"{name}_48k_stereo.wav", top_k=3)
+        found = reloaded.identify(folder / f"{name}_48k_stereo.wav", top_k=3)
+        ranking = [(c.name, c.verdict.score) for c in found.candidates]
         assert ranking[0][0] == name
+        assert found.speaker == name            # accepted at the saved threshold, 0.9
         assert sorted(n for n, _ in ranking) == sorted(NAMES)
         # Each score is the cosine of the query with that speaker's enrolment, computed
         # here from the two files' embeddings.
@@ -60,21 +62,26 @@ def test_identify_ranks_the_query_speaker_first(folder, tmp_path):
             expected = F.cosine_similarity(query, encoder.encode_file(folder / f"{enrolled}.wav"),
                                            dim=0)
             assert score == pytest.approx(float(expected), abs=1e-5)
-    assert [n for n, _ in reloaded.identify(folder / "bob.wav", top_k=1)] == ["bob"]
+    assert [c.name for c in reloaded.identify(folder / "bob.wav", top_k=1).candidates] == ["bob"]
+    # Nobody passes a threshold above every score: the answer is "unknown".
+    assert reloaded.identify(folder / "bob.wav", threshold=1.01).speaker is None
 
 
 def test_verify_decides_with_the_saved_threshold(folder, tmp_path):
     encoder = SpeakerEncoder.from_hparams(source=folder / "pretrained", savedir=tmp_path,
                                           speech_detection=False)
-    same, decision = encoder.verify_files(folder / "alice.wav", folder / "alice_48k_stereo.wav")
-    assert same > 0.99 and decision is True            # threshold 0.9, saved in the folder
-    different, _ = encoder.verify_files(folder / "alice.wav", folder / "bob.wav")
-    assert different < same
+    verdict = encoder.verify_files(folder / "alice.wav", folder / "alice_48k_stereo.wav")
+    assert verdict.score > 0.99 and verdict.same is True     # threshold 0.9, saved in the folder
+    assert (verdict.operating_point, verdict.threshold) == ("saved threshold", 0.9)
+    assert verdict.llr is None and verdict.probability is None    # no calibration saved
+    different = encoder.verify_files(folder / "alice.wav", folder / "bob.wav").score
+    assert different < verdict.score
     # A threshold between the two scores separates them.
-    middle = (same + different) / 2
-    assert encoder.verify_files(folder / "alice.wav", folder / "bob.wav", middle)[1] is False
+    middle = (verdict.score + different) / 2
+    assert encoder.verify_files(folder / "alice.wav", folder / "bob.wav",
+                                threshold=middle).same is False
     assert encoder.verify_files(folder / "alice.wav", folder / "alice_48k_stereo.wav",
-                                middle)[1] is True
+                                threshold=middle).same is True
 
 
 @pytest.mark.parametrize(("make", "words"), [

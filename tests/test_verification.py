@@ -117,7 +117,8 @@ def test_lda_back_end_adds_its_variants(experiment, tmp_path):
     no_lda = run_script(experiment, "--primary_variant=lda+as-norm")
     assert no_lda.stderr.strip().splitlines()[-1] == (
         "error: primary_variant 'lda+as-norm' is not among the variants scored (cosine, "
-        "as-norm): choose one of them (lda+ variants need lda_dim, normalised ones cohort_csv)")
+        "as-norm): choose one of them (lda+ variants need lda_dim, normalised ones cohort_csv, "
+            "model model_backend)")
 
 
 def test_calibrated_llrs_carry_information(experiment, tmp_path):

@@ -4,9 +4,12 @@ Every utterance named by any trial list (and the cohort) is embedded exactly onc
 cosine similarities, optionally after subtracting the cohort's mean embedding; with a cohort
 they are also S-normalised or AS-normalised; with ``lda_dim`` the same scores are computed
 again after an LDA fitted on training utterances (variants ``lda+cosine``, ``lda+as-norm``);
-with held-out calibration trials the primary variant is also turned into log-likelihood
-ratios. Writes ``scores.txt`` per list and one ``metrics.json``; numbers only (the recipe
-draws the figures from what ``run_verification`` returns).
+with ``model_backend`` the back-end saved in a pretrained folder scores them too (variant
+``model``, what ``SpeakerEncoder`` gives). Every variant is an ``evaluation.backend.Scoring``,
+the interface's own scoring path. With held-out calibration trials (or, for ``model``, the
+folder's calibration) the primary variant is also turned into log-likelihood ratios. Writes
+``scores.txt`` per list and one ``metrics.json``; numbers only (the recipe draws the figures
+from what ``run_verification`` returns).
 
 ``metrics.json`` (schema version 1)::
 
@@ -23,31 +26,30 @@ draws the figures from what ``run_verification`` returns).
 
 import json
 import logging
-import random
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
-from custom_modules.data.catalogue import Utterance, by_speaker, read_utterance_csvs, resolve
+from custom_modules.data.catalogue import read_utterance_csvs, resolve
 from custom_modules.data.trials import Trial, read_trials, utterance_id
 from custom_modules.errors import InputError
-from custom_modules.evaluation.metrics import act_dcf, cllr, verification_metrics
-from custom_modules.evaluation.scoring import (
-    CohortStats,
-    cohort_stats,
-    cosine_scores,
-    fit_calibration,
-    fit_lda,
-    normalize_scores,
-    speaker_means,
+from custom_modules.evaluation.backend import load_backend
+from custom_modules.evaluation.backend_fit import (
+    Embedding,
+    ScoringOptions,
+    fit_scorings,
+    variant_names,
 )
+from custom_modules.evaluation.metrics import act_dcf, cllr, verification_metrics
+from custom_modules.evaluation.scoring import cosine_scores, fit_calibration
 from custom_modules.inference.embedding import embed_utterances
 from custom_modules.inference.speech import SpeechDetector
 from custom_modules.models.embedder import Embedder
 
 logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
+CALIBRATION = "\0calibration"   # the calibration trials, scored with the lists
 
 
 class ListScores(NamedTuple):
@@ -68,23 +70,6 @@ class Verification(NamedTuple):
     scores: dict[str, ListScores]
 
 
-def choose_cohort(catalogue: dict[str, Utterance], kind: str, size: int,
-                  per_speaker: int | None, seed: int) -> list[Utterance]:
-    """Cohort utterances: ``per_speaker`` per speaker (``None``: all of them; the cohort is
-    then each speaker's mean over all their utterances, as the ECAPA-TDNN paper's) for
-    ``kind="speakers"``, or ``size`` at random (``"utterances"``), reproducibly for a
-    ``seed``."""
-    rng = random.Random(seed)
-    items = sorted(catalogue.values(), key=lambda u: u.id)
-    if kind == "speakers":
-        return [u for us in by_speaker(items).values()
-                for u in rng.sample(us, len(us) if per_speaker is None
-                                    else min(per_speaker, len(us)))]
-    if kind == "utterances":
-        return rng.sample(items, min(size, len(items)))
-    raise InputError(f"cohort must be 'speakers' or 'utterances', got {kind!r}")
-
-
 def trial_scores(embedded: dict[str, torch.Tensor], trials: list[Trial],
                  name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosine scores and boolean labels of the trials of list ``name`` whose two utterances
@@ -100,23 +85,34 @@ def trial_scores(embedded: dict[str, torch.Tensor], trials: list[Trial],
 
 def run_verification(embedder: Embedder, trial_lists: dict[str, str | None], output_folder: str,
                      utterance_csvs: list[str], data_folder: str | None, cohort_csv: str | None,
-                     cohort: str, cohort_size: int, cohort_per_speaker: int | None,
-                     top_k: int | None,
-                     mean_subtraction: bool, lda_dim: int | None,
+                     scoring: ScoringOptions, model_backend: str | None,
                      calibration_trials: str | None, calibration_csv: str | None,
                      skip_missing: bool, cache_folder: str | None, batch_seconds: float,
-                     primary_variant: str, seed: int, speech_detection: bool
-                     ) -> Verification:
+                     primary_variant: str, speech_detection: bool) -> Verification:
     """Score every trial list, write ``metrics.json`` and ``<list>/scores.txt`` under
     ``output_folder``, and return the metrics and scores.
 
-    A list given as ``None`` is left out. ``top_k=None`` gives S-norm instead of AS-norm.
-    ``lda_dim`` fits the LDA on ``cohort_size`` random utterances of ``cohort_csv``.
-    ``primary_variant`` must be one of the variants scored; calibration is fitted on it.
-    ``speech_detection`` embeds every utterance (trials and cohort) from its speech only, as
-    ``SpeakerEncoder`` does. See ``hparams/verify.yaml`` for the rest.
+    A list given as ``None`` is left out. The variants are fitted on ``cohort_csv`` as
+    ``scoring`` says (``backend_fit.fit_scorings``); ``model_backend`` (a pretrained folder)
+    adds the variant ``model``: the back-end saved with the model, exactly as
+    ``SpeakerEncoder`` scores, calibrated by its folder. ``primary_variant`` must be one of
+    the variants scored; ``calibration_trials`` fit its calibration (otherwise the model's
+    own is used for ``model``). ``speech_detection`` embeds every utterance (trials and
+    cohort) from its speech only. See ``hparams/verify.yaml`` for the rest.
     """
-    variants = _check_options(cohort_csv, cohort, top_k, lda_dim, primary_variant)
+    variants = variant_names(scoring, cohort_csv is not None)
+    backend = None
+    if model_backend is not None:
+        backend = load_backend(model_backend)
+        if backend.speech_detection != speech_detection:
+            raise InputError(f"{model_backend}: its back-end was fitted with speech_detection="
+                             f"{backend.speech_detection}; set speech_detection: "
+                             f"{backend.speech_detection} to score as the model does")
+        variants.append("model")
+    if primary_variant not in variants:
+        raise InputError(f"primary_variant {primary_variant!r} is not among the variants "
+                         f"scored ({', '.join(variants)}): choose one of them (lda+ variants "
+                         f"need lda_dim, normalised ones cohort_csv, model model_backend)")
     lists = {name: (path, read_trials(path)) for name, path in trial_lists.items()
              if path is not None}
     if not lists:
@@ -130,62 +126,42 @@ def run_verification(embedder: Embedder, trial_lists: dict[str, str | None], out
     if missing and not skip_missing:
         raise InputError(f"{len(missing)} trial utterances are missing, e.g. "
                          f"{', '.join(missing[:3])}; set skip_missing=True to drop their trials")
-    speech = SpeechDetector() if speech_detection else None
+    embedding = Embedding(cache_folder, batch_seconds,
+                          SpeechDetector() if speech_detection else None)
     embedded, problems = embed_utterances(embedder, list(found.values()), cache_folder,
-                                          batch_seconds, skip_bad=skip_missing, speech=speech)
+                                          batch_seconds, skip_bad=skip_missing,
+                                          speech=embedding.speech)
     ids = sorted(embedded)
     matrix = torch.stack([embedded[i] for i in ids])
     position = {utt_id: i for i, utt_id in enumerate(ids)}
     index = {entry: position[u.id] for entry, u in found.items() if u.id in embedded}
-
-    cohort_matrix, lda_pool = None, None
-    if cohort_csv:
-        training = read_utterance_csvs([cohort_csv])
-        pool = _embedded_pool(embedder, training, cohort, cohort_size, cohort_per_speaker, seed,
-                              cache_folder, batch_seconds, speech)
-        cohort_matrix = speaker_means(*pool) if cohort == "speakers" else pool[0]
-        if lda_dim is not None:
-            lda_pool = pool if cohort == "utterances" else _embedded_pool(
-                embedder, training, "utterances", cohort_size, 1, seed, cache_folder,
-                batch_seconds, speech)
-    if mean_subtraction:
-        mean = (cohort_matrix if cohort_matrix is not None else matrix).mean(dim=0)
-        matrix = matrix - mean
-        cohort_matrix = cohort_matrix - mean if cohort_matrix is not None else None
-        lda_pool = (lda_pool[0] - mean, lda_pool[1]) if lda_pool is not None else None
-    spaces = {"": (matrix, cohort_matrix)}
-    if lda_pool is not None:
-        projection = fit_lda(*lda_pool, lda_dim)
-        spaces["lda+"] = (projection(matrix), projection(cohort_matrix))
-    if cohort_matrix is not None and top_k is not None and top_k > len(cohort_matrix):
-        logger.warning("AS-norm: top_k=%d is more than the %d cohort entries; using %d",
-                       top_k, len(cohort_matrix), len(cohort_matrix))
-        top_k = len(cohort_matrix)
-    norm_name = "s-norm" if top_k is None else "as-norm"
+    training = read_utterance_csvs([cohort_csv]) if cohort_csv else None
+    scorings = fit_scorings(embedder, training, scoring, embedding)
+    if backend is not None:
+        scorings["model"] = backend.scoring
     pairs = {name: _pairs(trials, index, name) for name, (_, trials) in lists.items()}
-    calibration_pairs = _pairs(calibration, index, calibration_trials) if calibration else None
-    scored: dict[str, dict[str, torch.Tensor]] = {name: {} for name in lists}
-    calibration_scored: dict[str, torch.Tensor] = {}
-    for prefix, (embeddings, cohort_embeddings) in spaces.items():
-        stats = None if cohort_embeddings is None else \
-            cohort_stats(embeddings, cohort_embeddings, top_k)
+    if calibration:
+        pairs[CALIBRATION] = _pairs(calibration, index, calibration_trials)
+    scored: dict[str, dict[str, torch.Tensor]] = {name: {} for name in pairs}
+    for variant, fitted in scorings.items():
+        space = fitted.space(matrix)
         for name, (_, enrol, test) in pairs.items():
-            scored[name].update(_score(embeddings, enrol, test, stats, norm_name, prefix))
-        if calibration_pairs is not None:
-            calibration_scored.update(_score(embeddings, *calibration_pairs[1:], stats,
-                                             norm_name, prefix))
-    calibrator = None
-    if calibration_pairs is not None:
-        labels = torch.tensor([t.label for t in calibration_pairs[0]])
+            scored[name][variant] = fitted.scores(space, space, enrol, test)
+    calibrator, source = None, None
+    if calibration:
+        labels = torch.tensor([t.label for t in pairs.pop(CALIBRATION)[0]])
         try:
-            calibrator = fit_calibration(calibration_scored[primary_variant], labels)
+            calibrator = fit_calibration(scored.pop(CALIBRATION)[primary_variant], labels)
         except InputError as error:
             raise InputError(f"{calibration_trials}: {error}") from None
+        source = calibration_trials
+    elif primary_variant == "model" and backend.decisions is not None:
+        calibrator, source = backend.decisions.calibration, f"{model_backend} (its own)"
     folder = Path(output_folder)
     results = {"schema_version": SCHEMA_VERSION, "primary_variant": primary_variant,
                "variants": variants, "lists": {},
                "calibration": None if calibrator is None else {
-                   "file": calibration_trials, "variant": primary_variant,
+                   "file": source, "variant": primary_variant,
                    "scale": calibrator.scale, "offset": calibrator.offset},
                "skipped_utterances": problems}
     scores = {}
@@ -201,39 +177,6 @@ def run_verification(embedder: Embedder, trial_lists: dict[str, str | None], out
     return Verification(results, scores)
 
 
-def _embedded_pool(embedder: Embedder, training: dict[str, Utterance], kind: str, size: int,
-                   per_speaker: int | None, seed: int, cache_folder: str | None,
-                   batch_seconds: float, speech: SpeechDetector | None
-                   ) -> tuple[torch.Tensor, list[str]]:
-    """Training utterances chosen by ``choose_cohort``, embedded, with their speakers."""
-    pool = choose_cohort(training, kind, size, per_speaker, seed)
-    embedded, _ = embed_utterances(embedder, pool, cache_folder, batch_seconds, skip_bad=True,
-                                   speech=speech)
-    kept = [u for u in pool if u.id in embedded]
-    return torch.stack([embedded[u.id] for u in kept]), [u.speaker for u in kept]
-
-
-def _check_options(cohort_csv: str | None, cohort: str, top_k: int | None,
-                   lda_dim: int | None, primary_variant: str) -> list[str]:
-    """The variants these options score, in order; options that cannot work are refused
-    before anything is embedded (that takes hours on VoxCeleb)."""
-    if cohort not in ("speakers", "utterances"):
-        raise InputError(f"cohort must be 'speakers' or 'utterances', got {cohort!r}")
-    if top_k is not None and top_k < 2:
-        raise InputError(f"AS-norm top_k={top_k} must be at least 2 (null: S-norm)")
-    if lda_dim is not None and not cohort_csv:
-        raise InputError("lda_dim needs cohort_csv: the training utterances to fit the LDA on")
-    if lda_dim is not None and lda_dim < 1:
-        raise InputError(f"LDA: lda_dim={lda_dim} must be at least 1")
-    variants = ["cosine"] + (["s-norm" if top_k is None else "as-norm"] if cohort_csv else [])
-    variants += [f"lda+{v}" for v in variants] if lda_dim is not None else []
-    if primary_variant not in variants:
-        raise InputError(f"primary_variant {primary_variant!r} is not among the variants "
-                         f"scored ({', '.join(variants)}): choose one of them (lda+ variants "
-                         f"need lda_dim, normalised ones cohort_csv)")
-    return variants
-
-
 def _pairs(trials: list[Trial], index: dict[str, int], name: str
            ) -> tuple[list[Trial], torch.Tensor, torch.Tensor]:
     """The trials whose two sides were embedded, with their enrolment and test rows."""
@@ -242,17 +185,6 @@ def _pairs(trials: list[Trial], index: dict[str, int], name: str
         raise InputError(f"{name}: no trial has both utterances embedded")
     return (kept, torch.tensor([index[t.enrol] for t in kept]),
             torch.tensor([index[t.test] for t in kept]))
-
-
-def _score(matrix: torch.Tensor, enrol: torch.Tensor, test: torch.Tensor,
-           stats: CohortStats | None, norm_name: str, prefix: str) -> dict[str, torch.Tensor]:
-    """Cosine scores of the trials ``(enrol, test)``, and normalised ones when there are
-    cohort statistics; keys carry ``prefix`` (the scoring space)."""
-    cosine = cosine_scores(matrix, enrol, test)
-    variants = {f"{prefix}cosine": cosine}
-    if stats is not None:
-        variants[f"{prefix}{norm_name}"] = normalize_scores(cosine, stats, enrol, test)
-    return variants
 
 
 def _list_metrics(path: str, scores: ListScores, dropped: int) -> dict:

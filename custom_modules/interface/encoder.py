@@ -4,12 +4,18 @@
     enc = SpeakerEncoder.from_hparams(source="exps/demo/pretrained")
     embedding = enc.encode_file("a.wav")  # torch.Size([192])
 
-Loads from a local pretrained folder only (never a hub). Files of any sample rate are
+    verdict = enc.verify_files("a.wav", "b.wav")  # score, same, llr, probability, ...
+
+Loads from a local pretrained folder only (never a hub). Scores come from the folder's
+back-end (``backend.json``: the LDA, AS-norm cohort, calibration and operating points the
+training exported, the verification recipe's ``model`` variant); ``calibrate`` refits the
+calibration on your own labelled pairs. Files of any sample rate are
 resampled, stereo is averaged to mono; empty, silent, unreadable or too short audio (under
 ``MIN_SECONDS``) is a one-line error naming the file. Long recordings are embedded in windows.
 Embeddings do not depend on batching (rows are computed at their exact lengths).
 
-Speech detection is on by default (``speech_detection=True``, ``inference.speech``): the files
+Speech detection is on by default (``inference.speech``; off with ``speech_detection=False``
+or for a model whose back-end was fitted without it): the files
 are embedded from their speech only; a file with less than ``MIN_SPEECH_SECONDS`` of speech is
 a one-line error, a clipped or very quiet one a warning. ``embed`` tells the speech seconds an
 embedding used; enrolments store them. ``encode_batch`` (waveforms, SpeechBrain's call) embeds
@@ -22,11 +28,19 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 from custom_modules.audio import audio_info
 from custom_modules.data.catalogue import Utterance
+from custom_modules.data.trials import read_trials
 from custom_modules.errors import InputError
+from custom_modules.evaluation.backend import (
+    Backend,
+    Scoring,
+    far_rates,
+    has_backend,
+    load_backend,
+)
+from custom_modules.evaluation.backend_fit import Embedding, trial_decisions
 from custom_modules.inference.embedding import embed_utterances, model_fingerprint
 from custom_modules.inference.pretrained import load_embedder
 from custom_modules.inference.speech import SpeechDetector
@@ -37,6 +51,7 @@ logger = logging.getLogger(__name__)
 MIN_SECONDS = 0.5  # shortest audio accepted: shorter speech gives unreliable embeddings
 DATABASE = "enrolments.sqlite"
 OLD_STORE = "enrolled.pt"   # the enrolments of earlier versions: one profile per name
+BATCH_SECONDS = 120.0       # padded audio per embedding batch when calibrating
 
 
 class Embedded(NamedTuple):
@@ -47,19 +62,58 @@ class Embedded(NamedTuple):
     duration: float
 
 
+class Verdict(NamedTuple):
+    """A verification: the back-end's score, the decision, the calibrated log-likelihood
+    ratio and probability of "same speaker" at ``prior`` (``None`` when not calibrated), and
+    the operating point and threshold the decision was taken at."""
+
+    score: float
+    same: bool
+    llr: float | None
+    probability: float | None
+    prior: float
+    operating_point: str
+    threshold: float
+
+
+class Candidate(NamedTuple):
+    """An enrolled speaker and the verdict of the recording against its profile."""
+
+    name: str
+    verdict: Verdict
+
+
+class Identification(NamedTuple):
+    """The best-scoring enrolled speaker if accepted, else ``None`` (unknown), and the
+    ranked candidates."""
+
+    speaker: str | None
+    candidates: list[Candidate]
+
+
 class SpeakerEncoder:
     """Embed, verify, enrol and identify speakers with a pretrained folder.
 
     The product on top of ``Embedder``: it takes files (any rate, stereo, long recordings),
-    makes decisions with the model's saved threshold and keeps enrolments, with
+    scores them with the model's back-end (``evaluation.backend``: the verification recipe's
+    scoring), gives calibrated log-likelihood ratios and decisions at named operating points,
+    keeps enrolments and identifies speakers (or none), with
     ``EncoderClassifier``'s way of loading (``from_hparams``) for SpeechBrain users.
     """
 
     def __init__(self, embedder: Embedder, database: str | os.PathLike | None = None,
-                 speech_detection: bool = True):
+                 speech_detection: bool | None = None, backend: Backend | None = None,
+                 folder: str | os.PathLike | None = None):
+        """``backend``: the scoring (default: cosine, not calibrated); ``speech_detection``
+        (default: as the back-end was fitted); ``folder``: where ``calibrate`` writes."""
         self.embedder = embedder
         self.database = Path(database) if database is not None else None
         self._enrolments: EnrolmentDB | None = None
+        self.backend = backend if backend is not None else \
+            Backend(Scoring("cosine"), None, "eer", 0.5, True)
+        self.folder = Path(folder) if folder is not None else None
+        if speech_detection is None:
+            speech_detection = self.backend.speech_detection
         self.speech = SpeechDetector() if speech_detection else None
 
     @property
@@ -77,21 +131,28 @@ class SpeakerEncoder:
 
     @classmethod
     def from_hparams(cls, source: str | os.PathLike, savedir: str | os.PathLike | None = None,
-                     run_opts: dict | None = None, speech_detection: bool = True
+                     run_opts: dict | None = None, speech_detection: bool | None = None
                      ) -> "SpeakerEncoder":
-        """Load ``source`` (a local pretrained folder) on the CPU, or on ``run_opts["device"]``
-        (SpeechBrain's way of asking, the only run option it takes). Enrolments are kept in
-        ``savedir/enrolments.sqlite`` (default: ``source/enrolments.sqlite``)."""
+        """Load ``source`` (a local pretrained folder, with its back-end when it has one) on
+        the CPU, or on ``run_opts["device"]`` (SpeechBrain's way of asking, the only run
+        option it takes). Enrolments are kept in ``savedir/enrolments.sqlite`` (default:
+        ``source/enrolments.sqlite``). Speech detection is on unless ``speech_detection`` is
+        False or the folder's back-end was fitted without it."""
         options = dict(run_opts or {})
         device = options.pop("device", "cpu")
         if options:
             raise InputError(f"run_opts {sorted(options)}: SpeakerEncoder takes only 'device'")
         database = Path(savedir if savedir is not None else source) / DATABASE
-        return cls(load_embedder(source, device=device), database, speech_detection)
+        backend = load_backend(source) if has_backend(source) else None
+        return cls(load_embedder(source, device=device), database, speech_detection, backend,
+                   source)
 
     @property
     def threshold(self) -> float | None:
-        """Decision threshold saved with the model (chosen on validation trials)."""
+        """The decision threshold on the score: the default operating point's, or, for a
+        model without a calibrated back-end, its saved cosine threshold."""
+        if self.backend.decisions is not None:
+            return self.backend.threshold()
         return self.embedder.threshold
 
     def encode_batch(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None
@@ -116,15 +177,44 @@ class SpeakerEncoder:
         return self._encode_files([path], window_seconds)[0]
 
     def verify_files(self, path_a: str | os.PathLike, path_b: str | os.PathLike,
-                     threshold: float | None = None) -> tuple[float, bool]:
-        """Cosine score of two files and the decision "same speaker" (score above the
-        threshold saved with the model, unless ``threshold`` is given)."""
-        threshold = self.threshold if threshold is None else threshold
+                     operating_point: str | None = None, threshold: float | None = None,
+                     prior: float | None = None) -> "Verdict":
+        """Score two files with the model's back-end and decide "same speaker".
+
+        The decision is taken at ``operating_point`` (one the folder saved: ``eer``,
+        ``far_1%``, ...; default: the folder's), or at ``threshold`` when given; a model
+        without a calibrated back-end has only its saved cosine threshold. The log-likelihood
+        ratio and the probability at ``prior`` (default: the folder's) come from the
+        calibration, ``None`` without one."""
+        embedded = self._encode_files([path_a, path_b])
+        scoring = self.backend.scoring
+        space = scoring.space(torch.stack([e.embedding.cpu() for e in embedded]))
+        score = scoring.scores(space, space, torch.tensor([0]), torch.tensor([1]))
+        return self._verdict(score, operating_point, threshold, prior)
+
+    def _verdict(self, score: torch.Tensor, operating_point: str | None,
+                 threshold: float | None, prior: float | None) -> "Verdict":
+        """The verdict of one score ``(1,)``."""
+        calibrated = self.backend.decisions is not None
         if threshold is None:
-            raise InputError("this model has no saved decision threshold; pass threshold=")
-        first, second = (e.embedding for e in self._encode_files([path_a, path_b]))
-        score = float(F.cosine_similarity(first, second, dim=0))
-        return score, score > threshold
+            if calibrated:
+                operating_point = operating_point or self.backend.operating_point
+                threshold = self.backend.threshold(operating_point)
+            elif operating_point is not None:
+                raise InputError(f"operating point {operating_point!r}: this model's scores "
+                                 f"are not calibrated (calibrate it first)")
+            elif self.embedder.threshold is not None:
+                operating_point, threshold = "saved threshold", self.embedder.threshold
+            else:
+                raise InputError("this model has no saved decision threshold; pass "
+                                 "threshold= (or calibrate it)")
+        else:
+            operating_point = "given threshold"
+        prior = self.backend.prior if prior is None else prior
+        return Verdict(float(score), float(score) > threshold,
+                       float(self.backend.llr(score)) if calibrated else None,
+                       float(self.backend.probability(score, prior)) if calibrated else None,
+                       prior, operating_point, threshold)
 
     def enroll(self, name: str, paths: list[str | os.PathLike]) -> list[int]:
         """Add recordings of ``name`` to the enrolment database (a new speaker, or more
@@ -140,17 +230,50 @@ class SpeakerEncoder:
             name, [(str(path), e.embedding, e.duration, e.seconds)
                    for path, e in zip(paths, embedded, strict=True)])
 
-    def identify(self, path: str | os.PathLike, top_k: int = 5) -> list[tuple[str, float]]:
-        """The ``top_k`` enrolled speakers closest to a recording, with the cosine of the
-        recording to each one's profile."""
+    def identify(self, path: str | os.PathLike, top_k: int = 5,
+                 operating_point: str | None = None, threshold: float | None = None
+                 ) -> "Identification":
+        """Who of the enrolled speakers speaks in a recording: the ``top_k`` closest
+        profiles, each with its score and verdict (as ``verify_files``, at the same operating
+        point), and the best one if it is accepted, else ``None`` ("unknown")."""
         names, profiles = self.enrolments.profiles()
         if not names:
             raise InputError(f"no speaker is enrolled in {self.database} yet: call enroll() "
                              f"first")
-        query = F.normalize(self.encode_file(path), dim=0)
-        scores = profiles @ query.cpu()
+        scoring = self.backend.scoring
+        query = scoring.space(self.encode_file(path).cpu().unsqueeze(0))
+        scores = scoring.scores(query, scoring.space(profiles), torch.zeros(len(names),
+                                                                            dtype=torch.long),
+                                torch.arange(len(names)))
         best = scores.topk(min(top_k, len(names)))
-        return [(names[i], float(s)) for s, i in zip(best.values, best.indices, strict=True)]
+        candidates = [Candidate(names[i], self._verdict(s.unsqueeze(0), operating_point,
+                                                        threshold, None))
+                      for s, i in zip(best.values, best.indices, strict=True)]
+        speaker = candidates[0].name if candidates[0].verdict.same else None
+        return Identification(speaker, candidates)
+
+    def calibrate(self, trials: str | os.PathLike, audio_folder: str | os.PathLike | None = None,
+                  target_false_accepts: list[float] | None = None) -> Backend:
+        """Refit the calibration and operating points on your own labelled pairs (a trial
+        list ``label file_a file_b``, files relative to ``audio_folder``) and write them into
+        the model folder; the previous ones are kept in its history. ``target_false_accepts``
+        (default: the current ones) name the ``far_x%`` points. Unusable files are left out
+        and counted in the log. Returns the new back-end."""
+        if self.folder is None:
+            raise InputError("this SpeakerEncoder was not loaded from a folder: nothing to "
+                             "calibrate into")
+        if target_false_accepts is None:
+            if self.backend.decisions is None:
+                raise InputError("give the target false-accept rates (e.g. [0.01, 0.001]): "
+                                 "this model has no operating points yet")
+            target_false_accepts = far_rates(self.backend.decisions)
+        embedding = Embedding(None, BATCH_SECONDS, self.speech)
+        decisions = trial_decisions(self.embedder, self.backend.scoring, read_trials(trials),
+                                    {}, str(audio_folder or ""), target_false_accepts,
+                                    embedding, str(trials))
+        self.backend = self.backend.recalibrated(decisions)
+        self.backend.save(self.folder)
+        return self.backend
 
     def _encode_files(self, paths: list, window_seconds: float = 60.0) -> list["Embedded"]:
         """Every file embedded, or a one-line error for the first that cannot be (unreadable,

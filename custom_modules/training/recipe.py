@@ -1,7 +1,7 @@
 """The training recipe as ``recipes/train_speaker_embeddings.py`` runs it, in a straight line:
 run options -> distributed group -> experiment folder -> data preparation (main process) ->
 training set -> classifier for its speakers -> ``SpeakerBrain.fit`` -> replica check ->
-export of the best checkpoint.
+export of the best checkpoint -> its scoring back-end (``evaluation.backend_fit``).
 
 ``KEYS`` are the top-level YAML keys it reads and ``RUN_OPTIONS`` the SpeechBrain run options
 it honours; ``custom_modules.config.load_recipe`` checks both.
@@ -32,7 +32,7 @@ STARTED_FROM = "started_from.json"   # what init_from loaded, kept for resumed r
 KEYS = ("output_folder", "save_folder", "pretrained_folder", "preparation", "train_csv",
         "crop_seconds", "speaker_speeds", "example_augment", "dataloader_options",
         "compute_features", "embedding_model", "classifier", "modules", "opt_class",
-        "epoch_counter", "checkpointer", "init_from", *SpeakerBrain.HPARAMS)
+        "epoch_counter", "checkpointer", "init_from", "backend", *SpeakerBrain.HPARAMS)
 # Not honoured: this recipe has no test stage (test_only, eval_precision: verification is its
 # own recipe, recipes/speaker_verification.py); DataParallel is SpeechBrain's deprecated
 # single-process multi-GPU mode (use torchrun); TorchScript cannot compile the model.
@@ -92,6 +92,8 @@ def train(recipe: Recipe) -> dict:
                        hparams["average_checkpoints"], brain.validation, corpora,
                        started_from)
     logger.info("exported %s (validation EER %s)", hparams["pretrained_folder"], meta["EER"])
+    if hparams["backend"] is not None and if_main_process():
+        hparams["backend"](brain.embedder().eval(), hparams["pretrained_folder"])
     return meta
 
 

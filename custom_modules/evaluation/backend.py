@@ -1,0 +1,305 @@
+"""A model's scoring back-end: how two embeddings become a score, a log-likelihood ratio and a
+decision, the same way in the verification recipe, ``SpeakerEncoder`` and the command line.
+
+A back-end has two parts:
+
+- ``Scoring`` (fitted on training utterances): optional subtraction of a mean embedding, an
+  optional LDA projection (``scoring.Projection``), cosine scoring, and optional symmetric
+  normalisation against a cohort (AS-norm over the ``top_k`` best cohort scores, S-norm over
+  all with ``top_k=None``). Its ``variant`` is the verification recipe's name for it
+  (``cosine``, ``as-norm``, ``lda+cosine``, ``lda+as-norm``...).
+- ``Decisions`` (fitted on labelled trials, by default the validation trials): an affine
+  calibration from scores to log-likelihood ratios and named operating points, thresholds on
+  the score: ``eer`` (where misses and false accepts are equal on those trials) and
+  ``far_1%``, ``far_0.1%``... (the lowest threshold whose false-accept rate is at most that).
+
+A pretrained folder keeps it as ``backend.json`` (options, decisions, the earlier decisions a
+``calibrate`` replaced, newest last) and ``backend.pt`` (the tensors, read with
+``weights_only=True``). ``speech_detection`` records whether the embeddings it was fitted on
+were cut to their speech, which the interface then does too.
+"""
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from custom_modules.errors import InputError
+from custom_modules.evaluation.metrics import eer
+from custom_modules.evaluation.scoring import (
+    Calibration,
+    CohortStats,
+    Projection,
+    cohort_stats,
+    cosine_scores,
+    fit_calibration,
+    normalize_scores,
+)
+
+BACKEND_JSON, BACKEND_TENSORS = "backend.json", "backend.pt"
+SCHEMA_VERSION = 1
+FEW_FALSE_ACCEPTS = 10   # an operating point set by fewer non-target trials is flagged
+
+
+class Space(NamedTuple):
+    """Embeddings in a back-end's scoring space ``(n, d)``, with their cohort statistics."""
+
+    vectors: torch.Tensor
+    stats: CohortStats | None
+
+
+@dataclass
+class Scoring:
+    """Scores from embeddings: ``space`` once per set of embeddings, then ``scores`` per pair.
+
+    >>> scoring = Scoring("cosine")
+    >>> space = scoring.space(torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
+    >>> scoring.scores(space, space, torch.tensor([0]), torch.tensor([1])).round(decimals=4)
+    tensor([0.7071])
+    """
+
+    variant: str
+    mean: torch.Tensor | None = None             # (dim,) subtracted first
+    projection: Projection | None = None         # LDA
+    cohort: torch.Tensor | None = None           # (cohort, dim), raw embeddings
+    top_k: int | None = None                     # AS-norm; None with a cohort: S-norm
+
+    def transform(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """``(n, dim)`` embeddings -> ``(n, d)`` vectors that are cosine-scored."""
+        embeddings = embeddings.float()
+        if self.mean is not None:
+            embeddings = embeddings - self.mean
+        return embeddings if self.projection is None else self.projection(embeddings)
+
+    @cached_property
+    def _cohort_vectors(self) -> torch.Tensor | None:
+        return None if self.cohort is None else self.transform(self.cohort)
+
+    def space(self, embeddings: torch.Tensor) -> Space:
+        """Transform ``(n, dim)`` embeddings and compute their cohort statistics."""
+        vectors = self.transform(embeddings)
+        stats = None if self._cohort_vectors is None else \
+            cohort_stats(vectors, self._cohort_vectors, self.top_k)
+        return Space(vectors, stats)
+
+    def scores(self, first: Space, second: Space, first_rows: torch.Tensor,
+               second_rows: torch.Tensor) -> torch.Tensor:
+        """Scores ``(pairs,)`` of ``first.vectors[first_rows[i]]`` against
+        ``second.vectors[second_rows[i]]``."""
+        both = torch.cat([first.vectors, second.vectors])
+        other = second_rows + len(first.vectors)
+        cosine = cosine_scores(both, first_rows, other)
+        if first.stats is None:
+            return cosine
+        stats = CohortStats(torch.cat([first.stats.mean, second.stats.mean]),
+                            torch.cat([first.stats.std, second.stats.std]))
+        return normalize_scores(cosine, stats, first_rows, other)
+
+
+class OperatingPoint(NamedTuple):
+    """A decision threshold on the score (accept above it) and its rates on the trials it was
+    chosen on."""
+
+    threshold: float
+    false_accept: float
+    false_reject: float
+
+
+class Decisions(NamedTuple):
+    """What a score means: calibration and operating points, and the trials they came from."""
+
+    calibration: Calibration
+    operating_points: dict[str, OperatingPoint]
+    fitted_on: str
+    targets: int
+    nontargets: int
+    fitted: str                                  # date and time, UTC
+
+
+def far_name(rate: float) -> str:
+    """``far_name(0.01) == 'far_1%'``: the operating point of a target false-accept rate."""
+    return f"far_{100 * rate:g}%"
+
+
+def far_rates(decisions: Decisions) -> list[float]:
+    """The target false-accept rates of ``decisions``' ``far_x%`` operating points.
+
+    >>> far_rates(Decisions(Calibration(1.0, 0.0), {"eer": None, "far_1%": None,
+    ...                                             "far_0.1%": None}, "", 1, 1, ""))
+    [0.01, 0.001]
+    """
+    return [float(name[4:-1]) / 100 for name in decisions.operating_points
+            if name.startswith("far_")]
+
+
+def fit_decisions(scores: torch.Tensor, labels: torch.Tensor, target_false_accepts: list[float],
+                  fitted_on: str) -> Decisions:
+    """Calibration and operating points from labelled trial ``scores`` ``(trials,)``
+    (``labels`` 1 target, 0 non-target): ``eer`` and one ``far_x%`` per target rate."""
+    labels = torch.as_tensor(labels).bool()
+    targets, nontargets = scores[labels].double(), scores[~labels].double()
+    if not len(targets) or not len(nontargets):
+        raise InputError(f"{fitted_on}: calibration needs both target and non-target trials")
+    points = {"eer": _point(float(eer(targets, nontargets)[1]), targets, nontargets)}
+    ranked = nontargets.sort(descending=True).values
+    for rate in target_false_accepts:
+        if not 0 < rate < 1:
+            raise InputError(f"target false-accept rate {rate} must be between 0 and 1")
+        allowed = math.floor(rate * len(ranked))   # non-targets that may stay above
+        threshold = float(ranked[min(allowed, len(ranked) - 1)])
+        points[far_name(rate)] = _point(threshold, targets, nontargets)
+    return Decisions(fit_calibration(scores, labels.long()), points, fitted_on,
+                     len(targets), len(nontargets), time.strftime("%Y-%m-%d %H:%M:%S",
+                                                                  time.gmtime()))
+
+
+def _point(threshold: float, targets: torch.Tensor, nontargets: torch.Tensor) -> OperatingPoint:
+    return OperatingPoint(threshold, float((nontargets > threshold).double().mean()),
+                          float((targets <= threshold).double().mean()))
+
+
+@dataclass
+class Backend:
+    """A scoring with its decisions (``None`` until calibrated), the earlier decisions, the
+    operating point used when none is named and the prior probabilities are given at."""
+
+    scoring: Scoring
+    decisions: Decisions | None
+    operating_point: str
+    prior: float
+    speech_detection: bool
+    history: list[Decisions] = field(default_factory=list)
+
+    def llr(self, scores: torch.Tensor) -> torch.Tensor:
+        """Calibrated log-likelihood ratios of ``scores``."""
+        return self._decisions("log-likelihood ratios").calibration(scores)
+
+    def probability(self, scores: torch.Tensor, prior: float | None = None) -> torch.Tensor:
+        """Probability of "same speaker" at ``prior`` (default: the back-end's)."""
+        prior = self.prior if prior is None else prior
+        if not 0 < prior < 1:
+            raise InputError(f"prior {prior} must be between 0 and 1")
+        return torch.sigmoid(self.llr(scores) + math.log(prior / (1 - prior)))
+
+    def threshold(self, operating_point: str | None = None) -> float:
+        """The score threshold of a named operating point (default: the back-end's)."""
+        name = self.operating_point if operating_point is None else operating_point
+        points = self._decisions(f"operating point {name!r}").operating_points
+        if name not in points:
+            raise InputError(f"no operating point {name!r}; this model has "
+                             f"{', '.join(points)}")
+        return points[name].threshold
+
+    def recalibrated(self, decisions: Decisions) -> "Backend":
+        """The same scoring with new decisions; the current ones join the history."""
+        history = self.history + ([self.decisions] if self.decisions is not None else [])
+        return Backend(self.scoring, decisions, self.operating_point, self.prior,
+                       self.speech_detection, history)
+
+    def restored(self, index: int) -> "Backend":
+        """The same scoring with the earlier decisions ``history[index]`` made current again
+        (the current ones join the history)."""
+        if not -len(self.history) <= index < len(self.history):
+            raise InputError(f"no earlier calibration {index}: {len(self.history)} are kept")
+        history = [d for n, d in enumerate(self.history) if n != index % len(self.history)]
+        return Backend(self.scoring, self.history[index], self.operating_point, self.prior,
+                       self.speech_detection, history + [self.decisions])
+
+    def _decisions(self, wanted: str) -> Decisions:
+        if self.decisions is None:
+            raise InputError(f"{wanted}: this model's scores are not calibrated (run "
+                             f"calibrate on labelled pairs first)")
+        return self.decisions
+
+    def save(self, folder: str | os.PathLike) -> None:
+        """Write ``backend.json`` and ``backend.pt`` into ``folder`` (each replaced whole)."""
+        folder = Path(folder)
+        scoring = self.scoring
+        tensors = {"mean": scoring.mean, "cohort": scoring.cohort,
+                   "lda_mean": None if scoring.projection is None else scoring.projection.mean,
+                   "lda_matrix": None if scoring.projection is None
+                   else scoring.projection.matrix}
+        partial = folder / f"{BACKEND_TENSORS}.part"
+        torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()
+                    if v is not None}, partial)
+        os.replace(partial, folder / BACKEND_TENSORS)
+        meta = {"schema_version": SCHEMA_VERSION, "variant": scoring.variant,
+                "top_k": scoring.top_k, "speech_detection": self.speech_detection,
+                "operating_point": self.operating_point, "prior": self.prior,
+                "decisions": _decisions_json(self.decisions),
+                "history": [_decisions_json(d) for d in self.history]}
+        partial = folder / f"{BACKEND_JSON}.part"
+        partial.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        os.replace(partial, folder / BACKEND_JSON)
+
+
+def has_backend(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` keeps a back-end."""
+    return (Path(folder) / BACKEND_JSON).is_file()
+
+
+def load_backend(folder: str | os.PathLike) -> Backend:
+    """Read the back-end of a pretrained folder; a missing or malformed one is an
+    ``InputError`` naming the file."""
+    path = Path(folder) / BACKEND_JSON
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        tensors = torch.load(Path(folder) / BACKEND_TENSORS, map_location="cpu",
+                             weights_only=True)
+        if meta["schema_version"] != SCHEMA_VERSION:
+            raise ValueError(f"schema version {meta['schema_version']}, not {SCHEMA_VERSION}")
+        projection = (Projection(tensors["lda_mean"], tensors["lda_matrix"])
+                      if "lda_matrix" in tensors else None)
+        scoring = Scoring(meta["variant"], tensors.get("mean"), projection,
+                          tensors.get("cohort"), meta["top_k"])
+        return Backend(scoring, _decisions_of(meta["decisions"]), meta["operating_point"],
+                       float(meta["prior"]), bool(meta["speech_detection"]),
+                       [_decisions_of(d) for d in meta["history"]])
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+        raise InputError(f"{path}: not a readable back-end ({type(error).__name__}: "
+                         f"{error})") from None
+
+
+def _decisions_json(decisions: Decisions | None) -> dict | None:
+    if decisions is None:
+        return None
+    return {**decisions._asdict(), "calibration": decisions.calibration._asdict(),
+            "operating_points": {name: point._asdict()
+                                 for name, point in decisions.operating_points.items()}}
+
+
+def _decisions_of(entry: dict | None) -> Decisions | None:
+    if entry is None:
+        return None
+    return Decisions(**{**entry, "calibration": Calibration(**entry["calibration"]),
+                        "operating_points": {name: OperatingPoint(**point) for name, point
+                                             in entry["operating_points"].items()}})
+
+
+def describe(backend: Backend) -> str:
+    """Lines for people: the scoring, and each operating point with its rates (flagged when
+    fewer than ``FEW_FALSE_ACCEPTS`` non-target trials set it)."""
+    scoring = backend.scoring
+    cohort = "" if scoring.cohort is None else f", cohort of {len(scoring.cohort)}"
+    lines = [f"scoring: {scoring.variant}{cohort}; speech detection "
+             f"{'on' if backend.speech_detection else 'off'}"]
+    decisions = backend.decisions
+    if decisions is None:
+        return "\n".join(lines + ["not calibrated"])
+    lines.append(f"calibrated on {decisions.fitted_on} ({decisions.targets} target, "
+                 f"{decisions.nontargets} non-target trials, {decisions.fitted} UTC); "
+                 f"{len(backend.history)} earlier calibrations kept")
+    for name, point in decisions.operating_points.items():
+        few = point.false_accept * decisions.nontargets < FEW_FALSE_ACCEPTS and name != "eer"
+        lines.append(f"  {name:<10} threshold {point.threshold:+.4f}: false accepts "
+                     f"{100 * point.false_accept:.2f} %, false rejects "
+                     f"{100 * point.false_reject:.2f} %"
+                     + (" (set by few non-target trials)" if few else "")
+                     + ("  <- default" if name == backend.operating_point else ""))
+    return "\n".join(lines)

@@ -1,0 +1,185 @@
+"""Fitting back-ends (``evaluation.backend``) on data: the cohort and LDA utterances drawn from
+the training set, embedded (through the embedding cache, so the verification recipe that
+follows embeds nothing twice), and the decisions fitted on labelled trials.
+
+``fit_scorings`` gives every variant the options allow (the verification recipe scores them
+all); ``fit_model_backend`` is the training recipe's last step: one variant, calibrated on the
+validation trials, written into the pretrained folder.
+"""
+
+import logging
+import os
+import random
+from typing import NamedTuple
+
+import torch
+
+from custom_modules.data.catalogue import Utterance, by_speaker, read_utterance_csvs, resolve
+from custom_modules.data.trials import Trial, read_trials
+from custom_modules.errors import InputError
+from custom_modules.evaluation.backend import Backend, Decisions, Scoring, fit_decisions
+from custom_modules.evaluation.scoring import fit_lda, speaker_means
+from custom_modules.inference.embedding import embed_utterances
+from custom_modules.inference.speech import SpeechDetector
+from custom_modules.models.embedder import Embedder
+
+logger = logging.getLogger(__name__)
+
+
+class ScoringOptions(NamedTuple):
+    """How the scorings are fitted on training utterances (see ``hparams/verify.yaml``).
+
+    ``cohort``: ``speakers`` (per speaker the mean of ``cohort_per_speaker`` utterances, all
+    with ``None``) or ``utterances`` (``cohort_size`` at random); ``top_k``: AS-norm (``None``:
+    S-norm over the whole cohort); ``lda_dim``: also an LDA back-end fitted on
+    ``cohort_size`` random utterances; ``mean_subtraction``: subtract the cohort's mean first.
+    """
+
+    cohort: str
+    cohort_size: int
+    cohort_per_speaker: int | None
+    top_k: int | None
+    lda_dim: int | None
+    mean_subtraction: bool
+    seed: int
+
+
+class Embedding(NamedTuple):
+    """How utterances are embedded: cache folder, padded audio per batch, speech detector."""
+
+    cache_folder: str | None
+    batch_seconds: float
+    speech: SpeechDetector | None
+
+
+def variant_names(options: ScoringOptions, with_cohort: bool) -> list[str]:
+    """The variants ``fit_scorings`` gives, in order; options that cannot work are refused
+    before anything is embedded (that takes hours on VoxCeleb)."""
+    if options.cohort not in ("speakers", "utterances"):
+        raise InputError(f"cohort must be 'speakers' or 'utterances', got {options.cohort!r}")
+    if options.top_k is not None and options.top_k < 2:
+        raise InputError(f"AS-norm top_k={options.top_k} must be at least 2 (null: S-norm)")
+    if options.lda_dim is not None and not with_cohort:
+        raise InputError("lda_dim needs cohort_csv: the training utterances to fit the LDA on")
+    if options.mean_subtraction and not with_cohort:
+        raise InputError("mean_subtraction needs cohort_csv: the mean is the cohort's")
+    if options.lda_dim is not None and options.lda_dim < 1:
+        raise InputError(f"LDA: lda_dim={options.lda_dim} must be at least 1")
+    names = ["cosine"] + (["s-norm" if options.top_k is None else "as-norm"]
+                          if with_cohort else [])
+    return names + ([f"lda+{v}" for v in names] if options.lda_dim is not None else [])
+
+
+def choose_cohort(catalogue: dict[str, Utterance], kind: str, size: int,
+                  per_speaker: int | None, seed: int) -> list[Utterance]:
+    """Cohort utterances: ``per_speaker`` per speaker (``None``: all of them; the cohort is
+    then each speaker's mean over all their utterances, as the ECAPA-TDNN paper's) for
+    ``kind="speakers"``, or ``size`` at random (``"utterances"``), reproducibly for a
+    ``seed``."""
+    rng = random.Random(seed)
+    items = sorted(catalogue.values(), key=lambda u: u.id)
+    if kind == "speakers":
+        return [u for us in by_speaker(items).values()
+                for u in rng.sample(us, len(us) if per_speaker is None
+                                    else min(per_speaker, len(us)))]
+    if kind == "utterances":
+        return rng.sample(items, min(size, len(items)))
+    raise InputError(f"cohort must be 'speakers' or 'utterances', got {kind!r}")
+
+
+def embedded_pool(embedder: Embedder, training: dict[str, Utterance], kind: str, size: int,
+                  per_speaker: int | None, seed: int, embedding: Embedding
+                  ) -> tuple[torch.Tensor, list[str]]:
+    """Training utterances chosen by ``choose_cohort``, embedded ``(n, dim)``, with their
+    speakers (unusable audio is left out)."""
+    pool = choose_cohort(training, kind, size, per_speaker, seed)
+    embedded, _ = embed_utterances(embedder, pool, embedding.cache_folder,
+                                   embedding.batch_seconds, skip_bad=True,
+                                   speech=embedding.speech)
+    kept = [u for u in pool if u.id in embedded]
+    if not kept:
+        raise InputError("no cohort utterance could be embedded")
+    return torch.stack([embedded[u.id] for u in kept]), [u.speaker for u in kept]
+
+
+def fit_scorings(embedder: Embedder, training: dict[str, Utterance] | None,
+                 options: ScoringOptions, embedding: Embedding) -> dict[str, Scoring]:
+    """Every variant the options give (``variant_names``); ``training=None``: cosine only."""
+    names = variant_names(options, training is not None)
+    if training is None:
+        return {"cosine": Scoring("cosine")}
+    pool = embedded_pool(embedder, training, options.cohort, options.cohort_size,
+                         options.cohort_per_speaker, options.seed, embedding)
+    cohort = speaker_means(*pool) if options.cohort == "speakers" else pool[0]
+    mean = cohort.mean(dim=0) if options.mean_subtraction else None
+    top_k = options.top_k
+    if top_k is not None and top_k > len(cohort):
+        logger.warning("AS-norm: top_k=%d is more than the %d cohort entries; using %d",
+                       top_k, len(cohort), len(cohort))
+        top_k = len(cohort)
+    scorings = {"cosine": Scoring("cosine", mean),
+                names[1]: Scoring(names[1], mean, cohort=cohort, top_k=top_k)}
+    if options.lda_dim is not None:
+        lda_pool = pool if options.cohort == "utterances" else embedded_pool(
+            embedder, training, "utterances", options.cohort_size, 1, options.seed, embedding)
+        centred = lda_pool[0] if mean is None else lda_pool[0] - mean
+        projection = fit_lda(centred, lda_pool[1], options.lda_dim)
+        scorings["lda+cosine"] = Scoring("lda+cosine", mean, projection)
+        scorings[f"lda+{names[1]}"] = Scoring(f"lda+{names[1]}", mean, projection, cohort,
+                                              top_k)
+    return scorings
+
+
+def trial_decisions(embedder: Embedder, scoring: Scoring, trials: list[Trial],
+                    catalogue: dict[str, Utterance], data_folder: str | None,
+                    target_false_accepts: list[float], embedding: Embedding,
+                    name: str) -> Decisions:
+    """Embed the utterances of ``trials`` (found through ``catalogue``, else under
+    ``data_folder``), score them with ``scoring`` and fit the decisions; trials whose audio
+    is missing or unusable are left out (and counted in the log)."""
+    entries = {e for t in trials for e in (t.enrol, t.test)}
+    found, missing = resolve(entries, catalogue, data_folder)
+    embedded, problems = embed_utterances(embedder, list(found.values()),
+                                          embedding.cache_folder, embedding.batch_seconds,
+                                          skip_bad=True, speech=embedding.speech)
+    rows = {entry: n for n, entry in enumerate(e for e, u in found.items() if u.id in embedded)}
+    kept = [t for t in trials if t.enrol in rows and t.test in rows]
+    if len(kept) < len(trials):
+        logger.warning("%s: %d of %d trials left out (%d files missing, %d unusable)", name,
+                       len(trials) - len(kept), len(trials), len(missing), len(problems))
+    if not kept:
+        raise InputError(f"{name}: no trial has both files usable")
+    space = scoring.space(torch.stack([embedded[found[e].id] for e in rows]))
+    scores = scoring.scores(space, space, torch.tensor([rows[t.enrol] for t in kept]),
+                            torch.tensor([rows[t.test] for t in kept]))
+    return fit_decisions(scores, torch.tensor([t.label for t in kept]), target_false_accepts,
+                         name)
+
+
+def fit_model_backend(embedder: Embedder, folder: str | os.PathLike, training_csv: str,
+                      valid_trials: str | None, valid_csv: str | None, variant: str,
+                      options: ScoringOptions, target_false_accepts: list[float],
+                      operating_point: str, prior: float, speech_detection: bool,
+                      cache_folder: str | None, batch_seconds: float) -> Backend:
+    """Fit the back-end ``variant`` on ``training_csv``, calibrate it on ``valid_trials``
+    (no calibration when ``None``) and write it into the pretrained ``folder``."""
+    names = variant_names(options, True)
+    if variant not in names:
+        raise InputError(f"backend variant {variant!r} is not among those these options give "
+                         f"({', '.join(names)})")
+    embedding = Embedding(cache_folder, batch_seconds,
+                          SpeechDetector() if speech_detection else None)
+    scoring = fit_scorings(embedder, read_utterance_csvs([training_csv]), options,
+                           embedding)[variant]
+    decisions = None
+    if valid_trials is not None:
+        catalogue = read_utterance_csvs([valid_csv]) if valid_csv else {}
+        decisions = trial_decisions(embedder, scoring, read_trials(valid_trials), catalogue,
+                                    None, target_false_accepts, embedding,
+                                    f"validation trials {valid_trials}")
+    backend = Backend(scoring, decisions, operating_point, prior, speech_detection)
+    if decisions is not None:
+        backend.threshold()    # the default operating point must exist
+    backend.save(folder)
+    logger.info("back-end %s written to %s", variant, folder)
+    return backend

@@ -1,0 +1,239 @@
+"""The scoring back-end that travels with a model: its scores against a per-pair loop, its
+operating points and calibration against hand counts and scikit-learn, the folder round trip,
+interface scores equal to the verification recipe's, calibration on the user's pairs, and
+open-set identification."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import tiny_pretrained, write_corpus
+from sklearn.linear_model import LogisticRegression
+
+from custom_modules import SpeakerEncoder
+from custom_modules.__main__ import main
+from custom_modules.data.catalogue import read_utterance_csvs
+from custom_modules.data.trials import read_trials, utterance_id
+from custom_modules.errors import InputError
+from custom_modules.evaluation.backend import (
+    Backend,
+    Scoring,
+    fit_decisions,
+    load_backend,
+)
+from custom_modules.evaluation.backend_fit import ScoringOptions, fit_model_backend
+from custom_modules.evaluation.metrics import eer
+from custom_modules.evaluation.scoring import fit_lda
+from custom_modules.inference.pretrained import load_embedder
+from data_prep.folder_prepare import prepare_folder
+
+
+def brute_force(scoring: Scoring, a: torch.Tensor, b: torch.Tensor) -> float:
+    """One pair's score computed alone, step by step."""
+    def vector(x):
+        x = x - scoring.mean if scoring.mean is not None else x
+        return scoring.projection(x[None])[0] if scoring.projection is not None else x
+
+    x, y = vector(a), vector(b)
+    score = float(F.cosine_similarity(x, y, dim=0))
+    if scoring.cohort is None:
+        return score
+    sides = []
+    for v in (x, y):
+        against = sorted((float(F.cosine_similarity(v, vector(c), dim=0))
+                          for c in scoring.cohort), reverse=True)[:scoring.top_k]
+        sides.append((score - np.mean(against)) / np.std(against, ddof=1))
+    return float(np.mean(sides))
+
+
+def test_scores_equal_a_per_pair_loop():
+    gen = torch.Generator().manual_seed(0)
+    speakers = [s for s in range(6) for _ in range(5)]
+    training = torch.randn(6, 8, generator=gen)[speakers] + 0.3 * torch.randn(30, 8,
+                                                                              generator=gen)
+    mean = training.mean(dim=0)
+    projection = fit_lda(training - mean, [str(s) for s in speakers], dim=4)
+    first, second = torch.randn(3, 8, generator=gen), torch.randn(4, 8, generator=gen)
+    rows_a, rows_b = torch.tensor([0, 0, 1, 2, 2]), torch.tensor([0, 3, 1, 2, 0])
+    for scoring in (Scoring("cosine"), Scoring("as-norm", cohort=training, top_k=7),
+                    Scoring("lda+as-norm", mean, projection, training, 7),
+                    Scoring("lda+s-norm", None, projection, training, None)):
+        got = scoring.scores(scoring.space(first), scoring.space(second), rows_a, rows_b)
+        scoring.top_k = scoring.top_k or len(training)      # S-norm: the whole cohort
+        expected = [brute_force(scoring, first[i], second[j]) for i, j in
+                    zip(rows_a, rows_b, strict=True)]
+        assert got.tolist() == pytest.approx(expected, abs=1e-5), scoring.variant
+
+
+def test_operating_points_and_calibration_against_hand_counts_and_sklearn():
+    nontargets = torch.arange(100) / 100                      # 0.00 ... 0.99
+    targets = 0.5 + torch.arange(100) / 100                   # 0.50 ... 1.49
+    scores = torch.cat([targets, nontargets])
+    labels = torch.cat([torch.ones(100), torch.zeros(100)])
+    decisions = fit_decisions(scores, labels, [0.05, 0.001], "hand")
+    points = decisions.operating_points
+    # 5 non-targets (0.95 ... 0.99) stay above 0.94; any lower threshold lets 6 through.
+    assert points["far_5%"].threshold == pytest.approx(0.94)
+    assert points["far_5%"].false_accept == pytest.approx(0.05)
+    assert points["far_5%"].false_reject == pytest.approx(0.45)      # targets 0.50 ... 0.94
+    # 0.1 % of 100 rounds down to none: above the highest non-target.
+    assert points["far_0.1%"].threshold == pytest.approx(0.99)
+    assert points["far_0.1%"].false_accept == 0
+    assert points["eer"].threshold == pytest.approx(eer(targets, nontargets)[1])
+    reference = LogisticRegression(C=1e6, class_weight="balanced", tol=1e-8, max_iter=1000)
+    reference.fit(scores.double().numpy().reshape(-1, 1), labels.numpy())
+    assert decisions.calibration.scale == pytest.approx(float(reference.coef_[0, 0]), rel=1e-4)
+    assert decisions.calibration.offset == pytest.approx(float(reference.intercept_[0]),
+                                                         rel=1e-4)
+    assert (decisions.targets, decisions.nontargets) == (100, 100)
+    with pytest.raises(InputError, match="both target and non-target"):
+        fit_decisions(targets, torch.ones(100), [0.01], "only targets")
+
+
+def test_folder_round_trip_recalibration_and_restore(tmp_path):
+    gen = torch.Generator().manual_seed(1)
+    cohort, embeddings = torch.randn(20, 6, generator=gen), torch.randn(5, 6, generator=gen)
+    labels = torch.tensor([1, 0, 1, 0, 1, 0, 0, 1])
+    first = fit_decisions(torch.randn(8, generator=gen), labels, [0.25], "first")
+    backend = Backend(Scoring("as-norm", cohort=cohort, top_k=5), first, "eer", 0.2, False)
+    backend.save(tmp_path)
+    loaded = load_backend(tmp_path)
+    space, again = backend.scoring.space(embeddings), loaded.scoring.space(embeddings)
+    rows = torch.tensor([0, 1, 2]), torch.tensor([3, 4, 0])
+    assert torch.equal(backend.scoring.scores(space, space, *rows),
+                       loaded.scoring.scores(again, again, *rows))
+    assert loaded.decisions == first and (loaded.prior, loaded.speech_detection) == (0.2, False)
+    # P(same) at prior p is the logistic of llr + log(p / (1 - p)).
+    score = torch.tensor([0.3])
+    expected = 1 / (1 + np.exp(-(float(loaded.llr(score)) + np.log(0.2 / 0.8))))
+    assert float(loaded.probability(score)) == pytest.approx(expected, rel=1e-6)
+    second = fit_decisions(torch.randn(8, generator=gen), labels, [0.25], "second")
+    loaded.recalibrated(second).save(tmp_path)
+    recalibrated = load_backend(tmp_path)
+    assert recalibrated.decisions == second and recalibrated.history == [first]
+    restored = recalibrated.restored(0)
+    assert restored.decisions == first and restored.history == [second]
+    with pytest.raises(InputError, match="no earlier calibration 3"):
+        restored.restored(3)
+    (tmp_path / "backend.json").write_text("{not json")
+    with pytest.raises(InputError, match="backend.json: not a readable back-end"):
+        load_backend(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    """A tiny corpus, a tiny model and its lda+as-norm back-end, calibrated on the validation
+    trials, as the training recipe exports it."""
+    root = tmp_path_factory.mktemp("backend")
+    write_corpus(root / "corpus", 14, 4, (1.0, 2.5), voice_seed=200)
+    prepare_folder(str(root / "corpus"), str(root / "exp/data"), test_speakers=5,
+                   test_trials=80, split_ratio=(75, 25), valid_trials=60, num_workers=1)
+    folder = tiny_pretrained(root / "exp/pretrained", seen_data=True)
+    data = root / "exp/data"
+    fit_model_backend(load_embedder(folder), folder, str(data / "train.csv"),
+                      str(data / "valid_trials.txt"), str(data / "valid.csv"), "lda+as-norm",
+                      ScoringOptions("utterances", 20000, 3, 10, 4, False, 1234), [0.1],
+                      "eer", 0.5, False, str(root / "exp/embeddings"), 120.0)
+    return root / "exp"
+
+
+def test_interface_scores_equal_the_recipe(experiment):
+    out = experiment / "verification"
+    done = subprocess.run(
+        [sys.executable, "recipes/speaker_verification.py", "hparams/verify.yaml",
+         f"--experiment={experiment}", "--cohort=utterances", "--lda_dim=4", "--top_k=10",
+         f"--model_backend={experiment}/pretrained", "--primary_variant=model"],
+        capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = (out / "test/scores.txt").read_text().splitlines()
+    header, rows = lines[0].split(), [line.split() for line in lines[1:]]
+    assert header == ["enrol", "test", "label", "cosine", "as-norm", "lda+cosine",
+                      "lda+as-norm", "model", "llr"]
+    column = {name: np.array([float(r[i]) for r in rows]) for i, name in enumerate(header)
+              if i >= 3}
+    # The exported back-end is the recipe's lda+as-norm fitted on the same utterances.
+    assert column["model"] == pytest.approx(column["lda+as-norm"], abs=1e-5)
+    calibration = json.loads((experiment / "pretrained/backend.json").read_text())[
+        "decisions"]["calibration"]
+    assert column["llr"] == pytest.approx(calibration["scale"] * column["model"]
+                                          + calibration["offset"], abs=1e-4)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["lists"]["test"]["calibrated"]["cllr"] > 0
+    # The interface, file by file, gives the recipe's scores and log-likelihood ratios.
+    encoder = SpeakerEncoder.from_hparams(source=experiment / "pretrained")
+    assert encoder.speech is None                 # the back-end was fitted on whole files
+    files = {u.id: u.wav for u in read_utterance_csvs([str(experiment / "data/enrol.csv"),
+                                                      str(experiment / "data/test.csv")]).values()}
+    for row in rows[:12]:
+        verdict = encoder.verify_files(files[utterance_id(row[0])], files[utterance_id(row[1])])
+        assert verdict.score == pytest.approx(float(row[header.index("model")]), abs=1e-4)
+        assert verdict.llr == pytest.approx(float(row[header.index("llr")]), abs=1e-3)
+        assert verdict.same == (verdict.score > encoder.backend.threshold("eer"))
+    mismatch = subprocess.run(
+        [sys.executable, "recipes/speaker_verification.py", "hparams/verify.yaml",
+         f"--experiment={experiment}", f"--model_backend={experiment}/pretrained",
+         "--speech_detection=True", f"--output_folder={experiment}/other"],
+        capture_output=True, text=True, check=False)
+    assert mismatch.stderr.strip().splitlines()[-1].endswith(
+        "its back-end was fitted with speech_detection=False; set speech_detection: False to "
+        "score as the model does")
+
+
+def test_calibrate_on_own_pairs_keeps_the_previous(experiment, tmp_path, capsys):
+    folder = tmp_path / "model"
+    shutil.copytree(experiment / "pretrained", folder)
+    trials = read_trials(experiment / "data/test_trials.txt")
+    files = {u.id: u.wav for u in read_utterance_csvs([str(experiment / "data/enrol.csv"),
+                                                      str(experiment / "data/test.csv")]).values()}
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("".join(f"{t.label} {files[utterance_id(t.enrol)]} "
+                             f"{files[utterance_id(t.test)]}\n" for t in trials)
+                     + "1 missing.wav missing2.wav\n")
+    before = load_backend(folder).decisions
+    main(["calibrate", "--model", str(folder), "--trials", str(pairs), "--far", "0.05"])
+    shown = capsys.readouterr().out
+    assert f"calibrated on {pairs} ({sum(t.label for t in trials)} target" in shown
+    assert "far_5%" in shown and "1 earlier calibrations kept" in shown
+    after = load_backend(folder)
+    assert after.history == [before] and list(after.decisions.operating_points) == [
+        "eer", "far_5%"]
+    # The API refits the same way: same pairs, same numbers.
+    again = SpeakerEncoder.from_hparams(source=folder).calibrate(pairs)
+    assert again.decisions.calibration == pytest.approx(after.decisions.calibration)
+    main(["calibrate", "--model", str(folder), "--restore", "0"])
+    assert load_backend(folder).decisions == before
+    main(["info", "--model", str(folder)])
+    assert "scoring: lda+as-norm, cohort of" in capsys.readouterr().out
+
+
+def test_identify_answers_unknown_below_the_operating_point(experiment, tmp_path):
+    encoder = SpeakerEncoder.from_hparams(source=experiment / "pretrained", savedir=tmp_path)
+    test = read_utterance_csvs([str(experiment / "data/test.csv")]).values()
+    by_speaker: dict[str, list[str]] = {}
+    for u in sorted(test, key=lambda u: u.id):
+        by_speaker.setdefault(u.speaker, []).append(u.wav)
+    enrolled, strangers = sorted(by_speaker)[:3], sorted(by_speaker)[3:]
+    for name in enrolled:
+        encoder.enroll(name, by_speaker[name][:2])
+    scoring = encoder.backend.scoring
+    for name in enrolled + strangers:
+        query = by_speaker[name][-1]
+        found = encoder.identify(query, top_k=3, operating_point="far_10%")
+        # Each candidate's score is the pair score of the query and the speaker's profile
+        # (the mean of its recordings' unit embeddings), computed alone.
+        embedding = encoder.encode_file(query)
+        for candidate in found.candidates:
+            profile = sum(F.normalize(encoder.encode_file(f), dim=0)
+                          for f in by_speaker[candidate.name][:2])
+            assert candidate.verdict.score == pytest.approx(
+                brute_force(scoring, embedding, profile), abs=1e-4)
+        best = found.candidates[0]
+        threshold = encoder.backend.threshold("far_10%")
+        assert found.speaker == (best.name if best.verdict.score > threshold else None)
+        assert encoder.identify(query, threshold=best.verdict.score + 1e-3).speaker is None
+        assert encoder.identify(query, threshold=best.verdict.score - 1e-3).speaker == best.name
