@@ -5,10 +5,11 @@
 
 What was generated and trained, EER and minDCF on the standard and hard trial lists for every
 scoring variant, the verdict of the primary variant (named in ``hparams/demo_verify.yaml``)
-against ``demo_targets``, where the plots and the pretrained folder are, and the three lines
-that use the model. It only reads what the earlier steps wrote (``corpus_report.json``,
-``verification/metrics.json``, ``plots/visualization.json``), so it can be run again at any
-time. Demo-only, so it lives here rather than in the library.
+against ``demo_targets`` (``model``: what ``SpeakerEncoder`` gives), the identification
+report, where the plots and the pretrained folder are, and the lines that use the model. It
+only reads what the earlier steps wrote (``corpus_report.json``, ``verification/metrics.json``,
+``plots/visualization.json``, ``identification/report.json``, the folder's ``backend.json``),
+so it can be run again at any time. Demo-only, so it lives here rather than in the library.
 """
 
 import json
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from custom_modules.config import load_recipe
 from custom_modules.errors import InputError, one_line_errors
+from custom_modules.evaluation.backend import BACKEND_JSON
 from custom_modules.evaluation.verification import summary_table
 
 KEYS = ("output_folder", "corpus_folder", "pretrained_folder", "demo_targets")
@@ -41,27 +43,45 @@ def demo_summary(output_folder: str, corpus_folder: str, pretrained_folder: str,
         lines.append(f"Training: {len(epochs)} epochs; last: {epochs[-1]}")
     lines += ["", summary_table(metrics), ""]
     primary = metrics["primary_variant"]
+    scoring = primary if primary != "model" else \
+        f"SpeakerEncoder's scoring, the model's {backend_variant(pretrained)} back-end"
     for name, target in targets.items():
         if name in metrics["lists"]:
             eer = metrics["lists"][name]["variants"][primary]["eer"]
             verdict = "met" if eer < target else "NOT met"
             lines.append(f"Target EER < {target:g} % on the {name} list: {verdict} "
-                         f"({primary} {eer:.2f} %).")
+                         f"({scoring}: {eer:.2f} %).")
+    identification = read_json(folder / "identification" / "report.json")
+    strictest = list(identification["operating_points"].items())[-1]
+    lines.append(f"Identification ({identification['enrolled_speakers']} held-out voices "
+                 f"enrolled from {identification['enrol_files']} files, "
+                 f"{identification['impostor_speakers']} never enrolled): top-1 "
+                 f"{100 * identification['top1']:.1f} %, top-5 "
+                 f"{100 * identification['top5']:.1f} %; open set at {strictest[0]}: "
+                 f"{100 * strictest[1]['detection']:.1f} % identified, "
+                 f"{100 * strictest[1]['false_alarm']:.1f} % false alarms.")
     attention = plots["attention"]
     lines += [f"Held-out speakers' embeddings: silhouette (cosine) "
               f"{plots['silhouette_cosine']:.3f} over {plots['speakers']} speakers; attention "
               f"on inserted silence {attention['ratio']:.2f}x its share of time.",
               "",
               f"Plots: {folder / 'plots'}/ (tsne_held_out.png, attention.png, ...) and "
-              f"{folder / 'verification'}/<list>/det.png",
+              f"{folder / 'verification'}/<list>/det.png, "
+              f"{folder / 'identification'}/identification.png",
               f"Pretrained model: {pretrained}/",
               "Use it:",
               "    from custom_modules import SpeakerEncoder",
               f'    enc = SpeakerEncoder.from_hparams(source="{pretrained}")',
-              '    embedding = enc.encode_file("a.wav")']
+              '    embedding = enc.encode_file("a.wav")',
+              '    verdict = enc.verify_files("a.wav", "b.wav")  # score, same, llr, ...']
     text = "\n".join(lines)
     (folder / "summary.txt").write_text(text + "\n", encoding="utf-8")
     return text
+
+
+def backend_variant(pretrained: Path) -> str:
+    """The scoring variant of the back-end saved in a pretrained folder."""
+    return read_json(pretrained / BACKEND_JSON)["variant"]
 
 
 def read_json(path: Path) -> dict:

@@ -43,6 +43,12 @@ def write_run(folder, standard_eer: float, hard_eer: float) -> None:
         {"speakers": 12, "silhouette_cosine": 0.41, "attention": {"ratio": 0.35}}))
     (folder / "train_log.txt").write_text("epoch: 1, lr: 1e-3 - valid EER: 9.0\n"
                                           "epoch: 2, lr: 1e-4 - valid EER: 3.1\n")
+    (folder / "identification").mkdir()
+    (folder / "identification/report.json").write_text(json.dumps(
+        {"enrolled_speakers": 20, "impostor_speakers": 21, "enrol_files": 3, "top1": 0.991,
+         "top5": 1.0, "operating_points": {"eer": {"detection": 0.99, "false_alarm": 0.35},
+                                           "far_0.1%": {"detection": 0.931,
+                                                        "false_alarm": 0.062}}}))
 
 
 def test_summary_reports_both_lists_the_targets_and_the_three_lines(tmp_path):
@@ -53,9 +59,12 @@ def test_summary_reports_both_lists_the_targets_and_the_three_lines(tmp_path):
     assert "Training: 2 epochs" in text
     assert "standard        as-norm          2.50" in text
     # the verdict is the primary variant's (as-norm), even where cosine did better
-    assert "Target EER < 3 % on the standard list: met (as-norm 2.50 %)" in text
-    assert "Target EER < 4 % on the hard list: NOT met (as-norm 4.20 %)" in text
+    assert "Target EER < 3 % on the standard list: met (as-norm: 2.50 %)" in text
+    assert "Target EER < 4 % on the hard list: NOT met (as-norm: 4.20 %)" in text
     assert "silhouette (cosine) 0.410" in text
+    assert ("Identification (20 held-out voices enrolled from 3 files, 21 never enrolled): "
+            "top-1 99.1 %, top-5 100.0 %; open set at far_0.1%: 93.1 % identified, 6.2 % "
+            "false alarms.") in text
     assert f'SpeakerEncoder.from_hparams(source="{tmp_path / "pretrained"}")' in text
     assert (tmp_path / "summary.txt").read_text() == text + "\n"
 
@@ -158,19 +167,26 @@ def test_demo_steps_end_to_end(tmp_path):
         "--max_voices=10", "--utterances_per_voice=8", "--sessions_per_voice=2",
         "--test_voices=0.4", "--trials=300", "--split_ratio=[67, 33]",
         "--validation_trials=200", "--channels=[32, 32, 32, 32, 96]", "--n_mels=40",
-        "--number_of_epochs=1", "--batch_size=8", "--num_workers=0", "--warmup_epochs=0.5")
-    run("recipes/speaker_verification.py", "hparams/demo_verify.yaml", f"--experiment={out}",
+        "--number_of_epochs=1", "--batch_size=8", "--num_workers=0", "--warmup_epochs=0.5",
         "--lda_dim=2")
+    run("recipes/speaker_verification.py", "hparams/demo_verify.yaml", f"--experiment={out}",
+        "--lda_dim=2")   # as the training's back-end was given
     run("recipes/visualize.py", "hparams/visualize.yaml", f"--experiment={out}",
         "--speakers=4", "--utterances_per_speaker=4", "--perplexity=3")
+    identified = run("recipes/identification.py", "hparams/identify.yaml", f"--experiment={out}")
     summary = run("recipes/demo_summary.py", "hparams/demo.yaml", f"--output_folder={out}")
     metrics = json.loads((out / "verification/metrics.json").read_text())
     assert list(metrics["lists"]) == ["standard", "hard"]
-    assert metrics["variants"] == ["cosine", "as-norm", "lda+cosine", "lda+as-norm"]
-    assert metrics["primary_variant"] == "lda+as-norm"
-    eer = metrics["lists"]["standard"]["variants"]["lda+as-norm"]["eer"]
-    assert f"on the standard list: {'met' if eer < 3 else 'NOT met'} (lda+as-norm {eer:.2f} %)" \
-        in summary
+    assert metrics["variants"] == ["cosine", "as-norm", "lda+cosine", "lda+as-norm", "model"]
+    assert metrics["primary_variant"] == "model"
+    standard = metrics["lists"]["standard"]["variants"]
+    # The exported back-end is the recipe's lda+as-norm, fitted on the same utterances.
+    assert standard["model"]["eer"] == pytest.approx(standard["lda+as-norm"]["eer"], abs=1e-6)
+    eer = standard["model"]["eer"]
+    assert (f"on the standard list: {'met' if eer < 3 else 'NOT met'} (SpeakerEncoder's "
+            f"scoring, the model's lda+as-norm back-end: {eer:.2f} %)") in summary
+    report = json.loads((out / "identification/report.json").read_text())
+    assert f"top-1 {100 * report['top1']:.1f} %" in summary and "closed set" in identified
     for picture in ("tsne_held_out.png", "attention.png", "attention_with_silence.png"):
         assert (out / "plots" / picture).stat().st_size > 10_000
     for name in ("standard", "hard"):

@@ -3,7 +3,8 @@ package that imports matplotlib.
 
 DET curves on normal-deviate axes, target / non-target score histograms with the decision
 threshold (``verification_figures`` draws both for every trial list of a verification run),
-2-D maps of embeddings by speaker, and the attention of one utterance.
+2-D maps of embeddings by speaker, the attention of one utterance, and the identification
+report's rank and open-set curves.
 """
 
 import os
@@ -15,8 +16,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.gridspec import GridSpec  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
+from custom_modules.evaluation.identification import Identification  # noqa: E402
 from custom_modules.evaluation.metrics import det_curve  # noqa: E402
 from custom_modules.evaluation.verification import Verification, safe_name  # noqa: E402
 
@@ -85,6 +88,37 @@ def verification_figures(verification: Verification, output_folder: str | os.Pat
         chosen = scores.variants[primary]
         plot_score_histogram(chosen[labels].numpy(), chosen[~labels].numpy(), threshold,
                              folder / "score_histogram.png", title=f"{name}: {primary} scores")
+
+
+def plot_identification(identification: Identification, path: str | os.PathLike) -> None:
+    """Two panels: the closed-set rank curve, and the open-set curve (detection and
+    identification rate against false-alarm rate) with the operating points marked."""
+    report = identification.report
+    figure, (closed, opened) = plt.subplots(1, 2, figsize=(11, 4.5))
+    ranks = np.arange(1, len(identification.ranks) + 1)
+    closed.plot(ranks, 100 * identification.ranks, marker="o", markersize=3)
+    closed.set_xlabel("rank")
+    closed.set_ylabel("own speaker within rank (%)")
+    closed.set_title(f"closed set: top-1 {100 * report['top1']:.1f} %, "
+                     f"top-5 {100 * report['top5']:.1f} %")
+    closed.set_xlim(1, min(len(ranks), 20))
+    closed.xaxis.set_major_locator(MaxNLocator(integer=True))
+    closed.grid(alpha=0.3)
+    opened.plot(100 * identification.false_alarm, 100 * identification.detection)
+    for (name, point), marker in zip(report["operating_points"].items(), MARKERS, strict=False):
+        opened.plot(100 * point["false_alarm"], 100 * point["detection"], marker, markersize=8,
+                    label=f"{name}: {100 * point['detection']:.1f} % at "
+                          f"{100 * point['false_alarm']:.1f} % false alarms")
+    opened.set_xscale("symlog", linthresh=1)
+    opened.set_xlabel("false alarms: impostor queries accepted (%)")
+    opened.set_ylabel("detected and identified (%)")
+    opened.set_title(f"open set: {report['enrolled_speakers']} enrolled, "
+                     f"{report['impostor_speakers']} impostors")
+    opened.legend(loc="lower right", fontsize=8)
+    opened.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 MARKERS = "os^vD<>pP*Xh"

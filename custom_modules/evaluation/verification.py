@@ -19,7 +19,10 @@ from what ``run_verification`` returns).
      "lists": {"<name>": {"file": "...", "trials_dropped": 0,
                           "variants": {"<variant>": {"eer": ..., "eer_threshold": ...,
                                                      "min_dcf_0.01": ..., "trials": ...}},
-                          "calibrated": null or {"act_dcf_0.01", "act_dcf_0.05", "cllr"}}},
+                          "calibrated": null or {"act_dcf_0.01", "act_dcf_0.05", "cllr"},
+                          # with a calibrated model_backend: its operating points' rates
+                          "operating_points": {"eer": {"threshold", "false_accept",
+                                                       "false_reject"}, ...}}},
      "calibration": null or {"file": "...", "variant": "...", "scale": ..., "offset": ...},
      "skipped_utterances": ["x.wav: silent (...)", ...]}
 """
@@ -34,7 +37,7 @@ import torch
 from custom_modules.data.catalogue import read_utterance_csvs, resolve
 from custom_modules.data.trials import Trial, read_trials, utterance_id
 from custom_modules.errors import InputError
-from custom_modules.evaluation.backend import load_backend
+from custom_modules.evaluation.backend import Decisions, load_backend
 from custom_modules.evaluation.backend_fit import (
     Embedding,
     ScoringOptions,
@@ -171,6 +174,9 @@ def run_verification(embedder: Embedder, trial_lists: dict[str, str | None], out
         scores[name] = ListScores(kept, labels, scored[name], llr)
         results["lists"][name] = _list_metrics(lists[name][0], scores[name],
                                                len(lists[name][1]) - len(kept))
+        if backend is not None and backend.decisions is not None:
+            results["lists"][name]["operating_points"] = _decision_errors(
+                backend.decisions, scored[name]["model"], labels)
         _write_scores(folder / safe_name(name) / "scores.txt", scores[name])
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -201,6 +207,16 @@ def _list_metrics(path: str, scores: ListScores, dropped: int) -> dict:
             "act_dcf_0.05": act_dcf(llr[labels], llr[~labels], p_target=0.05),
             "cllr": cllr(llr[labels], llr[~labels])}
     return metrics
+
+
+def _decision_errors(decisions: Decisions, scores: torch.Tensor, labels: torch.Tensor
+                     ) -> dict[str, dict[str, float]]:
+    """The false-accept and false-reject rates of the model's operating points (chosen on
+    its validation trials) on one list's ``model`` scores."""
+    return {name: {"threshold": point.threshold,
+                   "false_accept": float((scores[~labels] > point.threshold).double().mean()),
+                   "false_reject": float((scores[labels] <= point.threshold).double().mean())}
+            for name, point in decisions.operating_points.items()}
 
 
 def _write_scores(path: Path, scores: ListScores) -> None:
@@ -239,4 +255,8 @@ def summary_table(metrics: dict) -> str:
             lines.append(f"{name:<16}{'calibrated':<13}  actDCF(0.01) "
                          f"{calibrated['act_dcf_0.01']:.4f}  Cllr {calibrated['cllr']:.4f} "
                          f"({metrics['primary_variant']})")
+        for point, rates in entry.get("operating_points", {}).items():
+            lines.append(f"{name:<16}{'model at':<13}  {point:<9} false accepts "
+                         f"{100 * rates['false_accept']:.2f} %, false rejects "
+                         f"{100 * rates['false_reject']:.2f} %")
     return "\n".join(lines)
