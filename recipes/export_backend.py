@@ -16,10 +16,12 @@ from custom_modules.errors import one_line_errors
 from custom_modules.evaluation.backend import describe
 from custom_modules.inference.pretrained import load_embedder
 
+KEYS = ("pretrained_folder", "backend")
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with one_line_errors():
-        recipe = load_recipe(sys.argv[1:], ("pretrained_folder", "backend"), ("device",))
+        recipe = load_recipe(sys.argv[1:], KEYS, ("device",))
         folder = recipe.hparams["pretrained_folder"]
         embedder = load_embedder(folder, device=device_of(recipe.run_opts))
         print(describe(recipe.hparams["backend"](embedder, folder)))

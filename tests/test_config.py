@@ -11,15 +11,15 @@ from custom_modules.training.distributed import distributed_defaults
 
 RECIPES = {name: importlib.import_module(f"recipes.{name}")
            for name in ("train_speaker_embeddings", "speaker_verification", "visualize",
-                        "demo_summary")}
+                        "demo_summary", "identification", "export_backend")}
 # What reads each shipped YAML; a top-level key must be referenced in the file or read here.
-READERS = {"ecapa.yaml": ["train_speaker_embeddings"],
+READERS = {"ecapa.yaml": ["train_speaker_embeddings", "export_backend"],
            "ecapa_c512.yaml": ["train_speaker_embeddings"],
-           "ecapa_folder.yaml": ["train_speaker_embeddings"],
-           "demo.yaml": ["train_speaker_embeddings", "demo_summary"],
+           "ecapa_folder.yaml": ["train_speaker_embeddings", "export_backend"],
+           "demo.yaml": ["train_speaker_embeddings", "demo_summary", "export_backend"],
            "verify.yaml": ["speaker_verification"], "demo_verify.yaml": ["speaker_verification"],
            "verify_voxceleb.yaml": ["speaker_verification"],
-           "visualize.yaml": ["visualize"]}
+           "visualize.yaml": ["visualize"], "identify.yaml": ["identification"]}
 VOXCELEB = ["--data_folder=/data/vox2", "--voxceleb1_folder=/data/vox1"]
 PLACEHOLDERS = {"ecapa.yaml": VOXCELEB, "ecapa_c512.yaml": VOXCELEB,
                 "ecapa_folder.yaml": ["--data_folder=/data"]}
