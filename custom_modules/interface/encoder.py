@@ -114,6 +114,12 @@ class SpeakerEncoder:
         self.folder = Path(folder) if folder is not None else None
         if speech_detection is None:
             speech_detection = self.backend.speech_detection
+        elif speech_detection != self.backend.speech_detection and \
+                self.backend.decisions is not None:
+            logger.warning("speech detection %s, but this model's back-end was calibrated "
+                           "with it %s: its LLRs and operating points may not hold (calibrate "
+                           "it again)", "on" if speech_detection else "off",
+                           "on" if self.backend.speech_detection else "off")
         self.speech = SpeechDetector() if speech_detection else None
 
     @property
