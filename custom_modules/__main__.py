@@ -8,13 +8,16 @@ import torch
 
 from custom_modules.errors import InputError, one_line_errors
 from custom_modules.evaluation.backend import describe
+from custom_modules.evaluation.precision_check import check_lines
 from custom_modules.inference.export import check_onnx, export_onnx, export_torchscript
+from custom_modules.inference.precision import CHECKS, read_checks
 from custom_modules.interface.encoder import SpeakerEncoder
 
 
 def _encoder(args: argparse.Namespace) -> SpeakerEncoder:
     return SpeakerEncoder.from_hparams(args.model, savedir=args.store,
-                                       speech_detection=False if args.no_speech_detection else None)
+                                       speech_detection=False if args.no_speech_detection else None,
+                                       precision=args.precision)
 
 
 def embed(args: argparse.Namespace) -> None:
@@ -107,7 +110,11 @@ def info(args: argparse.Namespace) -> None:
     encoder = _encoder(args)
     config = encoder.embedder.embedding_model.config
     print(f"{args.model}: ECAPA-TDNN channels {config['channels']}, {config['lin_neurons']}-d "
-          f"embeddings, {encoder.embedder.sample_rate} Hz")
+          f"embeddings, {encoder.embedder.sample_rate} Hz; precision {encoder.embedder.precision}"
+          f" (asked: {args.precision})")
+    checks = Path(args.model, CHECKS)
+    if checks.is_file():
+        print("\n".join(check_lines(read_checks(checks))))
     print(describe(encoder.backend))
     for number, earlier in enumerate(encoder.backend.history):
         print(f"  earlier calibration {number}: {earlier.fitted_on} ({earlier.fitted} UTC)")
@@ -140,6 +147,10 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--no-speech-detection", action="store_true",
                          help="embed whole files (default: their speech only, unless "
                                   "the model's back-end was fitted on whole files)")
+        sub.add_argument("--precision", default="auto",
+                         help="fp32, fp32-fast, bf16, int8, fp16 (CUDA) or auto (default: the "
+                              "fastest that passed its accuracy check for this model, else "
+                              "fp32)")
         sub.set_defaults(function=function)
         return sub
 

@@ -17,7 +17,7 @@ from custom_modules.errors import one_line_errors
 from custom_modules.evaluation.identification import report_lines
 from custom_modules.inference.recipe import MODEL_KEYS, run_model_step
 
-KEYS = (*MODEL_KEYS, "output_folder", "identification")
+KEYS = (*MODEL_KEYS, "precision", "output_folder", "identification")
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")

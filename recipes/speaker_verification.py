@@ -16,7 +16,7 @@ from custom_modules.errors import one_line_errors
 from custom_modules.evaluation.verification import summary_table
 from custom_modules.inference.recipe import MODEL_KEYS, run_model_step
 
-KEYS = (*MODEL_KEYS, "output_folder", "verification")
+KEYS = (*MODEL_KEYS, "precision", "output_folder", "verification")
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -129,3 +129,23 @@ def tiny_pretrained(folder: Path, threshold: float = 0.5, seed: int = 0,
             model.train()(frontend(torch.stack([speech_like(2.0, seed=i) for i in range(4)])))
         model.eval()
     return write_pretrained(folder, frontend, model, threshold=threshold)
+
+
+def experiment_with_backend(root: Path) -> Path:
+    """A tiny corpus prepared as an experiment (``root/exp``), a tiny model and its
+    lda+as-norm back-end calibrated on the validation trials, as the training recipe exports
+    them (operating points eer and far_10%)."""
+    from custom_modules.evaluation.backend_fit import ScoringOptions, fit_model_backend
+    from custom_modules.inference.pretrained import load_embedder
+    from data_prep.folder_prepare import prepare_folder
+
+    write_corpus(root / "corpus", 14, 6, (1.0, 2.5), voice_seed=200)
+    prepare_folder(str(root / "corpus"), str(root / "exp/data"), test_speakers=5,
+                   test_trials=80, split_ratio=(75, 25), valid_trials=60, num_workers=1)
+    folder = tiny_pretrained(root / "exp/pretrained", seen_data=True)
+    data = root / "exp/data"
+    fit_model_backend(load_embedder(folder), folder, str(data / "train.csv"),
+                      str(data / "valid_trials.txt"), str(data / "valid.csv"), "lda+as-norm",
+                      ScoringOptions("utterances", 20000, 3, 10, 4, False, 1234), [0.1],
+                      "eer", 0.5, False, str(root / "exp/embeddings"), 120.0)
+    return root / "exp"

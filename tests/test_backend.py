@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_pretrained, write_corpus
+from conftest import experiment_with_backend
 from sklearn.linear_model import LogisticRegression
 
 from custom_modules import SpeakerEncoder
@@ -26,12 +26,9 @@ from custom_modules.evaluation.backend import (
     fit_decisions,
     load_backend,
 )
-from custom_modules.evaluation.backend_fit import ScoringOptions, fit_model_backend
 from custom_modules.evaluation.identification import identification_rates, split_speakers
 from custom_modules.evaluation.metrics import eer
 from custom_modules.evaluation.scoring import fit_lda
-from custom_modules.inference.pretrained import load_embedder
-from data_prep.folder_prepare import prepare_folder
 
 
 def brute_force(scoring: Scoring, a: torch.Tensor, b: torch.Tensor) -> float:
@@ -128,19 +125,7 @@ def test_folder_round_trip_recalibration_and_restore(tmp_path):
 
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
-    """A tiny corpus, a tiny model and its lda+as-norm back-end, calibrated on the validation
-    trials, as the training recipe exports it."""
-    root = tmp_path_factory.mktemp("backend")
-    write_corpus(root / "corpus", 14, 6, (1.0, 2.5), voice_seed=200)
-    prepare_folder(str(root / "corpus"), str(root / "exp/data"), test_speakers=5,
-                   test_trials=80, split_ratio=(75, 25), valid_trials=60, num_workers=1)
-    folder = tiny_pretrained(root / "exp/pretrained", seen_data=True)
-    data = root / "exp/data"
-    fit_model_backend(load_embedder(folder), folder, str(data / "train.csv"),
-                      str(data / "valid_trials.txt"), str(data / "valid.csv"), "lda+as-norm",
-                      ScoringOptions("utterances", 20000, 3, 10, 4, False, 1234), [0.1],
-                      "eer", 0.5, False, str(root / "exp/embeddings"), 120.0)
-    return root / "exp"
+    return experiment_with_backend(tmp_path_factory.mktemp("backend"))
 
 
 def test_interface_scores_equal_the_recipe(experiment):

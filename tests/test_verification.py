@@ -53,8 +53,9 @@ def test_script_end_to_end_with_as_norm(experiment):
     done = run_script(experiment)
     assert done.returncode == 0, done.stderr
     metrics = json.loads((experiment / "verification/metrics.json").read_text())
-    assert set(metrics) == {"schema_version", "primary_variant", "variants", "lists",
-                            "calibration", "skipped_utterances"}
+    assert set(metrics) == {"schema_version", "primary_variant", "variants", "precision",
+                            "lists", "calibration", "skipped_utterances"}
+    assert metrics["precision"] == "fp32"
     assert (metrics["primary_variant"], metrics["variants"]) == ("as-norm", ["cosine", "as-norm"])
     trials = len((experiment / "data/test_trials.txt").read_text().splitlines())
     out = experiment / "verification/test"

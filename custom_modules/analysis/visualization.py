@@ -91,7 +91,7 @@ def attention_maps(embedder: Embedder, waveform: torch.Tensor) -> dict[str, np.n
     if not hasattr(model, "forward_with_attention"):
         raise InputError(f"{type(model).__name__} does not expose its attention; attention "
                          f"maps need custom_modules.models.ecapa.ECAPA_TDNN")
-    device = next(embedder.parameters()).device
+    device = embedder.device
     with torch.inference_mode():
         features = embedder.compute_features(waveform.to(device).unsqueeze(0))
         _, weights, gates = model.forward_with_attention(features)

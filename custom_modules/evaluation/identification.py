@@ -156,7 +156,8 @@ def run_identification(embedder: Embedder, model_backend: str | os.PathLike,
     thresholds = {name: point.threshold
                   for name, point in backend.decisions.operating_points.items()}
     rates, ranks, false_alarm, detection = identification_rates(scores, truth, thresholds)
-    report = {"scoring": backend.scoring.variant, "enrolled_speakers": len(names),
+    report = {"scoring": backend.scoring.variant, "precision": embedder.precision,
+              "enrolled_speakers": len(names),
               "impostor_speakers": len(split.impostors), "enrol_files": enrol_files,
               "genuine_queries": int((truth >= 0).sum()),
               "impostor_queries": int((truth < 0).sum()), **rates,

@@ -16,6 +16,7 @@ from what ``run_verification`` returns).
     {"schema_version": 1,
      "primary_variant": "as-norm",          # named in the YAML; the one a summary reports
      "variants": ["cosine", "as-norm"],     # every variant scored, in order
+     "precision": "fp32",                   # how the embeddings were computed
      "lists": {"<name>": {"file": "...", "trials_dropped": 0,
                           "variants": {"<variant>": {"eer": ..., "eer_threshold": ...,
                                                      "min_dcf_0.01": ..., "trials": ...}},
@@ -162,7 +163,7 @@ def run_verification(embedder: Embedder, trial_lists: dict[str, str | None], out
         calibrator, source = backend.decisions.calibration, f"{model_backend} (its own)"
     folder = Path(output_folder)
     results = {"schema_version": SCHEMA_VERSION, "primary_variant": primary_variant,
-               "variants": variants, "lists": {},
+               "variants": variants, "precision": embedder.precision, "lists": {},
                "calibration": None if calibrator is None else {
                    "file": source, "variant": primary_variant,
                    "scale": calibrator.scale, "offset": calibrator.offset},

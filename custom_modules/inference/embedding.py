@@ -3,10 +3,11 @@
 Utterances are sorted by length and packed into batches of at most ``batch_seconds`` of padded
 audio, so padding stays small. Recordings longer than ``window_seconds`` are cut into windows
 whose embeddings are averaged, weighted by length, which keeps memory bounded. Results are
-cached in one file per model, written every few minutes while embedding (VoxCeleb1-E is hours
-of audio) and at the end; a later run embeds only what the cache lacks, a different model
-(other weights) starts a new cache, and an ID that now names other audio is redone. An
-utterance with an unreadable window is left out, not averaged from its other windows.
+cached in one file per model (and precision), written every few minutes while embedding
+(VoxCeleb1-E is hours of audio) and at the end; a later run embeds only what the cache lacks,
+a different model (other weights) starts a new cache, and an ID that now names other audio
+is redone. An utterance with an unreadable window is left out, not averaged from its other
+windows.
 
 With a ``speech`` detector (``inference.speech``), each window keeps only its speech before
 it is embedded, windows are weighted by their speech, a window without speech counts for
@@ -14,7 +15,6 @@ nothing, and an utterance without any is a problem ("no speech found"); ``second
 receives, per utterance, the seconds of audio its embedding was computed from.
 """
 
-import hashlib
 import logging
 import os
 import time
@@ -35,12 +35,8 @@ SAVE_EVERY_SECONDS = 300   # the cache is also written this often while embeddin
 
 
 def model_fingerprint(embedder: Embedder) -> str:
-    """Short hash of the embedder's weights and buffers (names the cache file)."""
-    digest = hashlib.sha1()
-    for name, tensor in sorted(embedder.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+    """Short hash of the embedder's model weights (``Embedder.fingerprint``)."""
+    return embedder.fingerprint()
 
 
 def embed_utterances(embedder: Embedder, utterances: list[Utterance],
@@ -59,7 +55,8 @@ def embed_utterances(embedder: Embedder, utterances: list[Utterance],
     cache_path = None
     cached: dict[str, torch.Tensor] = {}
     if cache_folder is not None:
-        kind = "" if speech is None else "_speech"
+        kind = ("" if speech is None else "_speech") + \
+            ("" if embedder.precision == "fp32" else f"_{embedder.precision}")
         cache_path = Path(cache_folder,
                           f"embeddings_{model_fingerprint(embedder)}{kind}.pt")
         if cache_path.is_file():
@@ -192,7 +189,7 @@ def _embed_batch(embedder: Embedder, batch: list[Utterance], problems: list[Audi
     for row, wave in enumerate(good):
         padded[row, :wave.numel()] = wave
     lengths = torch.tensor([w.numel() for w in good])
-    device = next(embedder.parameters()).device
+    device = embedder.device
     embeddings = iter(embedder(padded.to(device), lengths.to(device)).float().cpu())
     return [(w.numel(), next(embeddings)) if w is not None else
             ((0, None) if row in silent else None) for row, w in enumerate(waves)]

@@ -42,6 +42,7 @@ from custom_modules.evaluation.backend import (
 )
 from custom_modules.evaluation.backend_fit import Embedding, trial_decisions
 from custom_modules.inference.embedding import embed_utterances, model_fingerprint
+from custom_modules.inference.precision import with_precision
 from custom_modules.inference.pretrained import load_embedder
 from custom_modules.inference.speech import SpeechDetector
 from custom_modules.interface.enrolment import EnrolmentDB
@@ -137,21 +138,23 @@ class SpeakerEncoder:
 
     @classmethod
     def from_hparams(cls, source: str | os.PathLike, savedir: str | os.PathLike | None = None,
-                     run_opts: dict | None = None, speech_detection: bool | None = None
-                     ) -> "SpeakerEncoder":
+                     run_opts: dict | None = None, speech_detection: bool | None = None,
+                     precision: str = "auto") -> "SpeakerEncoder":
         """Load ``source`` (a local pretrained folder, with its back-end when it has one) on
         the CPU, or on ``run_opts["device"]`` (SpeechBrain's way of asking, the only run
         option it takes). Enrolments are kept in ``savedir/enrolments.sqlite`` (default:
         ``source/enrolments.sqlite``). Speech detection is on unless ``speech_detection`` is
-        False or the folder's back-end was fitted without it."""
+        False or the folder's back-end was fitted without it. ``precision``
+        (``inference.precision``): ``auto`` is the fastest that this machine supports and
+        that passed its accuracy check for this model (``precisions.json``), else fp32."""
         options = dict(run_opts or {})
         device = options.pop("device", "cpu")
         if options:
             raise InputError(f"run_opts {sorted(options)}: SpeakerEncoder takes only 'device'")
         database = Path(savedir if savedir is not None else source) / DATABASE
         backend = load_backend(source) if has_backend(source) else None
-        return cls(load_embedder(source, device=device), database, speech_detection, backend,
-                   source)
+        embedder = with_precision(load_embedder(source, device=device), precision, source)
+        return cls(embedder, database, speech_detection, backend, source)
 
     @property
     def threshold(self) -> float | None:
@@ -166,7 +169,7 @@ class SpeakerEncoder:
         """Waveforms ``(batch, samples)`` at the model's rate -> ``(batch, 1, dim)``."""
         if wavs.dim() == 1:
             wavs = wavs.unsqueeze(0)
-        device = next(self.embedder.parameters()).device
+        device = self.embedder.device
         lengths = None if wav_lens is None else wav_lens.to(device)
         with torch.inference_mode():
             return self.embedder(wavs.to(device).float(), lengths).unsqueeze(1)

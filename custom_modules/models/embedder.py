@@ -9,13 +9,19 @@ handling and no decisions; ``custom_modules.inference.pretrained`` builds it fro
 
 Example
 -------
->>> import torch
+>>> import hashlib
+import itertools
+
+import torch
 >>> from custom_modules.models.ecapa import ECAPA_TDNN
 >>> from custom_modules.models.frontend import MelFrontend
 >>> embedder = Embedder(MelFrontend(n_mels=40), ECAPA_TDNN(40, lin_neurons=24)).eval()
 >>> embedder(torch.randn(2, 16000), torch.tensor([16000, 9000])).shape
 torch.Size([2, 24])
 """
+
+import hashlib
+import itertools
 
 import torch
 
@@ -37,17 +43,42 @@ class Embedder(torch.nn.Module):
         The decision threshold saved with the model (validation EER threshold).
     sample_rate : int
         Rate the frontend expects.
+    precision : str
+        How ``embedding_model`` computes (``inference.precision``): ``fp32`` for the model as
+        trained.
+    source_fingerprint : str, optional
+        The fingerprint of the weights a converted ``embedding_model`` was made from (its own
+        tensors are transformed copies); ``None``: this embedder's own weights.
     """
 
     def __init__(self, compute_features: torch.nn.Module, embedding_model: torch.nn.Module,
                  mean_var_norm_emb: torch.nn.Module | None = None, threshold: float | None = None,
-                 sample_rate: int = 16000):
+                 sample_rate: int = 16000, precision: str = "fp32",
+                 source_fingerprint: str | None = None):
         super().__init__()
         self.compute_features = compute_features
         self.embedding_model = embedding_model
         self.mean_var_norm_emb = mean_var_norm_emb
         self.threshold = threshold
         self.sample_rate = sample_rate
+        self.precision = precision
+        self.source_fingerprint = source_fingerprint
+
+    @property
+    def device(self) -> torch.device:
+        """Where the embedder's tensors are."""
+        return next(itertools.chain(self.parameters(), self.buffers())).device
+
+    def fingerprint(self) -> str:
+        """Short hash of the model's weights and buffers (the same for every precision of
+        one model): names embedding caches, ties enrolments to a model."""
+        if self.source_fingerprint is not None:
+            return self.source_fingerprint
+        digest = hashlib.sha1()
+        for name, tensor in sorted(self.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """``wavs: (batch, samples)`` -> embeddings ``(batch, dim)``.

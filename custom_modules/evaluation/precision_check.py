@@ -1,0 +1,133 @@
+"""Accuracy and speed of each inference precision (``inference.precision``) on a model's own
+trial lists, scored the way ``SpeakerEncoder`` scores (the folder's back-end): what ``auto``
+chooses from.
+
+Every precision embeds every utterance of the lists (no cache, timed), its embeddings are
+compared with fp32's (the lowest cosine) and the lists are scored with the same back-end. A
+precision passes when, on every list, its EER is within ``EER_TOLERANCE`` points of fp32's and
+its lowest cosine is at least ``MIN_COSINE``. Precisions this machine does not support are
+recorded as such. The result is written to ``<model folder>/precisions.json``::
+
+    {"cpu": "...", "flags": ["avx512_bf16", ...], "threads": 2, "checked": "...",
+     "scoring": "lda+as-norm", "utterances": 2460,
+     "precisions": {"fp32": {"supported": true, "passed": true, "eer": {"<list>": ...},
+                             "eer_change": {...}, "min_cosine": 1.0,
+                             "embeddings_per_second": ...}, ...}}
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from custom_modules.data.catalogue import read_utterance_csvs, resolve
+from custom_modules.data.trials import read_trials
+from custom_modules.errors import InputError
+from custom_modules.evaluation.backend import Scoring, has_backend, load_backend
+from custom_modules.evaluation.metrics import eer
+from custom_modules.inference.embedding import embed_utterances
+from custom_modules.inference.precision import (
+    CHECKS,
+    EER_TOLERANCE,
+    MIN_COSINE,
+    PRECISIONS,
+    cpu_description,
+    supported,
+    with_precision,
+)
+from custom_modules.inference.speech import SpeechDetector
+from custom_modules.models.embedder import Embedder
+
+FLAGS_SHOWN = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
+
+
+def check_precisions(embedder: Embedder, model_folder: str | os.PathLike,
+                     trial_lists: dict[str, str], utterance_csvs: list[str],
+                     batch_seconds: float) -> dict:
+    """Check every precision on ``trial_lists`` (entries found through ``utterance_csvs``)
+    and write ``precisions.json`` into ``model_folder``; returns its content."""
+    if embedder.precision != "fp32":
+        raise InputError("check the precisions from the fp32 model")
+    backend = load_backend(model_folder) if has_backend(model_folder) else None
+    scoring = backend.scoring if backend is not None else Scoring("cosine")
+    speech = SpeechDetector() if backend is not None and backend.speech_detection else None
+    lists = {name: read_trials(path) for name, path in trial_lists.items()}
+    catalogue = read_utterance_csvs(utterance_csvs)
+    entries = {e for trials in lists.values() for t in trials for e in (t.enrol, t.test)}
+    found, missing = resolve(entries, catalogue, None)
+    if missing:
+        raise InputError(f"{len(missing)} trial utterances are not in the CSVs, e.g. "
+                         f"{missing[0]}")
+    utterances = list({u.id: u for u in found.values()}.values())
+    device = str(embedder.device)
+    results, reference = {}, None
+    for precision in PRECISIONS:
+        if not supported(precision, device):
+            results[precision] = {"supported": False, "passed": False,
+                                  "embeddings_per_second": 0.0}
+            continue
+        converted = with_precision(embedder, precision)
+        start = time.perf_counter()
+        embedded, _ = embed_utterances(converted, utterances, None, batch_seconds,
+                                       skip_bad=True, speech=speech)
+        rate = len(embedded) / (time.perf_counter() - start)
+        ids = sorted(embedded)
+        matrix = torch.stack([embedded[i] for i in ids])
+        if reference is None:
+            reference = (ids, matrix)
+        if ids != reference[0]:
+            raise InputError(f"{precision}: other utterances embedded than fp32's")
+        rates = _list_eers(scoring, matrix, {u: n for n, u in enumerate(ids)}, lists, found)
+        baseline = results["fp32"]["eer"] if "fp32" in results else rates
+        change = {name: rates[name] - baseline[name] for name in rates}
+        cosine = float(F.cosine_similarity(matrix, reference[1], dim=1).min())
+        results[precision] = {
+            "supported": True, "eer": rates, "eer_change": change, "min_cosine": cosine,
+            "embeddings_per_second": rate,
+            "passed": cosine >= MIN_COSINE and all(abs(c) <= EER_TOLERANCE
+                                                   for c in change.values())}
+    name, flags = cpu_description()
+    checks = {"cpu": name, "flags": sorted(flags & set(FLAGS_SHOWN)),
+              "threads": torch.get_num_threads(), "device": device,
+              "checked": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+              "scoring": scoring.variant, "utterances": len(reference[0]),
+              "eer_tolerance": EER_TOLERANCE, "min_cosine": MIN_COSINE,
+              "precisions": results}
+    path = Path(model_folder, CHECKS)
+    partial = path.with_suffix(".part")
+    partial.write_text(json.dumps(checks, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+    return checks
+
+
+def _list_eers(scoring: Scoring, matrix: torch.Tensor, row: dict[str, int], lists: dict,
+               found: dict) -> dict[str, float]:
+    """EER (%) of every list with ``scoring`` on the embeddings ``matrix``."""
+    space = scoring.space(matrix)
+    rates = {}
+    for name, trials in lists.items():
+        kept = [t for t in trials if found[t.enrol].id in row and found[t.test].id in row]
+        scores = scoring.scores(space, space, torch.tensor([row[found[t.enrol].id] for t in kept]),
+                                torch.tensor([row[found[t.test].id] for t in kept]))
+        labels = torch.tensor([t.label for t in kept], dtype=torch.bool)
+        rates[name] = 100 * eer(scores[labels], scores[~labels])[0]
+    return rates
+
+
+def check_lines(checks: dict) -> list[str]:
+    """The checks for people, one line per precision."""
+    lines = [f"{checks['cpu']} ({', '.join(checks['flags'])}), {checks['threads']} threads, "
+             f"{checks['utterances']} utterances, scoring {checks['scoring']}:"]
+    for precision, entry in checks["precisions"].items():
+        if not entry["supported"]:
+            lines.append(f"  {precision:<10} not supported here")
+            continue
+        eers = ", ".join(f"{n} {e:.2f} % ({entry['eer_change'][n]:+.2f})"
+                         for n, e in entry["eer"].items())
+        lines.append(f"  {precision:<10} {entry['embeddings_per_second']:7.1f} utterances/s, "
+                     f"EER {eers}, lowest cosine {entry['min_cosine']:.5f}: "
+                     f"{'passed' if entry['passed'] else 'FAILED'}")
+    return lines
