@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import experiment_with_backend
+from conftest import experiment_with_backend, speech_like
 
 from custom_modules import ECAPA_TDNN, MelFrontend, SpeakerEncoder
 from custom_modules.data.catalogue import read_utterance_csvs
@@ -23,7 +23,6 @@ from custom_modules.inference.precision import (
 )
 from custom_modules.inference.pretrained import load_embedder
 from custom_modules.models.embedder import Embedder
-from data_prep.synthetic_audio import speech_like
 
 
 def trained_like(channels: list[int], **kwargs) -> ECAPA_TDNN:
@@ -40,7 +39,8 @@ def trained_like(channels: list[int], **kwargs) -> ECAPA_TDNN:
 @pytest.mark.parametrize("layout", [
     {"channels": [32, 32, 32, 32, 96]},
     {"channels": [32, 48, 48, 48, 144]},                       # shortcut convolutions
-    {"channels": [32, 32, 32, 96], "kernel_sizes": [3, 5, 1], "dilations": [1, 3, 1]},
+    {"channels": [32, 32, 32, 96], "kernel_sizes": [3, 5, 3, 1], "dilations": [1, 3, 2, 1],
+     "groups": [1, 1, 1, 1]},
 ])
 def test_fast_graph_equals_the_model_on_padded_batches(layout):
     model = trained_like(**layout)
