@@ -23,6 +23,7 @@ if __name__ == "__main__":
     with one_line_errors():
         hparams, verification = run_model_step(sys.argv[1:], KEYS, "verification")
         verification_figures(verification, hparams["output_folder"])
+    print(f"embeddings at {verification.metrics['precision']}")
     print(summary_table(verification.metrics))
     skipped = verification.metrics["skipped_utterances"]
     if skipped:

@@ -9,10 +9,7 @@ handling and no decisions; ``custom_modules.inference.pretrained`` builds it fro
 
 Example
 -------
->>> import hashlib
-import itertools
-
-import torch
+>>> import torch
 >>> from custom_modules.models.ecapa import ECAPA_TDNN
 >>> from custom_modules.models.frontend import MelFrontend
 >>> embedder = Embedder(MelFrontend(n_mels=40), ECAPA_TDNN(40, lin_neurons=24)).eval()

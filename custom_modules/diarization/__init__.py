@@ -1,0 +1,1 @@
+"""Who spoke when: speaker diarization on the model's embeddings."""

@@ -1,0 +1,176 @@
+"""Diarization of a set of recordings with references: the clustering threshold tuned on the
+development part, then the test part scored with ``pyannote.metrics`` (DER with a collar,
+overlap scored, and its parts: missed speech, false alarm, confusion; JER), three ways so
+that each stage's share of the error shows:
+
+- ``estimated``: speech detection, the number of speakers estimated (the tuned threshold);
+- ``given``: speech detection, the true number of speakers;
+- ``oracle_speech``: the reference's speech regions, the number of speakers estimated.
+
+Also the share of recordings whose number of speakers is estimated exactly and the real-time
+factor (processing seconds per second of audio, estimated mode, speech detection included).
+The tuned threshold and options are written to ``<model folder>/diarization.json``, which
+``SpeakerEncoder.diarize`` reads.
+"""
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from pyannote.core import Annotation
+from pyannote.core import Segment as Span
+from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
+
+from custom_modules.audio import read_audio
+from custom_modules.diarization.pipeline import (
+    DiarizationOptions,
+    analyse,
+    merge_regions,
+    segments,
+    speech_regions,
+)
+from custom_modules.diarization.rttm import Segment, read_rttm, write_json, write_rttm
+from custom_modules.errors import InputError
+from custom_modules.evaluation.backend import Scoring, has_backend, load_backend
+from custom_modules.inference.speech import SpeechDetector
+from custom_modules.models.embedder import Embedder
+
+SETTINGS = "diarization.json"
+
+
+class Recording(NamedTuple):
+    id: str
+    part: str
+    wav: str
+    reference: list[Segment]
+
+
+def annotation(segments: list[Segment]) -> Annotation:
+    """``pyannote.core.Annotation`` of segments."""
+    result = Annotation()
+    for n, s in enumerate(segments):
+        result[Span(s.start, s.end), n] = s.speaker
+    return result
+
+
+def score(pairs: list[tuple[list[Segment], list[Segment]]], collar: float) -> dict:
+    """DER (%) and its parts, and JER (%), over (reference, hypothesis) pairs."""
+    der = DiarizationErrorRate(collar=collar, skip_overlap=False)
+    jer = JaccardErrorRate(collar=collar)
+    for reference, hypothesis in pairs:
+        der(annotation(reference), annotation(hypothesis), detailed=True)
+        jer(annotation(reference), annotation(hypothesis))
+    total = der["total"]
+    return {"der": 100 * abs(der), "missed": 100 * der["missed detection"] / total,
+            "false_alarm": 100 * der["false alarm"] / total,
+            "confusion": 100 * der["confusion"] / total, "jer": 100 * abs(jer),
+            "scored_seconds": total}
+
+
+def read_recordings(listing: str | os.PathLike) -> list[Recording]:
+    """``conversations.csv`` (``ID, part, wav, rttm``) with its references."""
+    try:
+        with open(listing, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        recordings = [Recording(r["ID"], r["part"], r["wav"],
+                                read_rttm(r["rttm"]).get(r["ID"], [])) for r in rows]
+    except (OSError, KeyError) as error:
+        raise InputError(f"{listing}: not a recording list with ID, part, wav, rttm "
+                         f"({type(error).__name__}: {error})") from None
+    if not recordings:
+        raise InputError(f"{listing}: no recordings")
+    return recordings
+
+
+def oracle_regions(reference: list[Segment]) -> np.ndarray:
+    """The reference's speech, overlapping turns joined."""
+    regions = np.array(sorted((s.start, s.end) for s in reference)).reshape(-1, 2)
+    return merge_regions(regions, 1e-9, 0.0)
+
+
+def run_diarization(embedder: Embedder, model_folder: str | os.PathLike, recordings: str,
+                    output_folder: str, options: DiarizationOptions, thresholds: list[float],
+                    collar: float, timeline_recording: str | None) -> dict:
+    """Tune on the ``dev`` recordings, score the ``test`` ones; write hypotheses (RTTM and
+    JSON), ``report.json`` and the tuned settings; returns the report (with the timeline
+    recording's reference and hypothesis under ``timeline``)."""
+    backend = load_backend(model_folder) if has_backend(model_folder) else None
+    scoring = backend.scoring if backend is not None else Scoring("cosine")
+    detector = SpeechDetector()
+    listed = read_recordings(recordings)
+    parts = {p: [r for r in listed if r.part == p] for p in ("dev", "test")}
+    if not parts["dev"] or not parts["test"]:
+        raise InputError(f"{recordings}: needs dev and test recordings")
+    analyses, processing, audio_seconds = {}, 0.0, 0.0
+    for recording in listed:
+        wave = read_audio(recording.wav, embedder.sample_rate)
+        start = time.perf_counter()
+        regions = speech_regions(wave, detector, options, embedder.sample_rate)
+        analyses[recording.id] = analyse(embedder, scoring, wave, regions, options)
+        if recording.part == "test":
+            processing += time.perf_counter() - start
+            audio_seconds += len(wave) / embedder.sample_rate
+            analyses[recording.id, "oracle"] = analyse(
+                embedder, scoring, wave, oracle_regions(recording.reference), options)
+    tuning = {f"{t:g}": score([(r.reference, segments(analyses[r.id], t, None))
+                               for r in parts["dev"]], collar)["der"] for t in thresholds}
+    threshold = float(min(tuning, key=tuning.get))
+    start = time.perf_counter()
+    hypotheses = {r.id: segments(analyses[r.id], threshold, None) for r in parts["test"]}
+    processing += time.perf_counter() - start
+    given = {r.id: segments(analyses[r.id], None, _speakers(r.reference))
+             for r in parts["test"]}
+    oracle = {r.id: segments(analyses[r.id, "oracle"], threshold, None) for r in parts["test"]}
+    test = parts["test"]
+    counted = [len({s.speaker for s in hypotheses[r.id]}) == _speakers(r.reference)
+               for r in test]
+    report = {"scoring": scoring.variant, "precision": embedder.precision,
+              "options": options._asdict(), "collar": collar, "threshold": threshold,
+              "dev_der_by_threshold": tuning, "dev_recordings": len(parts["dev"]),
+              "test_recordings": len(test), "test_seconds": audio_seconds,
+              "estimated": score([(r.reference, hypotheses[r.id]) for r in test], collar),
+              "given": score([(r.reference, given[r.id]) for r in test], collar),
+              "oracle_speech": score([(r.reference, oracle[r.id]) for r in test], collar),
+              "speaker_count_exact": float(np.mean(counted)),
+              "real_time_factor": processing / audio_seconds}
+    folder = Path(output_folder)
+    (folder / "hypotheses").mkdir(parents=True, exist_ok=True)
+    for r in test:
+        write_rttm(folder / "hypotheses" / f"{r.id}.rttm", r.id, hypotheses[r.id])
+        write_json(folder / "hypotheses" / f"{r.id}.json", r.id, hypotheses[r.id])
+    (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    Path(model_folder, SETTINGS).write_text(json.dumps(
+        {"threshold": threshold, "options": options._asdict(),
+         "tuned_on": f"{recordings} (dev part, {len(parts['dev'])} recordings)",
+         "dev_der": tuning[f"{threshold:g}"]}, indent=2) + "\n", encoding="utf-8")
+    shown = timeline_recording or test[0].id
+    chosen = next((r for r in test if r.id == shown), None)
+    if chosen is None:
+        raise InputError(f"timeline_recording {shown!r} is not a test recording")
+    report["timeline"] = (chosen.id, chosen.reference, hypotheses[chosen.id])
+    return report
+
+
+def _speakers(reference: list[Segment]) -> int:
+    return len({s.speaker for s in reference})
+
+
+def report_lines(report: dict) -> list[str]:
+    """The report for people."""
+    lines = [f"threshold {report['threshold']:g} (tuned on {report['dev_recordings']} dev "
+             f"recordings); {report['test_recordings']} test recordings, "
+             f"{report['test_seconds'] / 60:.1f} min; collar {report['collar']:g} s, overlap "
+             f"scored"]
+    for mode, label in (("estimated", "speakers estimated"), ("given", "speakers given"),
+                        ("oracle_speech", "oracle speech, estimated")):
+        m = report[mode]
+        lines.append(f"{label:<26} DER {m['der']:5.2f} % (missed {m['missed']:.2f}, false "
+                     f"alarm {m['false_alarm']:.2f}, confusion {m['confusion']:.2f}), JER "
+                     f"{m['jer']:.2f} %")
+    lines.append(f"number of speakers exact on {100 * report['speaker_count_exact']:.0f} % of "
+                 f"the recordings; real-time factor {report['real_time_factor']:.3f}")
+    return lines

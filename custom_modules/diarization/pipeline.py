@@ -1,0 +1,193 @@
+"""Diarization of one recording: speech regions -> overlapping windows -> batched embeddings
+-> agglomerative clustering -> frame-level resegmentation -> segments.
+
+1. **Speech**: Silero VAD (``inference.speech``) finds the speech; regions closer than
+   ``merge_gap`` are joined (pauses inside a turn), regions shorter than ``min_region`` are
+   dropped. Oracle regions (the reference's) can be given instead.
+2. **Windows** of ``window`` seconds every ``hop`` seconds inside each region (a region
+   shorter than a window is one window), embedded in batches by the model, through the
+   scoring back-end's transform (mean subtraction and LDA when it has them).
+3. **Clustering**: average-linkage agglomerative clustering on cosine distance, cut at
+   ``threshold`` (the number of speakers is estimated) or into ``num_speakers`` clusters.
+4. **Resegmentation**: every 10 ms frame of speech takes the cluster whose centroid its
+   covering windows are most similar to (on average); so boundaries fall between window
+   centres where the evidence changes, not at window edges. Runs of one cluster are the
+   segments.
+
+``analyse`` does steps 1 and 2 (the costly part) once; ``segments`` does 3 and 4 for any
+threshold or number of speakers, which is how the threshold is tuned on development
+recordings.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.cluster.hierarchy import fcluster, linkage
+
+from custom_modules.diarization.rttm import Segment
+from custom_modules.errors import InputError
+from custom_modules.evaluation.backend import Scoring
+from custom_modules.inference.speech import SpeechDetector
+from custom_modules.models.embedder import Embedder
+
+FRAME = 0.01                 # seconds: the resolution of the segments
+
+
+class DiarizationOptions(NamedTuple):
+    """Window and speech settings (``hparams/diarize.yaml``)."""
+
+    window: float            # seconds per embedding window
+    hop: float               # seconds between window starts
+    merge_gap: float         # speech regions closer than this are one
+    min_region: float        # shorter speech regions are dropped
+    batch: int               # windows per embedding batch
+
+
+class Analysis(NamedTuple):
+    """A recording's speech regions ``(regions, 2)``, windows ``(windows, 2)`` (seconds) and
+    their unit vectors in the back-end's space ``(windows, d)``."""
+
+    duration: float
+    regions: np.ndarray
+    windows: np.ndarray
+    vectors: torch.Tensor
+
+
+def speech_regions(wave: torch.Tensor, detector: SpeechDetector, options: DiarizationOptions,
+                   rate: int) -> np.ndarray:
+    """Speech ``(regions, 2)`` in seconds: the detector's, joined across short gaps, short
+    ones dropped."""
+    found = np.array(detector.segments(wave), dtype=np.float64).reshape(-1, 2) / rate
+    return merge_regions(found, options.merge_gap, options.min_region)
+
+
+def merge_regions(regions: np.ndarray, gap: float, shortest: float) -> np.ndarray:
+    """Join regions ``(n, 2)`` (sorted) closer than ``gap``; drop those under ``shortest``.
+
+    >>> merge_regions(np.array([[0.0, 1.0], [1.1, 2.0], [3.0, 3.1]]), 0.3, 0.2)
+    array([[0., 2.]])
+    """
+    if not len(regions):
+        return regions
+    starts_new = np.concatenate([[True], regions[1:, 0] - regions[:-1, 1] >= gap])
+    merged = np.stack([regions[starts_new, 0],
+                       np.maximum.reduceat(regions[:, 1], np.flatnonzero(starts_new))], axis=1)
+    return merged[merged[:, 1] - merged[:, 0] >= shortest]
+
+
+def window_grid(regions: np.ndarray, window: float, hop: float) -> np.ndarray:
+    """Windows ``(n, 2)`` of ``window`` seconds every ``hop`` inside each region; the last
+    one ends at the region's end; a region shorter than a window is one window.
+
+    >>> window_grid(np.array([[0.0, 3.0], [4.0, 4.5]]), 1.5, 0.75)
+    array([[0.  , 1.5 ],
+           [0.75, 2.25],
+           [1.5 , 3.  ],
+           [4.  , 4.5 ]])
+    """
+    pieces = []
+    for start, end in regions:
+        length = end - start
+        if length <= window:
+            pieces.append(np.array([[start, end]]))
+            continue
+        starts = start + hop * np.arange(int(np.floor((length - window) / hop + 1e-9)) + 1)
+        if starts[-1] + window < end - 1e-9:
+            starts = np.append(starts, end - window)
+        pieces.append(np.stack([starts, starts + window], axis=1))
+    return np.concatenate(pieces) if pieces else np.zeros((0, 2))
+
+
+def analyse(embedder: Embedder, scoring: Scoring, wave: torch.Tensor, regions: np.ndarray,
+            options: DiarizationOptions) -> Analysis:
+    """Windows and their embeddings for the speech ``regions`` of ``wave`` ``(samples,)``."""
+    rate = embedder.sample_rate
+    windows = window_grid(regions, options.window, options.hop)
+    bounds = np.round(windows * rate).astype(np.int64)
+    vectors = []
+    with torch.inference_mode():
+        for first in range(0, len(bounds), options.batch):
+            chunk = bounds[first:first + options.batch]
+            lengths = chunk[:, 1] - chunk[:, 0]
+            batch = torch.zeros(len(chunk), int(lengths.max()))
+            for row, (a, b) in enumerate(chunk):
+                batch[row, :b - a] = wave[a:b]
+            embeddings = embedder(batch.to(embedder.device),
+                                  torch.from_numpy(lengths).to(embedder.device))
+            vectors.append(F.normalize(scoring.transform(embeddings.float().cpu()), dim=1))
+    dim = scoring.transform(torch.zeros(1, embedder.embedding_model.config["lin_neurons"]))
+    return Analysis(len(wave) / rate, regions, windows,
+                    torch.cat(vectors) if vectors else torch.zeros(0, dim.shape[1]))
+
+
+def cluster(vectors: torch.Tensor, threshold: float | None, num_speakers: int | None
+            ) -> np.ndarray:
+    """Cluster labels ``(windows,)`` from 0: cut at cosine distance ``threshold`` or into
+    ``num_speakers`` clusters (one of them must be given)."""
+    if (threshold is None) == (num_speakers is None):
+        raise InputError("diarization: give either a clustering threshold or the number of "
+                         "speakers")
+    if len(vectors) < 2:
+        return np.zeros(len(vectors), dtype=np.int64)
+    tree = linkage(vectors.double().numpy(), method="average", metric="cosine")
+    labels = fcluster(tree, t=num_speakers, criterion="maxclust") if threshold is None \
+        else fcluster(tree, t=threshold, criterion="distance")
+    return labels - 1
+
+
+def resegment(analysis: Analysis, labels: np.ndarray) -> list[Segment]:
+    """Frame-level assignment (see the module docstring), as segments named ``spk0``...
+    in order of first appearance."""
+    if not len(labels):
+        return []
+    clusters = int(labels.max()) + 1
+    centroids = F.normalize(torch.zeros(clusters, analysis.vectors.shape[1]).index_add_(
+        0, torch.from_numpy(labels), analysis.vectors), dim=1)
+    similarity = (analysis.vectors @ centroids.T).double().numpy()         # (windows, k)
+    times = (np.arange(int(np.ceil(analysis.duration / FRAME))) + 0.5) * FRAME
+    inside = _inside(times, analysis.regions)
+    times = times[inside]
+    order = np.argsort(analysis.windows[:, 0], kind="stable")
+    starts, ends = analysis.windows[order, 0], analysis.windows[order, 1]
+    similarity = similarity[order]
+    # Windows are sorted by start and by end (one length per region, the last one ending at
+    # the region's end): the windows covering time t run from the first ending after t to
+    # the last starting before it, and every speech frame has one (they tile the regions).
+    low = np.searchsorted(ends, times, side="right")
+    high = np.searchsorted(starts, times, side="right")
+    sums = np.concatenate([np.zeros((1, clusters)), np.cumsum(similarity, axis=0)])
+    mean = (sums[high] - sums[low]) / np.maximum(high - low, 1)[:, None]
+    return _runs(times, mean.argmax(axis=1))
+
+
+def _inside(times: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """Which ``times`` fall in one of the sorted ``regions``."""
+    if not len(regions):
+        return np.zeros(len(times), dtype=bool)
+    index = np.searchsorted(regions[:, 0], times, side="right") - 1
+    return (index >= 0) & (times < regions[np.maximum(index, 0), 1])
+
+
+def _runs(times: np.ndarray, labels: np.ndarray) -> list[Segment]:
+    """Consecutive frames with one label (and no gap) as segments; labels renamed ``spk0``,
+    ``spk1``... by first appearance."""
+    if not len(times):
+        return []
+    breaks = np.flatnonzero((np.diff(labels) != 0) | (np.diff(times) > 1.5 * FRAME)) + 1
+    first = np.concatenate([[0], breaks])
+    last = np.concatenate([breaks, [len(times)]]) - 1
+    names: dict[int, str] = {}
+    segments = []
+    for a, b in zip(first, last, strict=True):
+        name = names.setdefault(int(labels[a]), f"spk{len(names)}")
+        segments.append(Segment(round(float(times[a] - FRAME / 2), 3),
+                                round(float(times[b] + FRAME / 2), 3), name))
+    return segments
+
+
+def segments(analysis: Analysis, threshold: float | None, num_speakers: int | None
+             ) -> list[Segment]:
+    """The recording's segments for a threshold or a number of speakers."""
+    return resegment(analysis, cluster(analysis.vectors, threshold, num_speakers))
