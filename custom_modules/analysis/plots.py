@@ -121,6 +121,32 @@ def plot_identification(identification: Identification, path: str | os.PathLike)
     plt.close(figure)
 
 
+def plot_timeline(reference: list, hypothesis: list, path: str | os.PathLike,
+                  title: str) -> None:
+    """Who spoke when: per speaker, the reference's turns (upper bar) and the hypothesis'
+    (lower bar); segments are ``(start, end, speaker)`` and hypothesis clusters carry the
+    name of the reference speaker they map to (unmapped ones their own)."""
+    speakers = sorted({s[2] for s in reference})
+    speakers += sorted({s[2] for s in hypothesis} - set(speakers))
+    colours = plt.get_cmap("tab10")
+    end = max(s[1] for s in reference + hypothesis)
+    figure, axes = plt.subplots(figsize=(12, 0.6 * len(speakers) + 1.5))
+    for row, speaker in enumerate(speakers):
+        for segments, offset, alpha in ((reference, 0.18, 1.0), (hypothesis, -0.18, 0.6)):
+            spans = [(s[0], s[1] - s[0]) for s in segments if s[2] == speaker]
+            axes.broken_barh(spans, (row + offset - 0.15, 0.3), color=colours(row % 10),
+                             alpha=alpha)
+    axes.set_yticks(range(len(speakers)), speakers)
+    axes.invert_yaxis()
+    axes.set_xlim(0, end)
+    axes.set_xlabel("seconds (per speaker: upper bar reference, lower bar hypothesis)")
+    axes.set_title(f"who spoke when: {title}")
+    axes.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
 MARKERS = "os^vD<>pP*Xh"
 
 

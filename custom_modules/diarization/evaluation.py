@@ -1,16 +1,16 @@
-"""Diarization of a set of recordings with references: the clustering threshold tuned on the
-development part, then the test part scored with ``pyannote.metrics`` (DER with a collar,
+"""Diarization of a set of recordings with references: the clustering's affinity pruning tuned
+on the development part, then the test part scored with ``pyannote.metrics`` (DER with a collar,
 overlap scored, and its parts: missed speech, false alarm, confusion; JER), three ways so
 that each stage's share of the error shows:
 
-- ``estimated``: speech detection, the number of speakers estimated (the tuned threshold);
+- ``estimated``: speech detection, the number of speakers estimated (eigengap);
 - ``given``: speech detection, the true number of speakers;
 - ``oracle_speech``: the reference's speech regions, the number of speakers estimated.
 
 Also the share of recordings whose number of speakers is estimated exactly and the real-time
 factor (processing seconds per second of audio, estimated mode, speech detection included).
-The tuned threshold and options are written to ``<model folder>/diarization.json``, which
-``SpeakerEncoder.diarize`` reads.
+The tuned affinity pruning and the options are written to ``<model folder>/diarization.json``,
+which ``SpeakerEncoder.diarize`` reads.
 """
 
 import csv
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from pyannote.core import Annotation
+from pyannote.core import Annotation, Timeline
 from pyannote.core import Segment as Span
 from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
 
@@ -35,7 +35,6 @@ from custom_modules.diarization.pipeline import (
 )
 from custom_modules.diarization.rttm import Segment, read_rttm, write_json, write_rttm
 from custom_modules.errors import InputError
-from custom_modules.evaluation.backend import Scoring, has_backend, load_backend
 from custom_modules.inference.speech import SpeechDetector
 from custom_modules.models.embedder import Embedder
 
@@ -57,13 +56,15 @@ def annotation(segments: list[Segment]) -> Annotation:
     return result
 
 
-def score(pairs: list[tuple[list[Segment], list[Segment]]], collar: float) -> dict:
-    """DER (%) and its parts, and JER (%), over (reference, hypothesis) pairs."""
+def score(pairs: list[tuple[list[Segment], list[Segment], float]], collar: float) -> dict:
+    """DER (%) and its parts, and JER (%), over (reference, hypothesis, duration) triples,
+    each recording scored over its whole duration."""
     der = DiarizationErrorRate(collar=collar, skip_overlap=False)
     jer = JaccardErrorRate(collar=collar)
-    for reference, hypothesis in pairs:
-        der(annotation(reference), annotation(hypothesis), detailed=True)
-        jer(annotation(reference), annotation(hypothesis))
+    for reference, hypothesis, duration in pairs:
+        uem = Timeline([Span(0.0, duration)])
+        der(annotation(reference), annotation(hypothesis), uem=uem, detailed=True)
+        jer(annotation(reference), annotation(hypothesis), uem=uem)
     total = der["total"]
     return {"der": 100 * abs(der), "missed": 100 * der["missed detection"] / total,
             "false_alarm": 100 * der["false alarm"] / total,
@@ -93,13 +94,14 @@ def oracle_regions(reference: list[Segment]) -> np.ndarray:
 
 
 def run_diarization(embedder: Embedder, model_folder: str | os.PathLike, recordings: str,
-                    output_folder: str, options: DiarizationOptions, thresholds: list[float],
-                    collar: float, timeline_recording: str | None) -> dict:
-    """Tune on the ``dev`` recordings, score the ``test`` ones; write hypotheses (RTTM and
-    JSON), ``report.json`` and the tuned settings; returns the report (with the timeline
-    recording's reference and hypothesis under ``timeline``)."""
-    backend = load_backend(model_folder) if has_backend(model_folder) else None
-    scoring = backend.scoring if backend is not None else Scoring("cosine")
+                    output_folder: str, options: DiarizationOptions, prunings: list[float],
+                    collar: float, timeline_recording: str | None, preparation: list) -> dict:
+    """Run the ``preparation`` steps, tune on the ``dev`` recordings, score the ``test``
+    ones; write hypotheses (RTTM and JSON), ``report.json`` and the tuned settings; returns
+    the report (with the timeline recording's reference and hypothesis, its clusters named
+    after the reference speakers they map to, under ``timeline``)."""
+    for step in preparation:
+        step()
     detector = SpeechDetector()
     listed = read_recordings(recordings)
     parts = {p: [r for r in listed if r.part == p] for p in ("dev", "test")}
@@ -110,31 +112,39 @@ def run_diarization(embedder: Embedder, model_folder: str | os.PathLike, recordi
         wave = read_audio(recording.wav, embedder.sample_rate)
         start = time.perf_counter()
         regions = speech_regions(wave, detector, options, embedder.sample_rate)
-        analyses[recording.id] = analyse(embedder, scoring, wave, regions, options)
+        analyses[recording.id] = analyse(embedder, wave, regions, options)
         if recording.part == "test":
             processing += time.perf_counter() - start
             audio_seconds += len(wave) / embedder.sample_rate
             analyses[recording.id, "oracle"] = analyse(
-                embedder, scoring, wave, oracle_regions(recording.reference), options)
-    tuning = {f"{t:g}": score([(r.reference, segments(analyses[r.id], t, None))
-                               for r in parts["dev"]], collar)["der"] for t in thresholds}
-    threshold = float(min(tuning, key=tuning.get))
+                embedder, wave, oracle_regions(recording.reference), options)
+    def scored(recordings: list[Recording], hypotheses: dict[str, list[Segment]]) -> dict:
+        return score([(r.reference, hypotheses[r.id], analyses[r.id].duration)
+                      for r in recordings], collar)
+
+    most = options.max_speakers
+
+    def diarized(key, pruning: float, speakers: int | None) -> list[Segment]:
+        return segments(analyses[key], pruning, most, speakers)
+
+    tuning = {f"{p:g}": scored(parts["dev"], {r.id: diarized(r.id, p, None)
+                                              for r in parts["dev"]})["der"]
+              for p in prunings}
+    pruning = float(min(tuning, key=tuning.get))
     start = time.perf_counter()
-    hypotheses = {r.id: segments(analyses[r.id], threshold, None) for r in parts["test"]}
+    hypotheses = {r.id: diarized(r.id, pruning, None) for r in parts["test"]}
     processing += time.perf_counter() - start
-    given = {r.id: segments(analyses[r.id], None, _speakers(r.reference))
-             for r in parts["test"]}
-    oracle = {r.id: segments(analyses[r.id, "oracle"], threshold, None) for r in parts["test"]}
+    given = {r.id: diarized(r.id, pruning, _speakers(r.reference)) for r in parts["test"]}
+    oracle = {r.id: diarized((r.id, "oracle"), pruning, None) for r in parts["test"]}
     test = parts["test"]
     counted = [len({s.speaker for s in hypotheses[r.id]}) == _speakers(r.reference)
                for r in test]
-    report = {"scoring": scoring.variant, "precision": embedder.precision,
-              "options": options._asdict(), "collar": collar, "threshold": threshold,
-              "dev_der_by_threshold": tuning, "dev_recordings": len(parts["dev"]),
+    report = {"precision": embedder.precision, "options": options._asdict(),
+              "collar": collar, "pruning": pruning, "dev_der_by_pruning": tuning,
+              "dev_recordings": len(parts["dev"]),
               "test_recordings": len(test), "test_seconds": audio_seconds,
-              "estimated": score([(r.reference, hypotheses[r.id]) for r in test], collar),
-              "given": score([(r.reference, given[r.id]) for r in test], collar),
-              "oracle_speech": score([(r.reference, oracle[r.id]) for r in test], collar),
+              "estimated": scored(test, hypotheses), "given": scored(test, given),
+              "oracle_speech": scored(test, oracle),
               "speaker_count_exact": float(np.mean(counted)),
               "real_time_factor": processing / audio_seconds}
     folder = Path(output_folder)
@@ -144,14 +154,18 @@ def run_diarization(embedder: Embedder, model_folder: str | os.PathLike, recordi
         write_json(folder / "hypotheses" / f"{r.id}.json", r.id, hypotheses[r.id])
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     Path(model_folder, SETTINGS).write_text(json.dumps(
-        {"threshold": threshold, "options": options._asdict(),
+        {"pruning": pruning, "options": options._asdict(),
          "tuned_on": f"{recordings} (dev part, {len(parts['dev'])} recordings)",
-         "dev_der": tuning[f"{threshold:g}"]}, indent=2) + "\n", encoding="utf-8")
+         "dev_der": tuning[f"{pruning:g}"]}, indent=2) + "\n", encoding="utf-8")
     shown = timeline_recording or test[0].id
     chosen = next((r for r in test if r.id == shown), None)
     if chosen is None:
         raise InputError(f"timeline_recording {shown!r} is not a test recording")
-    report["timeline"] = (chosen.id, chosen.reference, hypotheses[chosen.id])
+    mapping = DiarizationErrorRate().optimal_mapping(annotation(chosen.reference),
+                                                     annotation(hypotheses[chosen.id]))
+    named = [s._replace(speaker=mapping.get(s.speaker, s.speaker))
+             for s in hypotheses[chosen.id]]
+    report["timeline"] = (chosen.id, chosen.reference, named)
     return report
 
 
@@ -161,7 +175,7 @@ def _speakers(reference: list[Segment]) -> int:
 
 def report_lines(report: dict) -> list[str]:
     """The report for people."""
-    lines = [f"threshold {report['threshold']:g} (tuned on {report['dev_recordings']} dev "
+    lines = [f"affinity pruning {report['pruning']:g} (tuned on {report['dev_recordings']} dev "
              f"recordings); {report['test_recordings']} test recordings, "
              f"{report['test_seconds'] / 60:.1f} min; collar {report['collar']:g} s, overlap "
              f"scored"]

@@ -1,21 +1,22 @@
 """Diarization of one recording: speech regions -> overlapping windows -> batched embeddings
--> agglomerative clustering -> frame-level resegmentation -> segments.
+-> spectral clustering -> frame-level resegmentation -> segments.
 
-1. **Speech**: Silero VAD (``inference.speech``) finds the speech; regions closer than
-   ``merge_gap`` are joined (pauses inside a turn), regions shorter than ``min_region`` are
-   dropped. Oracle regions (the reference's) can be given instead.
+1. **Speech**: Silero VAD (``inference.speech``) at ``speech_threshold`` finds the speech;
+   regions closer than ``merge_gap`` are joined (pauses inside a turn), regions shorter than
+   ``min_region`` are dropped. Oracle regions (the reference's) can be given instead.
 2. **Windows** of ``window`` seconds every ``hop`` seconds inside each region (a region
-   shorter than a window is one window), embedded in batches by the model, through the
-   scoring back-end's transform (mean subtraction and LDA when it has them).
-3. **Clustering**: average-linkage agglomerative clustering on cosine distance, cut at
-   ``threshold`` (the number of speakers is estimated) or into ``num_speakers`` clusters.
+   shorter than a window is one window), embedded in batches by the model.
+3. **Clustering**: spectral clustering of the cosine affinities (``cluster``), the number of
+   speakers estimated from the eigengap or given. (Average-linkage agglomerative clustering
+   with a tuned threshold did worse on the demo's development conversations: it splits
+   speakers into extra small clusters; docs/BENCHMARKS.md.)
 4. **Resegmentation**: every 10 ms frame of speech takes the cluster whose centroid its
    covering windows are most similar to (on average); so boundaries fall between window
    centres where the evidence changes, not at window edges. Runs of one cluster are the
    segments.
 
 ``analyse`` does steps 1 and 2 (the costly part) once; ``segments`` does 3 and 4 for any
-threshold or number of speakers, which is how the threshold is tuned on development
+affinity pruning or number of speakers, which is how the pruning is tuned on development
 recordings.
 """
 
@@ -24,11 +25,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.linalg import eigh
+from sklearn.cluster import KMeans
 
 from custom_modules.diarization.rttm import Segment
-from custom_modules.errors import InputError
-from custom_modules.evaluation.backend import Scoring
 from custom_modules.inference.speech import SpeechDetector
 from custom_modules.models.embedder import Embedder
 
@@ -36,13 +36,15 @@ FRAME = 0.01                 # seconds: the resolution of the segments
 
 
 class DiarizationOptions(NamedTuple):
-    """Window and speech settings (``hparams/diarize.yaml``)."""
+    """Speech, window and clustering settings (``hparams/diarize.yaml``)."""
 
-    window: float            # seconds per embedding window
-    hop: float               # seconds between window starts
+    speech_threshold: float  # speech probability of the detector's frames
     merge_gap: float         # speech regions closer than this are one
     min_region: float        # shorter speech regions are dropped
+    window: float            # seconds per embedding window
+    hop: float               # seconds between window starts
     batch: int               # windows per embedding batch
+    max_speakers: int        # the most speakers the estimate considers
 
 
 class Analysis(NamedTuple):
@@ -59,7 +61,8 @@ def speech_regions(wave: torch.Tensor, detector: SpeechDetector, options: Diariz
                    rate: int) -> np.ndarray:
     """Speech ``(regions, 2)`` in seconds: the detector's, joined across short gaps, short
     ones dropped."""
-    found = np.array(detector.segments(wave), dtype=np.float64).reshape(-1, 2) / rate
+    found = np.array(detector.segments(wave, options.speech_threshold),
+                     dtype=np.float64).reshape(-1, 2) / rate
     return merge_regions(found, options.merge_gap, options.min_region)
 
 
@@ -100,9 +103,10 @@ def window_grid(regions: np.ndarray, window: float, hop: float) -> np.ndarray:
     return np.concatenate(pieces) if pieces else np.zeros((0, 2))
 
 
-def analyse(embedder: Embedder, scoring: Scoring, wave: torch.Tensor, regions: np.ndarray,
+def analyse(embedder: Embedder, wave: torch.Tensor, regions: np.ndarray,
             options: DiarizationOptions) -> Analysis:
-    """Windows and their embeddings for the speech ``regions`` of ``wave`` ``(samples,)``."""
+    """Windows and their unit embeddings for the speech ``regions`` of ``wave``
+    ``(samples,)``."""
     rate = embedder.sample_rate
     windows = window_grid(regions, options.window, options.hop)
     bounds = np.round(windows * rate).astype(np.int64)
@@ -116,25 +120,42 @@ def analyse(embedder: Embedder, scoring: Scoring, wave: torch.Tensor, regions: n
                 batch[row, :b - a] = wave[a:b]
             embeddings = embedder(batch.to(embedder.device),
                                   torch.from_numpy(lengths).to(embedder.device))
-            vectors.append(F.normalize(scoring.transform(embeddings.float().cpu()), dim=1))
-    dim = scoring.transform(torch.zeros(1, embedder.embedding_model.config["lin_neurons"]))
+            vectors.append(F.normalize(embeddings.float().cpu(), dim=1))
+    dim = embedder.embedding_model.config["lin_neurons"]
     return Analysis(len(wave) / rate, regions, windows,
-                    torch.cat(vectors) if vectors else torch.zeros(0, dim.shape[1]))
+                    torch.cat(vectors) if vectors else torch.zeros(0, dim))
 
 
-def cluster(vectors: torch.Tensor, threshold: float | None, num_speakers: int | None
-            ) -> np.ndarray:
-    """Cluster labels ``(windows,)`` from 0: cut at cosine distance ``threshold`` or into
-    ``num_speakers`` clusters (one of them must be given)."""
-    if (threshold is None) == (num_speakers is None):
-        raise InputError("diarization: give either a clustering threshold or the number of "
-                         "speakers")
-    if len(vectors) < 2:
-        return np.zeros(len(vectors), dtype=np.int64)
-    tree = linkage(vectors.double().numpy(), method="average", metric="cosine")
-    labels = fcluster(tree, t=num_speakers, criterion="maxclust") if threshold is None \
-        else fcluster(tree, t=threshold, criterion="distance")
-    return labels - 1
+def cluster(vectors: torch.Tensor, pruning: float, max_speakers: int,
+            num_speakers: int | None) -> np.ndarray:
+    """Spectral clustering of unit vectors ``(windows, d)``: labels ``(windows,)`` from 0.
+
+    The affinity is the cosine similarity, each row keeping only its ``pruning`` share of
+    highest entries (then made symmetric); the number of clusters is ``num_speakers``, or the
+    largest gap among the smallest ``max_speakers + 1`` eigenvalues of the normalised
+    Laplacian (the eigengap estimate); the rows of the first eigenvectors are clustered by
+    k-means.
+    """
+    count = len(vectors)
+    if count < 3:
+        return np.zeros(count, dtype=np.int64)
+    affinity = (vectors @ vectors.T).float().numpy()
+    keep = max(2, int(np.ceil(pruning * count)))
+    floor = np.partition(affinity, count - keep, axis=1)[:, count - keep][:, None]
+    affinity = np.where(affinity >= floor, np.maximum(affinity, 0), 0)
+    affinity = (affinity + affinity.T) / 2
+    degree = 1 / np.sqrt(np.maximum(affinity.sum(axis=1), 1e-12))
+    laplacian = np.eye(count, dtype=np.float32) - affinity * degree[:, None] * degree[None, :]
+    top = min(max_speakers, count - 1)
+    values, vectors_ = eigh(laplacian, subset_by_index=[0, top])
+    clusters = num_speakers if num_speakers is not None else \
+        int(np.argmax(np.diff(values)[1:]) + 2) if top >= 2 else 1
+    clusters = min(clusters, count)
+    if clusters == 1:
+        return np.zeros(count, dtype=np.int64)
+    points = vectors_[:, :clusters]
+    points = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)
+    return KMeans(clusters, n_init=10, random_state=0).fit_predict(points).astype(np.int64)
 
 
 def resegment(analysis: Analysis, labels: np.ndarray) -> list[Segment]:
@@ -187,7 +208,7 @@ def _runs(times: np.ndarray, labels: np.ndarray) -> list[Segment]:
     return segments
 
 
-def segments(analysis: Analysis, threshold: float | None, num_speakers: int | None
-             ) -> list[Segment]:
-    """The recording's segments for a threshold or a number of speakers."""
-    return resegment(analysis, cluster(analysis.vectors, threshold, num_speakers))
+def segments(analysis: Analysis, pruning: float, max_speakers: int,
+             num_speakers: int | None) -> list[Segment]:
+    """The recording's segments, the number of speakers estimated or given."""
+    return resegment(analysis, cluster(analysis.vectors, pruning, max_speakers, num_speakers))

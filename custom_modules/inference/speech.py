@@ -52,11 +52,14 @@ class SpeechDetector:
         self.threshold = threshold
         self.min_speech_seconds = min_speech_seconds
 
-    def segments(self, wave: torch.Tensor) -> list[tuple[int, int]]:
-        """``(start, stop)`` sample ranges of speech in ``wave`` ``(samples,)``."""
+    def segments(self, wave: torch.Tensor, threshold: float | None = None
+                 ) -> list[tuple[int, int]]:
+        """``(start, stop)`` sample ranges of speech in ``wave`` ``(samples,)``, at
+        ``threshold`` (default: the detector's)."""
         with torch.inference_mode():
-            found = self._timestamps(wave.float(), self.model, threshold=self.threshold,
-                                     sampling_rate=SAMPLE_RATE)
+            found = self._timestamps(wave.float(), self.model,
+                                     threshold=self.threshold if threshold is None
+                                     else threshold, sampling_rate=SAMPLE_RATE)
         return [(int(s["start"]), int(s["end"])) for s in found]
 
     def __call__(self, wave: torch.Tensor, name: str) -> tuple[torch.Tensor, float]:
