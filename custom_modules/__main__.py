@@ -1,11 +1,12 @@
 """Command line: ``python -m custom_modules {embed,verify,enroll,identify,speakers,
-remove-recording,calibrate,info,export} --help``."""
+remove-recording,calibrate,info,diarize,export} --help``."""
 
 import argparse
 from pathlib import Path
 
 import torch
 
+from custom_modules.diarization.rttm import write_json, write_rttm
 from custom_modules.errors import InputError, one_line_errors
 from custom_modules.evaluation.backend import describe
 from custom_modules.evaluation.precision_check import check_lines
@@ -120,6 +121,19 @@ def info(args: argparse.Namespace) -> None:
         print(f"  earlier calibration {number}: {earlier.fitted_on} ({earlier.fitted} UTC)")
 
 
+def diarize(args: argparse.Namespace) -> None:
+    found = _encoder(args).diarize(args.file, args.num_speakers, args.name_speakers,
+                                   args.operating_point)
+    for segment in found:
+        print(f"{segment.start:9.2f} {segment.end:9.2f}  {segment.speaker}")
+    recording = Path(args.file).stem
+    if args.rttm:
+        write_rttm(args.rttm, recording, found)
+    if args.json:
+        write_json(args.json, recording, found)
+    print(f"{len({s.speaker for s in found})} speakers, {len(found)} segments")
+
+
 def export(args: argparse.Namespace) -> None:
     if not args.onnx and not args.torchscript:
         raise InputError("export: give --onnx FILE, --torchscript FILE or both")
@@ -187,6 +201,14 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--recordings", action="store_true", help="list: each recording too")
     sub = command("remove-recording", remove_recording, "remove one enrolled recording by id")
     sub.add_argument("id", type=int)
+    sub = command("diarize", diarize, "who spoke when in a recording (segments, RTTM, JSON)")
+    sub.add_argument("file")
+    sub.add_argument("--num-speakers", type=int, help="default: estimated")
+    sub.add_argument("--name-speakers", action="store_true",
+                     help="name the speakers after the enrolled ones they match")
+    sub.add_argument("--operating-point", help="for --name-speakers (default: the model's)")
+    sub.add_argument("--rttm", help="write the segments as RTTM")
+    sub.add_argument("--json", help="write the segments as JSON")
     sub = command("export", export, "export to ONNX (checked in onnxruntime) / TorchScript")
     sub.add_argument("--onnx", help="output .onnx file")
     sub.add_argument("--torchscript", help="output .pt file")

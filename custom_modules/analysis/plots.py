@@ -132,14 +132,14 @@ def plot_timeline(reference: list, hypothesis: list, path: str | os.PathLike,
     end = max(s[1] for s in reference + hypothesis)
     figure, axes = plt.subplots(figsize=(12, 0.6 * len(speakers) + 1.5))
     for row, speaker in enumerate(speakers):
-        for segments, offset, alpha in ((reference, 0.18, 1.0), (hypothesis, -0.18, 0.6)):
+        for segments, offset, alpha in ((reference, -0.18, 1.0), (hypothesis, 0.18, 0.55)):
             spans = [(s[0], s[1] - s[0]) for s in segments if s[2] == speaker]
             axes.broken_barh(spans, (row + offset - 0.15, 0.3), color=colours(row % 10),
                              alpha=alpha)
     axes.set_yticks(range(len(speakers)), speakers)
     axes.invert_yaxis()
     axes.set_xlim(0, end)
-    axes.set_xlabel("seconds (per speaker: upper bar reference, lower bar hypothesis)")
+    axes.set_xlabel("seconds (per speaker: upper bar reference, lower bar hypothesis, paler)")
     axes.set_title(f"who spoke when: {title}")
     axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()

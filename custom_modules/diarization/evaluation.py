@@ -27,6 +27,7 @@ from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
 
 from custom_modules.audio import read_audio
 from custom_modules.diarization.pipeline import (
+    SETTINGS,
     DiarizationOptions,
     analyse,
     merge_regions,
@@ -37,8 +38,6 @@ from custom_modules.diarization.rttm import Segment, read_rttm, write_json, writ
 from custom_modules.errors import InputError
 from custom_modules.inference.speech import SpeechDetector
 from custom_modules.models.embedder import Embedder
-
-SETTINGS = "diarization.json"
 
 
 class Recording(NamedTuple):
@@ -58,9 +57,11 @@ def annotation(segments: list[Segment]) -> Annotation:
 
 def score(pairs: list[tuple[list[Segment], list[Segment], float]], collar: float) -> dict:
     """DER (%) and its parts, and JER (%), over (reference, hypothesis, duration) triples,
-    each recording scored over its whole duration."""
-    der = DiarizationErrorRate(collar=collar, skip_overlap=False)
-    jer = JaccardErrorRate(collar=collar)
+    each recording scored over its whole duration. ``collar`` is the forgiveness on each
+    side of every reference boundary, as NIST's md-eval and DIHARD state it (pyannote's
+    ``collar`` is the whole width: twice this)."""
+    der = DiarizationErrorRate(collar=2 * collar, skip_overlap=False)
+    jer = JaccardErrorRate(collar=2 * collar)
     for reference, hypothesis, duration in pairs:
         uem = Timeline([Span(0.0, duration)])
         der(annotation(reference), annotation(hypothesis), uem=uem, detailed=True)

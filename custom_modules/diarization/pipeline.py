@@ -20,6 +20,9 @@ affinity pruning or number of speakers, which is how the pruning is tuned on dev
 recordings.
 """
 
+import json
+import os
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -29,10 +32,12 @@ from scipy.linalg import eigh
 from sklearn.cluster import KMeans
 
 from custom_modules.diarization.rttm import Segment
+from custom_modules.errors import InputError
 from custom_modules.inference.speech import SpeechDetector
 from custom_modules.models.embedder import Embedder
 
 FRAME = 0.01                 # seconds: the resolution of the segments
+SETTINGS = "diarization.json"  # a model folder's tuned settings
 
 
 class DiarizationOptions(NamedTuple):
@@ -158,15 +163,15 @@ def cluster(vectors: torch.Tensor, pruning: float, max_speakers: int,
     return KMeans(clusters, n_init=10, random_state=0).fit_predict(points).astype(np.int64)
 
 
-def resegment(analysis: Analysis, labels: np.ndarray) -> list[Segment]:
-    """Frame-level assignment (see the module docstring), as segments named ``spk0``...
-    in order of first appearance."""
+def resegment(analysis: Analysis, labels: np.ndarray, names: list[str] | None = None
+              ) -> list[Segment]:
+    """Frame-level assignment (see the module docstring), as segments named ``names[c]``
+    for cluster ``c`` (clusters of one name are one speaker), or ``spk0``, ``spk1``... in
+    order of first appearance."""
     if not len(labels):
         return []
     clusters = int(labels.max()) + 1
-    centroids = F.normalize(torch.zeros(clusters, analysis.vectors.shape[1]).index_add_(
-        0, torch.from_numpy(labels), analysis.vectors), dim=1)
-    similarity = (analysis.vectors @ centroids.T).double().numpy()         # (windows, k)
+    similarity = (analysis.vectors @ centroids(analysis, labels).T).double().numpy()
     times = (np.arange(int(np.ceil(analysis.duration / FRAME))) + 0.5) * FRAME
     inside = _inside(times, analysis.regions)
     times = times[inside]
@@ -180,7 +185,18 @@ def resegment(analysis: Analysis, labels: np.ndarray) -> list[Segment]:
     high = np.searchsorted(starts, times, side="right")
     sums = np.concatenate([np.zeros((1, clusters)), np.cumsum(similarity, axis=0)])
     mean = (sums[high] - sums[low]) / np.maximum(high - low, 1)[:, None]
-    return _runs(times, mean.argmax(axis=1))
+    frame_labels = mean.argmax(axis=1)
+    if names is None:
+        return _runs(times, frame_labels, None)
+    distinct, index = np.unique(np.asarray(names), return_inverse=True)
+    return _runs(times, index[frame_labels], list(distinct))
+
+
+def centroids(analysis: Analysis, labels: np.ndarray) -> torch.Tensor:
+    """Each cluster's mean unit embedding ``(clusters, dim)``, normalised."""
+    count = int(labels.max()) + 1 if len(labels) else 0
+    return F.normalize(torch.zeros(count, analysis.vectors.shape[1]).index_add_(
+        0, torch.from_numpy(labels), analysis.vectors), dim=1)
 
 
 def _inside(times: np.ndarray, regions: np.ndarray) -> np.ndarray:
@@ -191,18 +207,19 @@ def _inside(times: np.ndarray, regions: np.ndarray) -> np.ndarray:
     return (index >= 0) & (times < regions[np.maximum(index, 0), 1])
 
 
-def _runs(times: np.ndarray, labels: np.ndarray) -> list[Segment]:
-    """Consecutive frames with one label (and no gap) as segments; labels renamed ``spk0``,
-    ``spk1``... by first appearance."""
+def _runs(times: np.ndarray, labels: np.ndarray, names: list[str] | None) -> list[Segment]:
+    """Consecutive frames with one label (and no gap) as segments, named ``names[label]``,
+    or ``spk0``, ``spk1``... by first appearance."""
     if not len(times):
         return []
     breaks = np.flatnonzero((np.diff(labels) != 0) | (np.diff(times) > 1.5 * FRAME)) + 1
     first = np.concatenate([[0], breaks])
     last = np.concatenate([breaks, [len(times)]]) - 1
-    names: dict[int, str] = {}
+    seen: dict[int, str] = {}
     segments = []
     for a, b in zip(first, last, strict=True):
-        name = names.setdefault(int(labels[a]), f"spk{len(names)}")
+        name = names[int(labels[a])] if names is not None else \
+            seen.setdefault(int(labels[a]), f"spk{len(seen)}")
         segments.append(Segment(round(float(times[a] - FRAME / 2), 3),
                                 round(float(times[b] + FRAME / 2), 3), name))
     return segments
@@ -212,3 +229,19 @@ def segments(analysis: Analysis, pruning: float, max_speakers: int,
              num_speakers: int | None) -> list[Segment]:
     """The recording's segments, the number of speakers estimated or given."""
     return resegment(analysis, cluster(analysis.vectors, pruning, max_speakers, num_speakers))
+
+
+def read_settings(folder: str | os.PathLike) -> tuple[DiarizationOptions, float]:
+    """The options and affinity pruning tuned for a model (``<folder>/diarization.json``,
+    written by ``recipes/diarize.py``); a one-line error when there are none."""
+    path = Path(folder, SETTINGS)
+    if not path.is_file():
+        raise InputError(f"{path}: this model has no diarization settings; tune them on "
+                         f"recordings with references: python recipes/diarize.py "
+                         f"hparams/diarize.yaml ...")
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+        return DiarizationOptions(**settings["options"]), float(settings["pruning"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise InputError(f"{path}: not readable diarization settings "
+                         f"({type(error).__name__}: {error})") from None

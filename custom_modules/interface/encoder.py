@@ -29,9 +29,18 @@ from typing import NamedTuple
 
 import torch
 
-from custom_modules.audio import audio_info
+from custom_modules.audio import audio_info, read_audio
 from custom_modules.data.catalogue import Utterance
 from custom_modules.data.trials import read_trials
+from custom_modules.diarization.pipeline import (
+    analyse,
+    centroids,
+    cluster,
+    read_settings,
+    resegment,
+    speech_regions,
+)
+from custom_modules.diarization.rttm import Segment
 from custom_modules.errors import InputError
 from custom_modules.evaluation.backend import (
     Backend,
@@ -283,6 +292,42 @@ class SpeakerEncoder:
         self.backend = self.backend.recalibrated(decisions)
         self.backend.save(self.folder)
         return self.backend
+
+    def diarize(self, path: str | os.PathLike, num_speakers: int | None = None,
+                name_speakers: bool = False, operating_point: str | None = None
+                ) -> list[Segment]:
+        """Who spoke when in a recording: segments ``(start, end, speaker)`` in seconds
+        (``diarization.pipeline``, with the settings tuned for this model in its folder's
+        ``diarization.json``). The number of speakers is estimated unless given. With
+        ``name_speakers`` each speaker found is named after the enrolled speaker its voice
+        matches (as ``identify`` decides, at ``operating_point``), else ``unknown_<n>``;
+        speakers found are ``spk0``, ``spk1``... otherwise."""
+        if self.folder is None:
+            raise InputError("this SpeakerEncoder was not loaded from a folder: no "
+                             "diarization settings")
+        options, pruning = read_settings(self.folder)
+        wave = read_audio(path, self.embedder.sample_rate)
+        detector = self.speech if self.speech is not None else SpeechDetector()
+        analysis = analyse(self.embedder, wave,
+                           speech_regions(wave, detector, options, self.embedder.sample_rate),
+                           options)
+        labels = cluster(analysis.vectors, pruning, options.max_speakers, num_speakers)
+        names = None
+        if name_speakers and len(labels):
+            enrolled, profiles = self.enrolments.profiles()
+            if not enrolled:
+                raise InputError(f"no speaker is enrolled in {self.database} to name the "
+                                 f"speakers with")
+            scoring = self.backend.scoring
+            found = centroids(analysis, labels)
+            scores = scoring.scores(scoring.space(found), scoring.space(profiles),
+                                    torch.arange(len(found)).repeat_interleave(len(enrolled)),
+                                    torch.arange(len(enrolled)).repeat(len(found)))
+            best = scores.reshape(len(found), len(enrolled)).max(dim=1)
+            names = [enrolled[int(i)] if self._verdict(s.unsqueeze(0), operating_point, None,
+                                                       None).same else f"unknown_{n}"
+                     for n, (s, i) in enumerate(zip(best.values, best.indices, strict=True))]
+        return resegment(analysis, labels, names)
 
     def _encode_files(self, paths: list, window_seconds: float = 60.0) -> list["Embedded"]:
         """Every file embedded, or a one-line error for the first that cannot be (unreadable,
