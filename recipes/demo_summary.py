@@ -8,7 +8,8 @@ scoring variant, the verdict of the primary variant (named in ``hparams/demo_ver
 against ``demo_targets`` (``model``: what ``SpeakerEncoder`` gives), the identification
 report, where the plots and the pretrained folder are, and the lines that use the model. It
 only reads what the earlier steps wrote (``corpus_report.json``, ``verification/metrics.json``,
-``plots/visualization.json``, ``identification/report.json``, the folder's ``backend.json``),
+``plots/visualization.json``, ``identification/report.json``, ``diarization/report.json``,
+the folder's ``backend.json``),
 so it can be run again at any time. Demo-only, so it lives here rather than in the library.
 """
 
@@ -60,6 +61,15 @@ def demo_summary(output_folder: str, corpus_folder: str, pretrained_folder: str,
                  f"{100 * identification['top5']:.1f} %; open set at {strictest[0]}: "
                  f"{100 * strictest[1]['detection']:.1f} % identified, "
                  f"{100 * strictest[1]['false_alarm']:.1f} % false alarms.")
+    diarization = read_json(folder / "diarization" / "report.json")
+    estimated = diarization["estimated"]
+    lines.append(f"Diarization ({diarization['test_recordings']} generated conversations of "
+                 f"held-out voices, {diarization['test_seconds'] / 60:.0f} min): DER "
+                 f"{estimated['der']:.2f} % (collar {diarization['collar']:g} s, overlap "
+                 f"scored; missed {estimated['missed']:.2f}, false alarm "
+                 f"{estimated['false_alarm']:.2f}, confusion {estimated['confusion']:.2f}), "
+                 f"number of speakers exact on {100 * diarization['speaker_count_exact']:.0f} "
+                 f"% of them, real-time factor {diarization['real_time_factor']:.3f}.")
     attention = plots["attention"]
     lines += [f"Held-out speakers' embeddings: silhouette (cosine) "
               f"{plots['silhouette_cosine']:.3f} over {plots['speakers']} speakers; attention "
@@ -67,7 +77,8 @@ def demo_summary(output_folder: str, corpus_folder: str, pretrained_folder: str,
               "",
               f"Plots: {folder / 'plots'}/ (tsne_held_out.png, attention.png, ...) and "
               f"{folder / 'verification'}/<list>/det.png, "
-              f"{folder / 'identification'}/identification.png",
+              f"{folder / 'identification'}/identification.png, "
+              f"{folder / 'diarization'}/timeline.png",
               f"Pretrained model: {pretrained}/",
               "Use it:",
               "    from custom_modules import SpeakerEncoder",

@@ -11,7 +11,8 @@ from custom_modules.training.distributed import distributed_defaults
 
 RECIPES = {name: importlib.import_module(f"recipes.{name}")
            for name in ("train_speaker_embeddings", "speaker_verification", "visualize",
-                        "demo_summary", "identification", "export_backend")}
+                        "demo_summary", "identification", "export_backend",
+                        "check_precisions", "diarize")}
 # What reads each shipped YAML; a top-level key must be referenced in the file or read here.
 READERS = {"ecapa.yaml": ["train_speaker_embeddings", "export_backend"],
            "ecapa_c512.yaml": ["train_speaker_embeddings"],
@@ -19,10 +20,13 @@ READERS = {"ecapa.yaml": ["train_speaker_embeddings", "export_backend"],
            "demo.yaml": ["train_speaker_embeddings", "demo_summary", "export_backend"],
            "verify.yaml": ["speaker_verification"], "demo_verify.yaml": ["speaker_verification"],
            "verify_voxceleb.yaml": ["speaker_verification"],
-           "visualize.yaml": ["visualize"], "identify.yaml": ["identification"]}
+           "visualize.yaml": ["visualize"], "identify.yaml": ["identification"],
+           "precisions.yaml": ["check_precisions"], "diarize.yaml": ["diarize"],
+           "demo_diarize.yaml": ["diarize"]}
 VOXCELEB = ["--data_folder=/data/vox2", "--voxceleb1_folder=/data/vox1"]
 PLACEHOLDERS = {"ecapa.yaml": VOXCELEB, "ecapa_c512.yaml": VOXCELEB,
-                "ecapa_folder.yaml": ["--data_folder=/data"]}
+                "ecapa_folder.yaml": ["--data_folder=/data"],
+                "diarize.yaml": ["--recordings=/data/recordings.csv"]}
 
 
 def write(path, text: str):

@@ -49,6 +49,11 @@ def write_run(folder, standard_eer: float, hard_eer: float) -> None:
          "top5": 1.0, "operating_points": {"eer": {"detection": 0.99, "false_alarm": 0.35},
                                            "far_0.1%": {"detection": 0.931,
                                                         "false_alarm": 0.062}}}))
+    (folder / "diarization").mkdir()
+    (folder / "diarization/report.json").write_text(json.dumps(
+        {"test_recordings": 12, "test_seconds": 2574.0, "collar": 0.25,
+         "estimated": {"der": 2.3, "missed": 1.61, "false_alarm": 0.04, "confusion": 0.64},
+         "speaker_count_exact": 0.9167, "real_time_factor": 0.019}))
 
 
 def test_summary_reports_both_lists_the_targets_and_the_three_lines(tmp_path):
@@ -65,6 +70,9 @@ def test_summary_reports_both_lists_the_targets_and_the_three_lines(tmp_path):
     assert ("Identification (20 held-out voices enrolled from 3 files, 21 never enrolled): "
             "top-1 99.1 %, top-5 100.0 %; open set at far_0.1%: 93.1 % identified, 6.2 % "
             "false alarms.") in text
+    assert ("Diarization (12 generated conversations of held-out voices, 43 min): DER 2.30 % "
+            "(collar 0.25 s, overlap scored; missed 1.61, false alarm 0.04, confusion 0.64), "
+            "number of speakers exact on 92 % of them, real-time factor 0.019.") in text
     assert f'SpeakerEncoder.from_hparams(source="{tmp_path / "pretrained"}")' in text
     assert (tmp_path / "summary.txt").read_text() == text + "\n"
 
@@ -174,6 +182,9 @@ def test_demo_steps_end_to_end(tmp_path):
     run("recipes/visualize.py", "hparams/visualize.yaml", f"--experiment={out}",
         "--speakers=4", "--utterances_per_speaker=4", "--perplexity=3")
     identified = run("recipes/identification.py", "hparams/identify.yaml", f"--experiment={out}")
+    diarized = run("recipes/diarize.py", "hparams/demo_diarize.yaml", f"--experiment={out}",
+                   "--dev_recordings=1", "--test_recordings=1", "--min_minutes=0.3",
+                   "--max_minutes=0.4")
     summary = run("recipes/demo_summary.py", "hparams/demo.yaml", f"--output_folder={out}")
     metrics = json.loads((out / "verification/metrics.json").read_text())
     assert list(metrics["lists"]) == ["standard", "hard"]
@@ -187,6 +198,10 @@ def test_demo_steps_end_to_end(tmp_path):
             f"scoring, the model's lda+as-norm back-end: {eer:.2f} %)") in summary
     report = json.loads((out / "identification/report.json").read_text())
     assert f"top-1 {100 * report['top1']:.1f} %" in summary and "closed set" in identified
+    diarization = json.loads((out / "diarization/report.json").read_text())
+    assert f"DER {diarization['estimated']['der']:.2f} %" in summary
+    assert "speakers estimated" in diarized
+    assert (out / "diarization/timeline.png").stat().st_size > 10_000
     for picture in ("tsne_held_out.png", "attention.png", "attention_with_silence.png"):
         assert (out / "plots" / picture).stat().st_size > 10_000
     for name in ("standard", "hard"):
