@@ -172,8 +172,8 @@ def test_demo_steps_end_to_end(tmp_path):
     first), verify both lists with and without AS-norm and LDA, plots, summary."""
     out = tmp_path / "demo"
     run("recipes/train_speaker_embeddings.py", "hparams/demo.yaml", f"--output_folder={out}",
-        "--max_voices=10", "--utterances_per_voice=8", "--sessions_per_voice=2",
-        "--test_voices=0.4", "--trials=300", "--split_ratio=[67, 33]",
+        "--max_voices=12", "--utterances_per_voice=8", "--sessions_per_voice=2",
+        "--test_voices=0.5", "--trials=300", "--split_ratio=[67, 33]",
         "--validation_trials=200", "--channels=[32, 32, 32, 32, 96]", "--n_mels=40",
         "--number_of_epochs=1", "--batch_size=8", "--num_workers=0", "--warmup_epochs=0.5",
         "--lda_dim=2")
@@ -184,7 +184,7 @@ def test_demo_steps_end_to_end(tmp_path):
     identified = run("recipes/identification.py", "hparams/identify.yaml", f"--experiment={out}")
     diarized = run("recipes/diarize.py", "hparams/demo_diarize.yaml", f"--experiment={out}",
                    "--dev_recordings=1", "--test_recordings=1", "--min_minutes=0.3",
-                   "--max_minutes=0.4")
+                   "--max_minutes=0.4", "--timeline_recording=test_000")
     summary = run("recipes/demo_summary.py", "hparams/demo.yaml", f"--output_folder={out}")
     metrics = json.loads((out / "verification/metrics.json").read_text())
     assert list(metrics["lists"]) == ["standard", "hard"]

@@ -164,6 +164,15 @@ def test_recipe_report_equals_pyannote_on_its_files_and_the_interface(tmp_path):
     found = encoder.diarize(first["wav"])
     assert found == read_rttm(experiment / "diarization/hypotheses"
                               / f"{first['ID']}.rttm")[first["ID"]]
+    # Named after the enrolled speakers: the same frames, each cluster an enrolled name or
+    # unknown_<n>, by the verdict of its centroid against the profiles.
+    speaker_files = sorted((tmp_path / "corpus/wav").glob("*/sess01/00000.wav"))
+    enrolling = SpeakerEncoder.from_hparams(source=experiment / "pretrained",
+                                            savedir=tmp_path, speech_detection=False)
+    enrolling.enroll("first", [speaker_files[0]])
+    named = enrolling.diarize(first["wav"], name_speakers=True)
+    assert (named[0].start, named[-1].end) == (found[0].start, found[-1].end)
+    assert all(s.speaker == "first" or s.speaker.startswith("unknown_") for s in named)
     with pytest.raises(InputError, match="diarization.json: this model has no diarization"):
         SpeakerEncoder.from_hparams(source=tiny_pretrained(tmp_path / "fresh")).diarize(
             first["wav"])

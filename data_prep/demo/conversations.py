@@ -26,6 +26,7 @@ import soundfile
 
 from custom_modules.audio import read_audio
 from custom_modules.diarization.rttm import Segment, write_rttm
+from custom_modules.errors import InputError
 
 SAMPLE_RATE = 16000
 TRIM_DB = 40.0          # silence: 20 ms frames more than this below the utterance's loudest
@@ -72,14 +73,14 @@ def generate_conversations(corpus_folder: str, output_folder: str, dev_recording
     rng = random.Random(seed)
     voices = held_out[:]
     rng.shuffle(voices)
-    cut = max(2, round(dev_voices * len(voices)))
+    if len(voices) < 4:
+        raise InputError(f"{corpus}: {len(voices)} held-out voices; the conversations need "
+                         f"at least 4 (2 for tuning, 2 for the report)")
+    cut = min(max(2, round(dev_voices * len(voices))), len(voices) - 2)
     parts = {"dev": (sorted(voices[:cut]), dev_recordings),
              "test": (sorted(voices[cut:]), test_recordings)}
     rows = []
     for part, (part_voices, count) in parts.items():
-        if len(part_voices) < 2:
-            raise ValueError(f"{corpus}: only {len(part_voices)} held-out voices for the "
-                             f"{part} conversations")
         (out / part).mkdir(parents=True, exist_ok=True)
         for number in range(count):
             name = f"{part}_{number:03d}"
