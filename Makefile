@@ -18,7 +18,7 @@ DEMO := exps/demo
 demo: $(INSTALLED) $(DEBIAN) $(VOICES)
 	$(PYTHON) recipes/train_speaker_embeddings.py hparams/demo.yaml --output_folder=$(DEMO)
 	$(PYTHON) recipes/speaker_verification.py hparams/demo_verify.yaml --experiment=$(DEMO)
-	$(PYTHON) recipes/visualize.py hparams/visualize.yaml --experiment=$(DEMO)
+	$(PYTHON) recipes/visualize.py hparams/demo_visualize.yaml --experiment=$(DEMO)
 	$(PYTHON) recipes/identification.py hparams/identify.yaml --experiment=$(DEMO)
 	$(PYTHON) recipes/diarize.py hparams/demo_diarize.yaml --experiment=$(DEMO)
 	$(PYTHON) recipes/demo_summary.py hparams/demo.yaml --output_folder=$(DEMO)

@@ -2,13 +2,31 @@
 
 Roles, one folder each, imports running downwards only (``docs/ARCHITECTURE.md``):
 ``errors`` and ``audio`` (the bottom), ``models``, ``data``, ``inference``, ``evaluation``,
-``training``, ``analysis``, ``interop``, ``interface``; ``config`` loads recipe YAML files.
+``diarization``, ``training``, ``analysis``, ``interop``, ``interface``; ``config`` loads
+recipe YAML files.
 
 >>> from custom_modules import ECAPA_TDNN, MelFrontend, SpeakerEncoder
 """
 
-from custom_modules.models.ecapa import ECAPA_TDNN, count_parameters, ecapa_c512, ecapa_c1024
-from custom_modules.models.frontend import MelFrontend
+import logging
+
+
+def _not_about_torchvision(record: logging.LogRecord) -> bool:
+    """SpeechBrain warns on import that it cannot save figures without torchvision; nothing
+    here saves figures through SpeechBrain (``analysis.plots`` draws with matplotlib), so the
+    warning is one a user cannot act on."""
+    return "torchvision is not available" not in record.getMessage()
+
+
+logging.getLogger("speechbrain.utils.train_logger").addFilter(_not_about_torchvision)
+
+from custom_modules.models.ecapa import (  # noqa: E402 (after the filter)
+    ECAPA_TDNN,
+    count_parameters,
+    ecapa_c512,
+    ecapa_c1024,
+)
+from custom_modules.models.frontend import MelFrontend  # noqa: E402
 
 __all__ = ["ECAPA_TDNN", "MelFrontend", "SpeakerEncoder", "count_parameters", "ecapa_c512",
            "ecapa_c1024"]

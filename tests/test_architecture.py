@@ -70,3 +70,14 @@ def test_training_and_verification_do_not_load_matplotlib():
 def test_the_public_names_still_import():
     assert fresh_python("from custom_modules import ECAPA_TDNN, MelFrontend, SpeakerEncoder; "
                         "print(SpeakerEncoder.__module__)") == "custom_modules.interface.encoder"
+
+
+def test_no_warning_a_user_cannot_act_on():
+    """SpeechBrain's "torchvision is not available - cannot save figures" on import is
+    filtered; other SpeechBrain warnings still reach the user."""
+    code = ("import logging, custom_modules; import speechbrain.utils.train_logger; "
+            "logging.getLogger('speechbrain.utils.train_logger').warning('other warning')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert "torchvision" not in done.stderr
+    assert "other warning" in done.stderr

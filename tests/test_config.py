@@ -20,7 +20,8 @@ READERS = {"ecapa.yaml": ["train_speaker_embeddings", "export_backend"],
            "demo.yaml": ["train_speaker_embeddings", "demo_summary", "export_backend"],
            "verify.yaml": ["speaker_verification"], "demo_verify.yaml": ["speaker_verification"],
            "verify_voxceleb.yaml": ["speaker_verification"],
-           "visualize.yaml": ["visualize"], "identify.yaml": ["identification"],
+           "visualize.yaml": ["visualize"], "demo_visualize.yaml": ["visualize"],
+           "identify.yaml": ["identification"],
            "precisions.yaml": ["check_precisions"], "diarize.yaml": ["diarize"],
            "demo_diarize.yaml": ["diarize"]}
 VOXCELEB = ["--data_folder=/data/vox2", "--voxceleb1_folder=/data/vox1"]

@@ -179,7 +179,7 @@ def test_demo_steps_end_to_end(tmp_path):
         "--lda_dim=2")
     run("recipes/speaker_verification.py", "hparams/demo_verify.yaml", f"--experiment={out}",
         "--lda_dim=2")   # as the training's back-end was given
-    run("recipes/visualize.py", "hparams/visualize.yaml", f"--experiment={out}",
+    run("recipes/visualize.py", "hparams/demo_visualize.yaml", f"--experiment={out}",
         "--speakers=4", "--utterances_per_speaker=4", "--perplexity=3")
     identified = run("recipes/identification.py", "hparams/identify.yaml", f"--experiment={out}")
     diarized = run("recipes/diarize.py", "hparams/demo_diarize.yaml", f"--experiment={out}",

@@ -6,6 +6,7 @@ The drawing is in ``custom_modules.analysis.plots``; ``run_visualization`` ties 
 ``recipes/visualize.py``.
 """
 
+import csv
 import json
 import logging
 import os
@@ -123,12 +124,35 @@ def attention_on_silence(weights: np.ndarray, silent: np.ndarray) -> dict[str, f
     return {"attention_share": mass, "time_share": time_share, "ratio": mass / time_share}
 
 
+def speaker_legend(path: str, columns: list[str]) -> dict[str, str]:
+    """``{ID: "ID col1 col2 ..."}`` from a speaker CSV (e.g. the demo corpus's
+    ``speakers.csv``: engine, voice, language, gender); a missing file or column is a
+    one-line error.
+
+    >>> import tempfile, pathlib
+    >>> csv_path = pathlib.Path(tempfile.mkdtemp()) / "s.csv"
+    >>> _ = csv_path.write_text("ID,engine,voice\\nid1,espeak,de+adam\\n")
+    >>> speaker_legend(str(csv_path), ["engine", "voice"])
+    {'id1': 'id1 espeak de+adam'}
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        return {row["ID"]: " ".join([row["ID"], *(row[c] for c in columns)]) for row in rows}
+    except OSError as error:
+        raise InputError(f"{path}: cannot read it ({error.strerror})") from None
+    except KeyError as error:
+        raise InputError(f"{path}: no column {error}") from None
+
+
 def run_visualization(embedder: Embedder, output_folder: str, test_csvs: list[str],
                       train_csv: str | None, speakers: int, utterances_per_speaker: int,
                       perplexity: float, seed: int, attention_utterance: str | None,
-                      silence_seconds: float, cache_folder: str | None) -> dict:
+                      silence_seconds: float, cache_folder: str | None,
+                      speaker_csv: str | None, legend_columns: list[str]) -> dict:
     """Draw the embedding maps and the attention figure into ``output_folder`` and write
-    their numbers to ``visualization.json`` there; returns those numbers. See
+    their numbers to ``visualization.json`` there; returns those numbers. The legend names a
+    speaker by its ID and, with ``speaker_csv``, its ``legend_columns`` there. See
     ``hparams/visualize.yaml`` for the arguments."""
     check_trained(embedder.embedding_model)
     folder = Path(output_folder)
@@ -153,10 +177,12 @@ def run_visualization(embedder: Embedder, output_folder: str, test_csvs: list[st
     results = {"speakers": len(set(labels)), "utterances": len(labels),
                "silhouette_cosine": silhouette, "perplexity": perplexity, "seed": seed,
                "skipped": len(problems)}
+    legend = speaker_legend(speaker_csv, legend_columns) if speaker_csv else {}
+    shown = [legend.get(label, label) for label in labels]
     for method in ("tsne", "pca"):
         points = embedding_map(vectors, perplexity, seed, method)
         name = "t-SNE" if method == "tsne" else "PCA"
-        plot_embedding_map(points, labels, folder / f"{method}_held_out.png",
+        plot_embedding_map(points, shown, folder / f"{method}_held_out.png",
                            f"{name} of {len(set(labels))} held-out speakers, "
                            f"silhouette (cosine) {silhouette:.3f}")
         _write_points(folder / f"{method}_held_out.csv", held_out, points)
