@@ -91,15 +91,24 @@ class Scoring:
     def scores(self, first: Space, second: Space, first_rows: torch.Tensor,
                second_rows: torch.Tensor) -> torch.Tensor:
         """Scores ``(pairs,)`` of ``first.vectors[first_rows[i]]`` against
-        ``second.vectors[second_rows[i]]``."""
-        both = torch.cat([first.vectors, second.vectors])
-        other = second_rows + len(first.vectors)
+        ``second.vectors[second_rows[i]]`` (``second`` may be ``first``)."""
+        if second is first:
+            both, stats, other = first.vectors, first.stats, second_rows
+        else:
+            both = torch.cat([first.vectors, second.vectors])
+            other = second_rows + len(first.vectors)
+            stats = None if first.stats is None else CohortStats(
+                torch.cat([first.stats.mean, second.stats.mean]),
+                torch.cat([first.stats.std, second.stats.std]))
         cosine = cosine_scores(both, first_rows, other)
-        if first.stats is None:
-            return cosine
-        stats = CohortStats(torch.cat([first.stats.mean, second.stats.mean]),
-                            torch.cat([first.stats.std, second.stats.std]))
-        return normalize_scores(cosine, stats, first_rows, other)
+        return cosine if stats is None else normalize_scores(cosine, stats, first_rows, other)
+
+    def cross_scores(self, first: Space, second: Space) -> torch.Tensor:
+        """Scores ``(len(first), len(second))`` of every row of ``first`` against every row
+        of ``second`` (queries against enrolled profiles)."""
+        rows, columns = len(first.vectors), len(second.vectors)
+        return self.scores(first, second, torch.arange(rows).repeat_interleave(columns),
+                           torch.arange(columns).repeat(rows)).reshape(rows, columns)
 
 
 class OperatingPoint(NamedTuple):
@@ -146,20 +155,23 @@ def fit_decisions(scores: torch.Tensor, labels: torch.Tensor, target_false_accep
     targets, nontargets = scores[labels].double(), scores[~labels].double()
     if not len(targets) or not len(nontargets):
         raise InputError(f"{fitted_on}: calibration needs both target and non-target trials")
-    points = {"eer": _point(float(eer(targets, nontargets)[1]), targets, nontargets)}
+    points = {"eer": rates_at(float(eer(targets, nontargets)[1]), targets, nontargets)}
     ranked = nontargets.sort(descending=True).values
     for rate in target_false_accepts:
         if not 0 < rate < 1:
             raise InputError(f"target false-accept rate {rate} must be between 0 and 1")
         allowed = math.floor(rate * len(ranked))   # non-targets that may stay above
         threshold = float(ranked[min(allowed, len(ranked) - 1)])
-        points[far_name(rate)] = _point(threshold, targets, nontargets)
+        points[far_name(rate)] = rates_at(threshold, targets, nontargets)
     return Decisions(fit_calibration(scores, labels.long()), points, fitted_on,
                      len(targets), len(nontargets), time.strftime("%Y-%m-%d %H:%M:%S",
                                                                   time.gmtime()))
 
 
-def _point(threshold: float, targets: torch.Tensor, nontargets: torch.Tensor) -> OperatingPoint:
+def rates_at(threshold: float, targets: torch.Tensor, nontargets: torch.Tensor
+             ) -> OperatingPoint:
+    """The false-accept and false-reject rates of target and non-target scores at a
+    threshold (accept above it)."""
     return OperatingPoint(threshold, float((nontargets > threshold).double().mean()),
                           float((targets <= threshold).double().mean()))
 

@@ -84,10 +84,7 @@ def identification_scores(backend: Backend, profiles: torch.Tensor, queries: tor
     """Scores ``(queries, speakers)`` of query embeddings ``(queries, dim)`` against
     profiles ``(speakers, dim)``: ``SpeakerEncoder.identify``'s pair scores, all at once."""
     scoring = backend.scoring
-    rows = torch.arange(len(queries)).repeat_interleave(len(profiles))
-    columns = torch.arange(len(profiles)).repeat(len(queries))
-    return scoring.scores(scoring.space(queries), scoring.space(profiles), rows,
-                          columns).reshape(len(queries), len(profiles))
+    return scoring.cross_scores(scoring.space(queries), scoring.space(profiles))
 
 
 def identification_rates(scores: torch.Tensor, truth: torch.Tensor, thresholds: dict[str, float]

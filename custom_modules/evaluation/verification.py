@@ -38,7 +38,7 @@ import torch
 from custom_modules.data.catalogue import read_utterance_csvs, resolve
 from custom_modules.data.trials import Trial, read_trials, utterance_id
 from custom_modules.errors import InputError
-from custom_modules.evaluation.backend import Decisions, load_backend
+from custom_modules.evaluation.backend import Decisions, load_backend, rates_at
 from custom_modules.evaluation.backend_fit import (
     Embedding,
     ScoringOptions,
@@ -214,9 +214,7 @@ def _decision_errors(decisions: Decisions, scores: torch.Tensor, labels: torch.T
                      ) -> dict[str, dict[str, float]]:
     """The false-accept and false-reject rates of the model's operating points (chosen on
     its validation trials) on one list's ``model`` scores."""
-    return {name: {"threshold": point.threshold,
-                   "false_accept": float((scores[~labels] > point.threshold).double().mean()),
-                   "false_reject": float((scores[labels] <= point.threshold).double().mean())}
+    return {name: rates_at(point.threshold, scores[labels], scores[~labels])._asdict()
             for name, point in decisions.operating_points.items()}
 
 

@@ -260,9 +260,7 @@ class SpeakerEncoder:
                              f"first")
         scoring = self.backend.scoring
         query = scoring.space(self.encode_file(path).cpu().unsqueeze(0))
-        scores = scoring.scores(query, scoring.space(profiles), torch.zeros(len(names),
-                                                                            dtype=torch.long),
-                                torch.arange(len(names)))
+        scores = scoring.cross_scores(query, scoring.space(profiles))[0]
         best = scores.topk(min(top_k, len(names)))
         candidates = [Candidate(names[i], self._verdict(s.unsqueeze(0), operating_point,
                                                         threshold, None))
@@ -320,10 +318,8 @@ class SpeakerEncoder:
                                  f"speakers with")
             scoring = self.backend.scoring
             found = centroids(analysis, labels)
-            scores = scoring.scores(scoring.space(found), scoring.space(profiles),
-                                    torch.arange(len(found)).repeat_interleave(len(enrolled)),
-                                    torch.arange(len(enrolled)).repeat(len(found)))
-            best = scores.reshape(len(found), len(enrolled)).max(dim=1)
+            best = scoring.cross_scores(scoring.space(found),
+                                        scoring.space(profiles)).max(dim=1)
             names = [enrolled[int(i)] if self._verdict(s.unsqueeze(0), operating_point, None,
                                                        None).same else f"unknown_{n}"
                      for n, (s, i) in enumerate(zip(best.values, best.indices, strict=True))]

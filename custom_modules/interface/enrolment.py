@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from custom_modules.errors import InputError
+from custom_modules.evaluation.scoring import speaker_means
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -223,13 +224,10 @@ class EnrolmentDB:
                               "s.id = r.speaker ORDER BY s.name, r.id").fetchall()
         if not rows:
             return [], torch.empty(0, self.dim)
-        names = sorted({name for name, _ in rows})
-        index = {name: i for i, name in enumerate(names)}
-        embeddings = F.normalize(torch.from_numpy(np.stack(
-            [np.frombuffer(blob, dtype=np.float32) for _, blob in rows])), dim=1)
-        owners = torch.tensor([index[name] for name, _ in rows])
-        sums = torch.zeros(len(names), self.dim).index_add_(0, owners, embeddings)
-        return names, F.normalize(sums, dim=1)
+        embeddings = torch.from_numpy(np.stack([np.frombuffer(blob, dtype=np.float32)
+                                                 for _, blob in rows]))
+        owners = [name for name, _ in rows]
+        return sorted(set(owners)), F.normalize(speaker_means(embeddings, owners), dim=1)
 
     def _known(self, name: str, db: sqlite3.Connection) -> None:
         if not db.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone():
