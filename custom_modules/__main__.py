@@ -131,7 +131,8 @@ def diarize(args: argparse.Namespace) -> None:
         write_rttm(args.rttm, recording, found)
     if args.json:
         write_json(args.json, recording, found)
-    print(f"{len({s.speaker for s in found})} speakers, {len(found)} segments")
+    print(f"{len({s.speaker for s in found})} speakers, {len(found)} segments"
+          if found else f"no speech found in {args.file}")
 
 
 def export(args: argparse.Namespace) -> None:
