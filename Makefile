@@ -10,17 +10,27 @@ INSTALLED := $(VENV)/.installed
 DEBIAN := $(VENV)/.debian-packages
 VOICES := $(VENV)/.voices
 DEMO := exps/demo
+TIMES := $(DEMO)/stage_times.tsv
 
 .PHONY: demo test install
 
-# The end-to-end demo: voices, corpus, training (and the pretrained folder with its back-end),
-# verification, plots, identification, diarization, summary.
-demo: $(INSTALLED) $(DEBIAN) $(VOICES)
-	$(PYTHON) recipes/train_speaker_embeddings.py hparams/demo.yaml --output_folder=$(DEMO)
-	$(PYTHON) recipes/speaker_verification.py hparams/demo_verify.yaml --experiment=$(DEMO)
-	$(PYTHON) recipes/visualize.py hparams/demo_visualize.yaml --experiment=$(DEMO)
-	$(PYTHON) recipes/identification.py hparams/identify.yaml --experiment=$(DEMO)
-	$(PYTHON) recipes/diarize.py hparams/demo_diarize.yaml --experiment=$(DEMO)
+# Runs stage $(1), the command $(2), and appends its name and wall-clock seconds to $(TIMES),
+# which the summary prints.
+timed = start=$$(date +%s%N); $(2); \
+	printf '%s\t%d\n' $(1) $$(( ($$(date +%s%N) - start) / 1000000000 )) >> $(TIMES)
+
+# The end-to-end demo: set-up (the Python stack and the voices, side by side), corpus, training
+# (and the pretrained folder with its back-end), verification, plots, identification,
+# diarization, summary (with each stage's time).
+demo:
+	mkdir -p $(DEMO) && printf 'stage\tseconds\n' > $(TIMES)
+	$(call timed,set-up,$(MAKE) --no-print-directory -j2 $(INSTALLED) $(VOICES))
+	$(call timed,corpus,$(PYTHON) recipes/prepare_data.py hparams/demo.yaml --output_folder=$(DEMO) >/dev/null)
+	$(call timed,training,$(PYTHON) recipes/train_speaker_embeddings.py hparams/demo.yaml --output_folder=$(DEMO))
+	$(call timed,verification,$(PYTHON) recipes/speaker_verification.py hparams/demo_verify.yaml --experiment=$(DEMO))
+	$(call timed,plots,$(PYTHON) recipes/visualize.py hparams/demo_visualize.yaml --experiment=$(DEMO))
+	$(call timed,identification,$(PYTHON) recipes/identification.py hparams/identify.yaml --experiment=$(DEMO))
+	$(call timed,diarization,$(PYTHON) recipes/diarize.py hparams/demo_diarize.yaml --experiment=$(DEMO))
 	$(PYTHON) recipes/demo_summary.py hparams/demo.yaml --output_folder=$(DEMO)
 
 test: $(INSTALLED) $(DEBIAN)
@@ -46,7 +56,8 @@ $(DEBIAN): debian-packages.txt
 
 # Every speech synthesis voice Debian packages (contrib and non-free too): installed when root,
 # otherwise the demo uses the voices already there (with a warning if that is espeak-ng only).
-$(VOICES): data_prep/demo/install_voices.py
-	$(PYTHON) -m data_prep.demo.install_voices
+# Standard library only (the system's python3), so it runs while .venv/ is being installed.
+$(VOICES): data_prep/demo/install_voices.py $(DEBIAN)
+	python3 -m data_prep.demo.install_voices
 	if [ "$$(id -u)" = 0 ]; then touch $(VOICES); fi
 

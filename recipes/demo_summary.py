@@ -9,8 +9,9 @@ against ``demo_targets`` (``model``: what ``SpeakerEncoder`` gives), the identif
 report, where the plots and the pretrained folder are, and the lines that use the model. It
 only reads what the earlier steps wrote (``corpus_report.json``, ``verification/metrics.json``,
 ``plots/visualization.json``, ``identification/report.json``, ``diarization/report.json``,
-the folder's ``backend.json``),
-so it can be run again at any time. Demo-only, so it lives here rather than in the library.
+the folder's ``backend.json``, and the stage times ``make demo`` wrote to
+``stage_times.tsv``), so it can be run again at any time. Demo-only, so it lives here
+rather than in the library.
 """
 
 import json
@@ -22,6 +23,13 @@ from custom_modules.errors import InputError, one_line_errors
 from custom_modules.evaluation.backend import BACKEND_JSON
 from custom_modules.evaluation.verification import summary_table
 
+ABOUT_THE_MODEL = (
+    "What this model is: a demonstration of the pipeline, trained on synthetic voices only",
+    "(Debian's speech synthesis). It is not a model for real recordings: on recordings of real",
+    "people it does no better than an untrained model. For real recordings, train on VoxCeleb",
+    "(hparams/ecapa.yaml, README 'Training on VoxCeleb') or import SpeechBrain's",
+    "spkrec-ecapa-voxceleb (custom_modules.interop.speechbrain.import_speechbrain).",
+)
 KEYS = ("output_folder", "corpus_folder", "pretrained_folder", "demo_targets")
 
 
@@ -36,7 +44,8 @@ def demo_summary(output_folder: str, corpus_folder: str, pretrained_folder: str,
     pretrained = Path(pretrained_folder)
     engines = ", ".join(f"{engine} {count}" for engine, count in
                         sorted(corpus["voices_by_engine"].items(), key=lambda kv: -kv[1]))
-    lines = [f"Demo corpus: {corpus['voices']} voices ({engines}), {corpus['utterances']} "
+    lines = [*stage_times(folder / "stage_times.tsv"),
+             f"Demo corpus: {corpus['voices']} voices ({engines}), {corpus['utterances']} "
              f"utterances; {corpus['test_voices']} voices held out for the trials."]
     log = folder / "train_log.txt"
     epochs = log.read_text(encoding="utf-8").strip().splitlines() if log.is_file() else []
@@ -80,6 +89,7 @@ def demo_summary(output_folder: str, corpus_folder: str, pretrained_folder: str,
               f"{folder / 'identification'}/identification.png, "
               f"{folder / 'diarization'}/timeline.png",
               f"Pretrained model: {pretrained}/",
+              *ABOUT_THE_MODEL,
               "Use it:",
               "    from custom_modules import SpeakerEncoder",
               f'    enc = SpeakerEncoder.from_hparams(source="{pretrained}")',
@@ -88,6 +98,20 @@ def demo_summary(output_folder: str, corpus_folder: str, pretrained_folder: str,
     text = "\n".join(lines)
     (folder / "summary.txt").write_text(text + "\n", encoding="utf-8")
     return text
+
+
+def stage_times(path: Path) -> list[str]:
+    """The line of each stage's wall-clock minutes that ``make demo`` measured (none when the
+    steps were run by hand, without the file)."""
+    if not path.is_file():
+        return []
+    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:]]
+    try:
+        minutes = {name: int(seconds) / 60 for name, seconds in rows}
+    except ValueError:
+        raise InputError(f"{path}: not a table of stage names and seconds") from None
+    stages = ", ".join(f"{name} {value:.1f}" for name, value in minutes.items())
+    return [f"make demo took {sum(minutes.values()):.1f} min (wall clock; {stages}).", ""]
 
 
 def backend_variant(pretrained: Path) -> str:

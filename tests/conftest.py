@@ -147,5 +147,5 @@ def experiment_with_backend(root: Path) -> Path:
     fit_model_backend(load_embedder(folder), folder, str(data / "train.csv"),
                       str(data / "valid_trials.txt"), str(data / "valid.csv"), "lda+as-norm",
                       ScoringOptions("utterances", 20000, 3, 10, 4, False, 1234), [0.1],
-                      "eer", 0.5, False, str(root / "exp/embeddings"), 120.0)
+                      "eer", 0.5, False, str(root / "exp/embeddings"), 120.0, "fp32")
     return root / "exp"

@@ -289,3 +289,23 @@ def test_identification_recipe_equals_the_interface(experiment, tmp_path):
     assert point["detection"] == pytest.approx(np.mean([f.speaker == s for s, f in genuine]))
     assert point["false_alarm"] == pytest.approx(np.mean([f.speaker is not None
                                                           for f in impostors]))
+
+
+def test_backend_embedded_by_the_fast_graph_has_its_own_cache_and_the_same_cohort(experiment,
+                                                                                   tmp_path):
+    from custom_modules.evaluation.backend_fit import ScoringOptions, fit_model_backend
+    from custom_modules.inference.pretrained import load_embedder
+
+    folder, data = experiment / "pretrained", experiment / "data"
+    reference = load_backend(folder).scoring.cohort
+    copy = tmp_path / "pretrained"
+    shutil.copytree(folder, copy)
+    fit_model_backend(load_embedder(copy), copy, str(data / "train.csv"), None, None,
+                      "lda+as-norm", ScoringOptions("utterances", 20000, 3, 10, 4, False, 1234),
+                      [0.1], "eer", 0.5, False, str(tmp_path / "embeddings"), 120.0,
+                      "fp32-fast")
+    assert [p.name.endswith("_fp32-fast.pt") for p in (tmp_path / "embeddings").iterdir()] \
+        == [True]
+    fast = load_backend(copy).scoring.cohort
+    assert fast.shape == reference.shape
+    assert torch.allclose(fast, reference, atol=1e-4)

@@ -74,7 +74,24 @@ def test_summary_reports_both_lists_the_targets_and_the_three_lines(tmp_path):
             "(collar 0.25 s, overlap scored; missed 1.61, false alarm 0.04, confusion 0.64), "
             "number of speakers exact on 92 % of them, real-time factor 0.019.") in text
     assert f'SpeakerEncoder.from_hparams(source="{tmp_path / "pretrained"}")' in text
+    assert "trained on synthetic voices only" in text and "spkrec-ecapa-voxceleb" in text
+    assert "make demo took" not in text          # steps run by hand: no stage times
     assert (tmp_path / "summary.txt").read_text() == text + "\n"
+
+
+def test_summary_opens_with_the_stage_times_make_demo_measured(tmp_path):
+    write_run(tmp_path, standard_eer=2.5, hard_eer=3.2)
+    (tmp_path / "stage_times.tsv").write_text("stage\tseconds\nset-up\t114\ncorpus\t321\n"
+                                              "training\t555\n")
+    text = demo_summary(str(tmp_path), str(tmp_path / "corpus"), str(tmp_path / "pretrained"),
+                        TARGETS)
+    # 990 s in all; each stage in minutes
+    assert text.splitlines()[0] == ("make demo took 16.5 min (wall clock; set-up 1.9, corpus "
+                                    "5.3, training 9.2).")
+    (tmp_path / "stage_times.tsv").write_text("stage\tseconds\nset-up 114\n")
+    with pytest.raises(ValueError, match="stage_times.tsv: not a table of stage names"):
+        demo_summary(str(tmp_path), str(tmp_path / "corpus"), str(tmp_path / "pretrained"),
+                     TARGETS)
 
 
 def test_summary_of_a_run_that_did_not_happen(tmp_path):

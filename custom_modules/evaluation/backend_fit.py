@@ -20,6 +20,7 @@ from custom_modules.errors import InputError
 from custom_modules.evaluation.backend import Backend, Decisions, Scoring, fit_decisions
 from custom_modules.evaluation.scoring import fit_lda, speaker_means
 from custom_modules.inference.embedding import embed_utterances
+from custom_modules.inference.precision import with_precision
 from custom_modules.inference.speech import SpeechDetector
 from custom_modules.models.embedder import Embedder
 
@@ -160,15 +161,20 @@ def fit_model_backend(embedder: Embedder, folder: str | os.PathLike, training_cs
                       valid_trials: str | None, valid_csv: str | None, variant: str,
                       options: ScoringOptions, target_false_accepts: list[float],
                       operating_point: str, prior: float, speech_detection: bool,
-                      cache_folder: str | None, batch_seconds: float) -> Backend:
+                      cache_folder: str | None, batch_seconds: float,
+                      precision: str) -> Backend:
     """Fit the back-end ``variant`` on ``training_csv``, calibrate it on ``valid_trials``
-    (no calibration when ``None``) and write it into the pretrained ``folder``."""
+    (no calibration when ``None``) and write it into the pretrained ``folder``. The
+    utterances are embedded at ``precision`` (``inference.precision``; its cache in
+    ``cache_folder`` is the one a verification at the same precision reads)."""
     names = variant_names(options, True)
     if variant not in names:
         raise InputError(f"backend variant {variant!r} is not among those these options give "
                          f"({', '.join(names)})")
     embedding = Embedding(cache_folder, batch_seconds,
                           SpeechDetector() if speech_detection else None)
+    embedder = with_precision(embedder, precision, folder)
+    logger.info("back-end embeddings at %s", embedder.precision)
     scoring = fit_scorings(embedder, read_utterance_csvs([training_csv]), options,
                            embedding)[variant]
     decisions = None
