@@ -20,18 +20,20 @@ timed = start=$$(date +%s%N); $(2); \
 	printf '%s\t%d\n' $(1) $$(( ($$(date +%s%N) - start) / 1000000000 )) >> $(TIMES)
 
 # The end-to-end demo: set-up (the Python stack and the voices, side by side), corpus, training
-# (and the pretrained folder with its back-end), verification, plots, identification,
-# diarization, summary (with each stage's time).
+# (first stage, without a back-end), large-margin fine-tuning (the final pretrained folder
+# with its back-end), verification, plots, identification, diarization, summary (with each
+# stage's time).
 demo:
 	mkdir -p $(DEMO) && printf 'stage\tseconds\n' > $(TIMES)
 	$(call timed,set-up,$(MAKE) --no-print-directory -j2 $(INSTALLED) $(VOICES))
-	$(call timed,corpus,$(PYTHON) recipes/prepare_data.py hparams/demo.yaml --output_folder=$(DEMO) >/dev/null)
-	$(call timed,training,$(PYTHON) recipes/train_speaker_embeddings.py hparams/demo.yaml --output_folder=$(DEMO))
+	$(call timed,corpus,$(PYTHON) recipes/prepare_data.py hparams/demo.yaml --demo_folder=$(DEMO) >/dev/null)
+	$(call timed,training,$(PYTHON) recipes/train_speaker_embeddings.py hparams/demo.yaml --demo_folder=$(DEMO) --backend=null)
+	$(call timed,fine-tuning,$(PYTHON) recipes/train_speaker_embeddings.py hparams/demo_lm.yaml --demo_folder=$(DEMO))
 	$(call timed,verification,$(PYTHON) recipes/speaker_verification.py hparams/demo_verify.yaml --experiment=$(DEMO))
 	$(call timed,plots,$(PYTHON) recipes/visualize.py hparams/demo_visualize.yaml --experiment=$(DEMO))
 	$(call timed,identification,$(PYTHON) recipes/identification.py hparams/identify.yaml --experiment=$(DEMO))
 	$(call timed,diarization,$(PYTHON) recipes/diarize.py hparams/demo_diarize.yaml --experiment=$(DEMO))
-	$(PYTHON) recipes/demo_summary.py hparams/demo.yaml --output_folder=$(DEMO)
+	$(PYTHON) recipes/demo_summary.py hparams/demo_lm.yaml --demo_folder=$(DEMO)
 
 test: $(INSTALLED) $(DEBIAN)
 	$(VENV)/bin/ruff check .

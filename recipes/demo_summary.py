@@ -1,7 +1,7 @@
 """Print the demo's summary (the last step of ``make demo``), also written to
 ``<output_folder>/summary.txt``.
 
-    python recipes/demo_summary.py hparams/demo.yaml --output_folder=exps/demo
+    python recipes/demo_summary.py hparams/demo_lm.yaml
 
 What was generated and trained, EER and minDCF on the standard and hard trial lists for every
 scoring variant, the verdict of the primary variant (named in ``hparams/demo_verify.yaml``)
@@ -30,13 +30,14 @@ ABOUT_THE_MODEL = (
     "(hparams/ecapa.yaml, README 'Training on VoxCeleb') or import SpeechBrain's",
     "spkrec-ecapa-voxceleb (custom_modules.interop.speechbrain.import_speechbrain).",
 )
-KEYS = ("output_folder", "corpus_folder", "pretrained_folder", "demo_targets")
+KEYS = ("output_folder", "base_folder", "corpus_folder", "pretrained_folder", "demo_targets")
 
 
-def demo_summary(output_folder: str, corpus_folder: str, pretrained_folder: str,
-                 targets: dict[str, float]) -> str:
+def demo_summary(output_folder: str, base_folder: str, corpus_folder: str,
+                 pretrained_folder: str, targets: dict[str, float]) -> str:
     """The summary as text (also written to ``<output_folder>/summary.txt``). The other steps
-    of ``make demo`` wrote ``verification/`` and ``plots/`` into the same output folder."""
+    of ``make demo`` wrote ``verification/`` and ``plots/`` into the same output folder; the
+    first training stage wrote its log into ``base_folder``."""
     folder = Path(output_folder)
     corpus = read_json(Path(corpus_folder) / "corpus_report.json")
     metrics = read_json(folder / "verification" / "metrics.json")
@@ -47,10 +48,7 @@ def demo_summary(output_folder: str, corpus_folder: str, pretrained_folder: str,
     lines = [*stage_times(folder / "stage_times.tsv"),
              f"Demo corpus: {corpus['voices']} voices ({engines}), {corpus['utterances']} "
              f"utterances; {corpus['test_voices']} voices held out for the trials."]
-    log = folder / "train_log.txt"
-    epochs = log.read_text(encoding="utf-8").strip().splitlines() if log.is_file() else []
-    if epochs:
-        lines.append(f"Training: {len(epochs)} epochs; last: {epochs[-1]}")
+    lines += training_lines(Path(base_folder) / "train_log.txt", folder / "train_log.txt")
     lines += ["", summary_table(metrics), ""]
     primary = metrics["primary_variant"]
     scoring = primary if primary != "model" else \
@@ -100,6 +98,19 @@ def demo_summary(output_folder: str, corpus_folder: str, pretrained_folder: str,
     return text
 
 
+def training_lines(first_stage: Path, second_stage: Path) -> list[str]:
+    """The epochs of both training stages and the last epoch's log line (none for a stage
+    without its log)."""
+    first, second = (log.read_text(encoding="utf-8").strip().splitlines() if log.is_file()
+                     else [] for log in (first_stage, second_stage))
+    if not first + second:
+        return []
+    stages = " + ".join(f"{len(epochs)} {kind}epoch{'s' * (len(epochs) != 1)}"
+                        for epochs, kind in
+                        ((first, ""), (second, "large-margin ")) if epochs)
+    return [f"Training: {stages}; last: {(first + second)[-1]}"]
+
+
 def stage_times(path: Path) -> list[str]:
     """The line of each stage's wall-clock minutes that ``make demo`` measured (none when the
     steps were run by hand, without the file)."""
@@ -132,5 +143,6 @@ def read_json(path: Path) -> dict:
 if __name__ == "__main__":
     with one_line_errors():
         hparams = load_recipe(sys.argv[1:], KEYS).hparams
-        print(demo_summary(hparams["output_folder"], hparams["corpus_folder"],
-                           hparams["pretrained_folder"], hparams["demo_targets"]))
+        print(demo_summary(hparams["output_folder"], hparams["base_folder"],
+                           hparams["corpus_folder"], hparams["pretrained_folder"],
+                           hparams["demo_targets"]))

@@ -41,8 +41,11 @@ def write_run(folder, standard_eer: float, hard_eer: float) -> None:
     (folder / "plots").mkdir()
     (folder / "plots/visualization.json").write_text(json.dumps(
         {"speakers": 12, "silhouette_cosine": 0.41, "attention": {"ratio": 0.35}}))
-    (folder / "train_log.txt").write_text("epoch: 1, lr: 1e-3 - valid EER: 9.0\n"
-                                          "epoch: 2, lr: 1e-4 - valid EER: 3.1\n")
+    (folder / "base").mkdir()
+    (folder / "base/train_log.txt").write_text("epoch: 1, lr: 1e-3 - valid EER: 9.0\n"
+                                               "epoch: 2, lr: 1e-4 - valid EER: 3.1\n")
+    (folder / "train_log.txt").write_text("epoch: 1, lr: 3e-5, margin: 5.00e-01 - valid EER: "
+                                          "2.9\n")
     (folder / "identification").mkdir()
     (folder / "identification/report.json").write_text(json.dumps(
         {"enrolled_speakers": 20, "impostor_speakers": 21, "enrol_files": 3, "top1": 0.991,
@@ -56,12 +59,18 @@ def write_run(folder, standard_eer: float, hard_eer: float) -> None:
          "speaker_count_exact": 0.9167, "real_time_factor": 0.019}))
 
 
+def summary_of(folder) -> str:
+    """The summary of a run written by ``write_run`` into ``folder``."""
+    return demo_summary(str(folder), str(folder / "base"), str(folder / "corpus"),
+                        str(folder / "pretrained"), TARGETS)
+
+
 def test_summary_reports_both_lists_the_targets_and_the_three_lines(tmp_path):
     write_run(tmp_path, standard_eer=2.5, hard_eer=4.2)
-    text = demo_summary(str(tmp_path), str(tmp_path / "corpus"), str(tmp_path / "pretrained"),
-                 TARGETS)
+    text = summary_of(tmp_path)
     assert "223 voices (espeak 91, mbrola 72)" in text
-    assert "Training: 2 epochs" in text
+    assert ("Training: 2 epochs + 1 large-margin epoch; last: epoch: 1, lr: 3e-5, margin: "
+            "5.00e-01 - valid EER: 2.9") in text
     assert "standard        as-norm          2.50" in text
     # the verdict is the primary variant's (as-norm), even where cosine did better
     assert "Target EER < 3 % on the standard list: met (as-norm: 2.50 %)" in text
@@ -83,26 +92,22 @@ def test_summary_opens_with_the_stage_times_make_demo_measured(tmp_path):
     write_run(tmp_path, standard_eer=2.5, hard_eer=3.2)
     (tmp_path / "stage_times.tsv").write_text("stage\tseconds\nset-up\t114\ncorpus\t321\n"
                                               "training\t555\n")
-    text = demo_summary(str(tmp_path), str(tmp_path / "corpus"), str(tmp_path / "pretrained"),
-                        TARGETS)
+    text = summary_of(tmp_path)
     # 990 s in all; each stage in minutes
     assert text.splitlines()[0] == ("make demo took 16.5 min (wall clock; set-up 1.9, corpus "
                                     "5.3, training 9.2).")
     (tmp_path / "stage_times.tsv").write_text("stage\tseconds\nset-up 114\n")
     with pytest.raises(ValueError, match="stage_times.tsv: not a table of stage names"):
-        demo_summary(str(tmp_path), str(tmp_path / "corpus"), str(tmp_path / "pretrained"),
-                     TARGETS)
+        summary_of(tmp_path)
 
 
 def test_summary_of_a_run_that_did_not_happen(tmp_path):
     with pytest.raises(ValueError, match="corpus_report.json: not found"):
-        demo_summary(str(tmp_path), str(tmp_path / "corpus"), str(tmp_path / "pretrained"),
-                 TARGETS)
+        summary_of(tmp_path)
     write_run(tmp_path, 1.0, 1.0)
     (tmp_path / "verification/metrics.json").write_text("{")
     with pytest.raises(ValueError, match="metrics.json: not valid JSON"):
-        demo_summary(str(tmp_path), str(tmp_path / "corpus"), str(tmp_path / "pretrained"),
-                 TARGETS)
+        summary_of(tmp_path)
 
 
 def write_corpus(folder) -> None:
@@ -186,14 +191,20 @@ def run(*command: str) -> str:
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_demo_steps_end_to_end(tmp_path):
     """The Makefile's demo steps on a tiny corpus: train (generating and preparing the corpus
-    first), verify both lists with and without AS-norm and LDA, plots, summary."""
+    first), fine-tune with a large margin, verify both lists with and without AS-norm and LDA,
+    plots, identification, diarization, summary."""
     out = tmp_path / "demo"
-    run("recipes/train_speaker_embeddings.py", "hparams/demo.yaml", f"--output_folder={out}",
-        "--max_voices=12", "--utterances_per_voice=8", "--sessions_per_voice=2",
-        "--test_voices=0.5", "--trials=300", "--split_ratio=[67, 33]",
-        "--validation_trials=200", "--channels=[32, 32, 32, 32, 96]", "--n_mels=40",
-        "--number_of_epochs=1", "--batch_size=8", "--num_workers=0", "--warmup_epochs=0.5",
-        "--lda_dim=2")
+    sizes = ("--max_voices=12", "--utterances_per_voice=8", "--sessions_per_voice=2",
+             "--test_voices=0.5", "--trials=300", "--split_ratio=[67, 33]",
+             "--validation_trials=200", "--channels=[32, 32, 32, 32, 96]", "--n_mels=40",
+             "--batch_size=8", "--num_workers=0", "--warmup_epochs=0.5", "--lda_dim=2")
+    run("recipes/train_speaker_embeddings.py", "hparams/demo.yaml", f"--demo_folder={out}",
+        "--number_of_epochs=1", "--backend=null", *sizes)
+    assert not (out / "base/pretrained/backend.json").exists()
+    run("recipes/train_speaker_embeddings.py", "hparams/demo_lm.yaml", f"--demo_folder={out}",
+        *sizes)
+    assert "margin: 5.00e-01" in (out / "train_log.txt").read_text()
+    assert "started from: the pretrained folder" in (out / "pretrained/README.md").read_text()
     run("recipes/speaker_verification.py", "hparams/demo_verify.yaml", f"--experiment={out}",
         "--lda_dim=2")   # as the training's back-end was given
     run("recipes/visualize.py", "hparams/demo_visualize.yaml", f"--experiment={out}",
@@ -202,7 +213,7 @@ def test_demo_steps_end_to_end(tmp_path):
     diarized = run("recipes/diarize.py", "hparams/demo_diarize.yaml", f"--experiment={out}",
                    "--dev_recordings=1", "--test_recordings=1", "--min_minutes=0.3",
                    "--max_minutes=0.4", "--timeline_recording=test_000")
-    summary = run("recipes/demo_summary.py", "hparams/demo.yaml", f"--output_folder={out}")
+    summary = run("recipes/demo_summary.py", "hparams/demo_lm.yaml", f"--demo_folder={out}")
     metrics = json.loads((out / "verification/metrics.json").read_text())
     assert list(metrics["lists"]) == ["standard", "hard"]
     assert metrics["variants"] == ["cosine", "as-norm", "lda+cosine", "lda+as-norm", "model"]
