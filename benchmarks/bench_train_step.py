@@ -1,7 +1,7 @@
 """Training step time: our ECAPA-TDNN + MelFrontend against SpeechBrain's stock ECAPA_TDNN +
 Fbank + InputNormalization, same augmentations, same batch, same run.
 
-    python benchmarks/bench_train_step.py [steps]
+    python -m benchmarks.bench_train_step [steps]
 
 Batch 32 x 2 s at 16 kHz, C=512, AAM-softmax head, Adam. One step = wave augmentation
 (SpeechBrain's Augmenter: noise, babble, reverberation, speed, frequency and chunk drop, on the
@@ -24,6 +24,7 @@ from speechbrain.lobes.features import Fbank
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN as SpeechBrainECAPA
 from speechbrain.processing.features import InputNormalization
 
+from benchmarks.machine import describe
 from custom_modules import ECAPA_TDNN, MelFrontend
 from custom_modules.training.losses import AAMSoftmaxHead
 from custom_modules.training.spec_augment import PerSampleSpecAugment
@@ -102,6 +103,7 @@ def main() -> None:
             if index > 0:  # the first step of each warms up
                 times[name].append(time.perf_counter() - start)
     ours_s, theirs_s = (statistics.median(times[n]) for n in ("ours", "speechbrain"))
+    print(describe())
     print(f"batch 32 x 2 s, C=512, full augmentation, {torch.get_num_threads()} threads, "
           f"{steps} steps each; same weights give max difference {float(difference):.1e}")
     for label, name, median in (("ours", "ours", ours_s), ("SpeechBrain", "speechbrain", theirs_s)):
