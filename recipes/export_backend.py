@@ -2,7 +2,7 @@
 (``backend:``), and write it into the pretrained folder; the training recipe does this as its
 last step. For a model trained before back-ends existed, or to change the options:
 
-    python recipes/export_backend.py hparams/demo.yaml --output_folder=exps/demo
+    python recipes/export_backend.py hparams/demo_lm.yaml      # the demo's final model
 
 Earlier calibrations of the folder are not kept (this fits a new scoring); ``python -m
 custom_modules calibrate`` refits only the calibration, keeping them.
