@@ -30,14 +30,15 @@ ABOUT_THE_MODEL = (
     "(hparams/ecapa.yaml, README 'Training on VoxCeleb') or import SpeechBrain's",
     "spkrec-ecapa-voxceleb (custom_modules.interop.speechbrain.import_speechbrain).",
 )
-KEYS = ("output_folder", "base_folder", "corpus_folder", "pretrained_folder", "demo_targets")
+KEYS = ("output_folder", "base_folder", "train_log", "corpus_folder", "pretrained_folder",
+        "demo_targets")
 
 
-def demo_summary(output_folder: str, base_folder: str, corpus_folder: str,
+def demo_summary(output_folder: str, base_folder: str, train_log: str, corpus_folder: str,
                  pretrained_folder: str, targets: dict[str, float]) -> str:
     """The summary as text (also written to ``<output_folder>/summary.txt``). The other steps
     of ``make demo`` wrote ``verification/`` and ``plots/`` into the same output folder; the
-    first training stage wrote its log into ``base_folder``."""
+    first training stage wrote its log into ``base_folder``, the second into ``train_log``."""
     folder = Path(output_folder)
     corpus = read_json(Path(corpus_folder) / "corpus_report.json")
     metrics = read_json(folder / "verification" / "metrics.json")
@@ -48,7 +49,7 @@ def demo_summary(output_folder: str, base_folder: str, corpus_folder: str,
     lines = [*stage_times(folder / "stage_times.tsv"),
              f"Demo corpus: {corpus['voices']} voices ({engines}), {corpus['utterances']} "
              f"utterances; {corpus['test_voices']} voices held out for the trials."]
-    lines += training_lines(Path(base_folder) / "train_log.txt", folder / "train_log.txt")
+    lines += training_lines(Path(base_folder) / "train_log.txt", Path(train_log))
     lines += ["", summary_table(metrics), ""]
     primary = metrics["primary_variant"]
     scoring = primary if primary != "model" else \
@@ -144,5 +145,5 @@ if __name__ == "__main__":
     with one_line_errors():
         hparams = load_recipe(sys.argv[1:], KEYS).hparams
         print(demo_summary(hparams["output_folder"], hparams["base_folder"],
-                           hparams["corpus_folder"], hparams["pretrained_folder"],
-                           hparams["demo_targets"]))
+                           hparams["train_log"], hparams["corpus_folder"],
+                           hparams["pretrained_folder"], hparams["demo_targets"]))

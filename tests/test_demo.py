@@ -44,8 +44,9 @@ def write_run(folder, standard_eer: float, hard_eer: float) -> None:
     (folder / "base").mkdir()
     (folder / "base/train_log.txt").write_text("epoch: 1, lr: 1e-3 - valid EER: 9.0\n"
                                                "epoch: 2, lr: 1e-4 - valid EER: 3.1\n")
-    (folder / "train_log.txt").write_text("epoch: 1, lr: 3e-5, margin: 5.00e-01 - valid EER: "
-                                          "2.9\n")
+    (folder / "large_margin").mkdir()
+    (folder / "large_margin/train_log.txt").write_text("epoch: 1, lr: 3e-5, margin: 5.00e-01 - "
+                                                       "valid EER: 2.9\n")
     (folder / "identification").mkdir()
     (folder / "identification/report.json").write_text(json.dumps(
         {"enrolled_speakers": 20, "impostor_speakers": 21, "enrol_files": 3, "top1": 0.991,
@@ -61,7 +62,8 @@ def write_run(folder, standard_eer: float, hard_eer: float) -> None:
 
 def summary_of(folder) -> str:
     """The summary of a run written by ``write_run`` into ``folder``."""
-    return demo_summary(str(folder), str(folder / "base"), str(folder / "corpus"),
+    return demo_summary(str(folder), str(folder / "base"),
+                        str(folder / "large_margin/train_log.txt"), str(folder / "corpus"),
                         str(folder / "pretrained"), TARGETS)
 
 
@@ -203,7 +205,7 @@ def test_demo_steps_end_to_end(tmp_path):
     assert not (out / "base/pretrained/backend.json").exists()
     run("recipes/train_speaker_embeddings.py", "hparams/demo_lm.yaml", f"--demo_folder={out}",
         *sizes)
-    assert "margin: 5.00e-01" in (out / "train_log.txt").read_text()
+    assert "margin: 5.00e-01" in (out / "large_margin/train_log.txt").read_text()
     assert "started from: the pretrained folder" in (out / "pretrained/README.md").read_text()
     run("recipes/speaker_verification.py", "hparams/demo_verify.yaml", f"--experiment={out}",
         "--lda_dim=2")   # as the training's back-end was given
