@@ -28,6 +28,7 @@ from pathlib import Path
 
 from benchmarks.machine import describe
 from custom_modules.evaluation.verification import summary_table
+from recipes.demo_summary import read_stage_times
 
 DEMO = Path("exps/demo")
 OUTPUT = Path("exps/bench_finetune")
@@ -81,9 +82,10 @@ def large_margin() -> dict:
          f"--pretrained_path={DEMO / 'base/pretrained'}", f"--output_folder={first_stage}",
          "--model_backend=null", "--primary_variant=lda+as-norm"])
     before, after = metrics(first_stage), metrics(DEMO / "verification")
-    times = dict(line.split("\t") for line in
-                 (DEMO / "stage_times.tsv").read_text(encoding="utf-8").splitlines()[1:])
-    minutes = int(times["fine-tuning"]) / 60
+    times = read_stage_times(DEMO / "stage_times.tsv")
+    if "fine-tuning" not in times:
+        sys.exit(f"error: {DEMO / 'stage_times.tsv'} has no fine-tuning stage: run `make demo`")
+    minutes = times["fine-tuning"] / 60
     print(f"\nfirst stage\n{summary_table(before)}\n\nafter large-margin fine-tuning "
           f"({minutes:.1f} min)\n{summary_table(after)}")
     return {"minutes": minutes, **{f"{when} {variant}": eers(result, variant)

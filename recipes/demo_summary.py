@@ -117,13 +117,18 @@ def stage_times(path: Path) -> list[str]:
     steps were run by hand, without the file)."""
     if not path.is_file():
         return []
-    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:]]
-    try:
-        minutes = {name: int(seconds) / 60 for name, seconds in rows}
-    except ValueError:
-        raise InputError(f"{path}: not a table of stage names and seconds") from None
+    minutes = {name: seconds / 60 for name, seconds in read_stage_times(path).items()}
     stages = ", ".join(f"{name} {value:.1f}" for name, value in minutes.items())
     return [f"make demo took {sum(minutes.values()):.1f} min (wall clock; {stages}).", ""]
+
+
+def read_stage_times(path: Path) -> dict[str, int]:
+    """Each stage's wall-clock seconds from ``make demo``'s ``stage_times.tsv``."""
+    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:]]
+    try:
+        return {name: int(seconds) for name, seconds in rows}
+    except ValueError:
+        raise InputError(f"{path}: not a table of stage names and seconds") from None
 
 
 def backend_variant(pretrained: Path) -> str:
