@@ -11,6 +11,9 @@ DEBIAN := $(VENV)/.debian-packages
 VOICES := $(VENV)/.voices
 DEMO := exps/demo
 TIMES := $(DEMO)/stage_times.tsv
+# Run options for both training stages, e.g. DEMO_TRAINING=--precision=fp32 (as on a CPU
+# without bf16) or --device=cuda:0.
+DEMO_TRAINING ?=
 
 .PHONY: demo test install
 
@@ -27,8 +30,8 @@ demo:
 	mkdir -p $(DEMO) && printf 'stage\tseconds\n' > $(TIMES)
 	$(call timed,set-up,$(MAKE) --no-print-directory -j2 $(INSTALLED) $(VOICES))
 	$(call timed,corpus,$(PYTHON) recipes/prepare_data.py hparams/demo.yaml --demo_folder=$(DEMO) >/dev/null)
-	$(call timed,training,$(PYTHON) recipes/train_speaker_embeddings.py hparams/demo.yaml --demo_folder=$(DEMO) --backend=null)
-	$(call timed,fine-tuning,$(PYTHON) recipes/train_speaker_embeddings.py hparams/demo_lm.yaml --demo_folder=$(DEMO))
+	$(call timed,training,$(PYTHON) recipes/train_speaker_embeddings.py hparams/demo.yaml --demo_folder=$(DEMO) --backend=null $(DEMO_TRAINING))
+	$(call timed,fine-tuning,$(PYTHON) recipes/train_speaker_embeddings.py hparams/demo_lm.yaml --demo_folder=$(DEMO) $(DEMO_TRAINING))
 	$(call timed,verification,$(PYTHON) recipes/speaker_verification.py hparams/demo_verify.yaml --experiment=$(DEMO))
 	$(call timed,plots,$(PYTHON) recipes/visualize.py hparams/demo_visualize.yaml --experiment=$(DEMO))
 	$(call timed,identification,$(PYTHON) recipes/identification.py hparams/identify.yaml --experiment=$(DEMO))

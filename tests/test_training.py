@@ -4,15 +4,21 @@ agree, and the exported folder loads. Tiny model (C=32), seconds of audio."""
 import itertools
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import soundfile
+import speechbrain as sb
 import torch
-from conftest import TINY_MODEL, epochs_logged, train, write_corpus
+from conftest import TINY_MODEL, epochs_logged, speech_like, train, write_corpus
+from speechbrain.augment.augmenter import Augmenter
+from speechbrain.augment.time_domain import SpeedPerturb
 from speechbrain.utils.checkpoints import Checkpointer
 
 from custom_modules import ECAPA_TDNN, MelFrontend
+from custom_modules.errors import InputError
+from custom_modules.inference import precision
 from custom_modules.inference.pretrained import load_embedder
 from custom_modules.models.embedder import Embedder
 from custom_modules.training.brain import SpeakerBrain
@@ -20,6 +26,7 @@ from custom_modules.training.checkpointing import AtomicCheckpointer, save_epoch
 from custom_modules.training.export_pretrained import export_best, speaker_rows
 from custom_modules.training.init_from import write_class_layout
 from custom_modules.training.losses import AAMSoftmaxHead
+from custom_modules.training.recipe import training_precision
 from custom_modules.training.schedules import TimeBudgetEpochCounter, WarmupSchedule
 from custom_modules.training.spec_augment import PerSampleSpecAugment
 
@@ -237,6 +244,37 @@ def test_optimiser_groups_carry_the_two_weight_decays(vectors_exempt):
     brain.modules["stray"] = torch.nn.Linear(2, 2)
     with pytest.raises(RuntimeError, match="'stray'"):
         brain.init_optimizers()
+
+
+@pytest.mark.parametrize(("flags", "device", "expected"), [
+    ({"avx2", "avx512f"}, "cpu", "fp32"), ({"avx512_bf16"}, "cpu", "bf16"),
+    ({"amx_bf16"}, "cpu", "bf16"), ({"avx2"}, "cuda:0", "bf16")])
+def test_training_precision_auto_is_bf16_only_where_the_device_runs_it(monkeypatch, flags,
+                                                                      device, expected):
+    monkeypatch.setattr(precision, "cpu_description", lambda: ("a CPU", flags))
+    assert training_precision("auto", device, "demo.yaml") == expected
+    assert training_precision("fp16", device, "demo.yaml") == "fp16"    # asked for by name
+    with pytest.raises(InputError, match=r"^demo.yaml: precision 'half': choose one of fp32"):
+        training_precision("half", device, "demo.yaml")
+
+
+def test_under_bf16_autocast_the_augmented_waveforms_stay_float32():
+    frontend, model = MelFrontend(n_mels=40), ECAPA_TDNN(**TINY_MODEL)
+    dtypes = {}
+    frontend.register_forward_pre_hook(
+        lambda module, inputs: dtypes.__setitem__("waveforms", inputs[0].dtype))
+    model.blocks[0].register_forward_hook(
+        lambda module, inputs, output: dtypes.__setitem__("block", output.dtype))
+    slower = Augmenter(augmentations=[SpeedPerturb(16000, speeds=[90])], concat_original=False,
+                       min_augmentations=1, max_augmentations=1)
+    brain = SpeakerBrain(modules={"compute_features": frontend, "embedding_model": model},
+                         hparams={"wav_augment": slower, "spec_augment": None},
+                         run_opts={"device": "cpu", "precision": "bf16"})
+    wavs = torch.stack([speech_like(1.0, seed=i) for i in range(2)])
+    batch = SimpleNamespace(to=lambda device: batch, sig=(wavs, torch.ones(2)))
+    with brain.training_ctx:
+        brain.compute_forward(batch, sb.Stage.TRAIN)
+    assert dtypes == {"waveforms": torch.float32, "block": torch.bfloat16}
 
 
 @pytest.mark.slow

@@ -1,10 +1,11 @@
 """The training loop: a SpeechBrain ``Brain`` for speaker embeddings with AAM-softmax.
 
 ``compute_forward`` reads like the algorithm: augment the waveforms -> log-mel features ->
-per-sample SpecAugment -> ECAPA-TDNN embedding. ``compute_objectives`` is the AAM-softmax loss
-(in float32 whatever ``--precision``). Before every step the learning rate and the margin
-follow the global step. Every ``valid_every`` epochs (and after the last) the model is scored
-on a bounded subset of speaker-disjoint validation trials on the main process, and
+per-sample SpecAugment -> ECAPA-TDNN embedding; under a ``precision`` other than fp32 only the
+model runs in autocast (augmentation and features stay float32). ``compute_objectives`` is the
+AAM-softmax loss (in float32 whatever the precision). Before every step the learning rate and
+the margin follow the global step. Every ``valid_every`` epochs (and after the last) the model
+is scored on a bounded subset of speaker-disjoint validation trials on the main process, and
 checkpoints are kept by that EER (best and latest; more when checkpoints are averaged).
 
 Each epoch's log line also says what the step cost: seconds per optimiser step, the share of
@@ -51,9 +52,12 @@ class SpeakerBrain(sb.Brain):
         """Waveforms -> embeddings ``(batch, 1, dim)``; augmentation in training only."""
         batch = batch.to(self.device)
         wavs, lengths = batch.sig
-        if stage == sb.Stage.TRAIN and self.hparams.wav_augment is not None:
-            wavs, lengths = self.hparams.wav_augment(wavs, lengths)
-        feats = self.modules.compute_features(wavs, lengths)
+        # In float32 under autocast too: bfloat16 would add noise to the waveforms (the
+        # speed change's resampling) and round the filterbank energies.
+        with torch.autocast(self.device_type, enabled=False):
+            if stage == sb.Stage.TRAIN and self.hparams.wav_augment is not None:
+                wavs, lengths = self.hparams.wav_augment(wavs, lengths)
+            feats = self.modules.compute_features(wavs, lengths)
         if stage == sb.Stage.TRAIN and self.hparams.spec_augment is not None:
             feats = self.hparams.spec_augment(feats)
         return self.modules.embedding_model(feats, lengths)

@@ -15,8 +15,9 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from custom_modules.config import Recipe, all_run_options
+from custom_modules.config import Recipe, all_run_options, device_of
 from custom_modules.errors import InputError
+from custom_modules.inference.precision import supported
 from custom_modules.training.brain import SpeakerBrain
 from custom_modules.training.distributed import distributed_defaults, replicas_identical
 from custom_modules.training.examples import training_set
@@ -32,7 +33,9 @@ STARTED_FROM = "started_from.json"   # what init_from loaded, kept for resumed r
 KEYS = ("output_folder", "save_folder", "pretrained_folder", "preparation", "train_csv",
         "crop_seconds", "speaker_speeds", "example_augment", "dataloader_options",
         "compute_features", "embedding_model", "classifier", "modules", "opt_class",
-        "epoch_counter", "checkpointer", "init_from", "backend", *SpeakerBrain.HPARAMS)
+        "epoch_counter", "checkpointer", "init_from", "backend", "precision",
+        *SpeakerBrain.HPARAMS)
+TRAINING_PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 # Not honoured: this recipe has no test stage (test_only, eval_precision: verification is its
 # own recipe, recipes/speaker_verification.py); DataParallel is SpeechBrain's deprecated
 # single-process multi-GPU mode (use torchrun); TorchScript cannot compile the model.
@@ -45,6 +48,9 @@ def train(recipe: Recipe) -> dict:
     threshold)."""
     hparams = recipe.hparams
     run_opts = distributed_defaults(recipe.run_opts)
+    if "precision" not in run_opts.overridden_args:   # else Brain takes --precision
+        hparams["precision"] = training_precision(hparams["precision"], device_of(run_opts),
+                                                  recipe.path)
     sb.utils.distributed.ddp_init_group(run_opts)
     log_config = run_opts.log_config or sb.core.DEFAULT_LOG_CONFIG
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"],
@@ -95,6 +101,23 @@ def train(recipe: Recipe) -> dict:
     if hparams["backend"] is not None and if_main_process():
         hparams["backend"](brain.embedder().eval(), hparams["pretrained_folder"])
     return meta
+
+
+def training_precision(requested: str, device: str, source: str) -> str:
+    """The YAML's ``precision`` as SpeechBrain's Brain takes it: ``auto`` becomes bf16 where
+    ``device`` runs bfloat16 natively (``inference.precision.supported``), else fp32.
+
+    >>> training_precision("fp32", "cpu", "demo.yaml")
+    'fp32'
+    """
+    if requested not in TRAINING_PRECISIONS:
+        raise InputError(f"{source}: precision {requested!r}: choose one of "
+                         f"{', '.join(TRAINING_PRECISIONS)}")
+    if requested != "auto":
+        return requested
+    chosen = "bf16" if supported("bf16", device) else "fp32"
+    logger.info("precision auto: %s on %s", chosen, device)
+    return chosen
 
 
 def start_from(hparams: dict, classifier: torch.nn.Module, labels: dict[str, int],
