@@ -12,7 +12,7 @@ VOICES := $(VENV)/.voices
 DEMO := exps/demo
 TIMES := $(DEMO)/stage_times.tsv
 # Run options for both training stages, e.g. DEMO_TRAINING=--precision=fp32 (as on a CPU
-# without bf16) or --device=cuda:0.
+# without bf16).
 DEMO_TRAINING ?=
 
 .PHONY: demo test install
