@@ -18,7 +18,7 @@ from data_prep.demo.channels import apply_channel, random_channel
 from data_prep.demo.corpus import _group, _held_out, generate_demo_corpus
 from data_prep.demo.install_voices import contrib_non_free_entry, debian_sources
 from data_prep.demo.text import clean, read_mo, utterance_text
-from data_prep.demo.voices import Voice, _changes_voice
+from data_prep.demo.voices import Voice, _changes_voice, _loads
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng is not installed (make installs it as root)")
@@ -100,6 +100,13 @@ def test_espeak_variants_that_keep_the_default_voice_count_once(tmp_path):
     assert changes == {"klatt3": False, "adam": False, "john": False, "m5": True,
                        "anika": True}
     assert _changes_voice(str(tmp_path / "missing"))        # unknown: kept
+
+
+@needs_espeak
+def test_a_voice_espeak_ng_lists_but_cannot_load_is_left_out():
+    # What espeak-ng answers for mb-cn1, listed but "voice does not exist".
+    assert _loads("en")
+    assert not _loads("mb-no-such-voice")
 
 
 def test_a_small_corpus_still_holds_out_a_pair_for_the_hard_list():

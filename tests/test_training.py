@@ -94,14 +94,33 @@ def test_time_budget_decides_once_per_epoch_and_follows_an_imposed_decision(monk
     for epoch in counter:
         # Asked at the end of each epoch (as the brain does before validating): epoch 2 is
         # the last, and the loop then stops without asking the clock again.
-        seen.append((epoch, counter.is_last()))
-    assert seen == [(1, False), (2, True)]
+        seen.append((epoch, counter.is_last(), counter.planned))
+    assert seen == [(1, False, 2), (2, True, 2)]
     imposed = TimeBudgetEpochCounter(limit=10, max_minutes=None)
     epochs = []
     for epoch in imposed:
         epochs.append(epoch)
-        imposed.decide(epoch == 3)                   # rank 0's decision, broadcast
+        imposed.decide(3)                            # rank 0's plan, broadcast
     assert epochs == [1, 2, 3]
+
+
+def test_time_budget_plans_the_epochs_that_fit_and_compresses_the_schedule(monkeypatch):
+    # The clock is read when training starts and at each epoch's end. 650 s of budget: after
+    # epoch 1, 100 s spent, 5 more fit (6 planned); the second epoch takes 200 s, so after it
+    # 300 s are spent, 150 s an epoch, 2 more fit (4); epoch 4 ends at 600 s and is the last.
+    clock = iter([0.0, 100.0, 300.0, 450.0, 600.0])
+    monkeypatch.setattr("custom_modules.training.schedules.time.monotonic", lambda: next(clock))
+    counter = TimeBudgetEpochCounter(limit=10, max_minutes=650 / 60)
+    plans = [(epoch, counter.plan()) for epoch in counter]
+    assert plans == [(1, 6), (2, 4), (3, 4), (4, 4)]
+    # The schedule squeezed into 4 of its 10 epochs: after 2 epochs it is where 5 would be.
+    schedule = WarmupSchedule(0.01, warmup_epochs=1, total_epochs=10, final_ratio=0.01)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    assert schedule.apply(optimizer, step=20, steps_per_epoch=10, share=0.4) == \
+        pytest.approx(0.01 * 0.01 ** (4 / 9))
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.01 ** (4 / 9))
+    assert schedule.apply(optimizer, 40, 10, share=0.4) == pytest.approx(1e-4)  # the end
+    assert schedule.apply(optimizer, 2, 10, share=0.4) == pytest.approx(0.005)  # warm-up too
 
 
 class Dies(Exception):

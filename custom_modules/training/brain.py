@@ -84,7 +84,9 @@ class SpeakerBrain(sb.Brain):
             model.get_submodule(name).eval()
         self.step_started = now
         steps = max(1, self.steps_per_epoch)
-        lr = self.hparams.lr_schedule.apply(self.optimizer, self.optimizer_step, steps)
+        counter = self.hparams.epoch_counter     # a time budget may compress the schedule
+        lr = self.hparams.lr_schedule.apply(self.optimizer, self.optimizer_step, steps,
+                                            share=counter.planned / counter.limit)
         margin = unwrap(self.modules.classifier).set_epoch(1 + self.optimizer_step / steps)
         self.current = {"lr": lr, "margin": margin}
 
@@ -131,9 +133,10 @@ class SpeakerBrain(sb.Brain):
 
     def last_epoch(self) -> bool:
         """Whether training stops after this epoch: the epoch limit, the time budget (rank 0
-        decides for all) or ``--optimizer_step_limit``."""
+        plans for all: the epochs that fit, which the learning rates follow) or
+        ``--optimizer_step_limit``."""
         counter = self.hparams.epoch_counter
-        counter.decide(sb.utils.distributed.ddp_broadcast(counter.is_last(), src=0))
+        counter.decide(sb.utils.distributed.ddp_broadcast(counter.plan(), src=0))
         return counter.is_last() or self._optimizer_step_limit_exceeded
 
     def epoch_costs(self) -> dict[str, float]:

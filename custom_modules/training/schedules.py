@@ -98,31 +98,36 @@ class WarmupSchedule:
             return low + (self.lr - low) * 0.5 ** cycle * (1 - abs(2 * phase - 1))
         return self.lr
 
-    def apply(self, optimizer, step: int, steps_per_epoch: int) -> float:
+    def apply(self, optimizer, step: int, steps_per_epoch: int, share: float = 1.0) -> float:
         """Set every parameter group of ``optimizer`` to the rate at global ``step`` (times the
-        group's ``lr_scale`` when it has one); returns the rate."""
-        lr = self(step / max(1, steps_per_epoch))
+        group's ``lr_scale`` when it has one); returns the rate. ``share``: the part of the
+        schedule's epochs the run will train (a time budget's plan, ``planned / limit`` of
+        ``TimeBudgetEpochCounter``): the whole schedule, warm-up and cycles too, is compressed
+        into it."""
+        lr = self(step / max(1, steps_per_epoch) / share)
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         return lr
 
 
 class TimeBudgetEpochCounter(EpochCounter):
-    """SpeechBrain's checkpointable ``EpochCounter`` that also stops when a wall-clock budget
-    would be overrun: an epoch is not started when the mean length of the epochs run so far in
-    this process says it would end after ``max_minutes``. ``max_minutes=None`` is a plain
-    ``EpochCounter``. Used to train two models for the same time (a resumed run starts a new
-    budget).
+    """SpeechBrain's checkpointable ``EpochCounter`` that also fits a wall-clock budget: at the
+    end of each epoch it estimates, from the mean length of the epochs run so far in this
+    process, how many epochs end within ``max_minutes`` (``planned``, at most ``limit``), and
+    does not start one that would end after it. The learning-rate schedule is compressed to
+    ``planned / limit`` of its length (``WarmupSchedule.apply``), so that a slower machine
+    still anneals to the end in fewer epochs. ``max_minutes=None`` is a plain
+    ``EpochCounter``. A resumed run starts a new budget.
 
     ``is_last()`` tells, at the end of an epoch, whether it is the last one (so that the last
-    epoch is validated); the decision is taken once per epoch and the next ``__next__``
-    follows it, and ``decide`` imposes one (rank 0's, under DDP).
+    epoch is validated); the estimate is made once per epoch, which the next ``__next__`` and
+    the next epoch's learning rates follow, and ``decide`` imposes one (rank 0's, under DDP).
 
     Example
     -------
     >>> counter = TimeBudgetEpochCounter(limit=2, max_minutes=None)
-    >>> [(epoch, counter.is_last()) for epoch in counter]
-    [(1, False), (2, True)]
+    >>> [(epoch, counter.is_last(), counter.planned) for epoch in counter]
+    [(1, False, 2), (2, True, 2)]
     """
 
     def __init__(self, limit: int, max_minutes: float | None = None):
@@ -130,7 +135,8 @@ class TimeBudgetEpochCounter(EpochCounter):
         self.max_seconds = None if max_minutes is None else 60.0 * max_minutes
         self.started: float | None = None
         self.first_epoch = 0          # epochs already done when this process started timing
-        self.decision: tuple[int, bool] | None = None     # (epoch, is it the last)
+        self.planned = self.limit     # epochs this run will end with: the latest estimate
+        self.decided_at: int | None = None   # the epoch at whose end it was made
 
     def __next__(self) -> int:
         if self.max_seconds is not None and self.started is None:
@@ -143,17 +149,26 @@ class TimeBudgetEpochCounter(EpochCounter):
 
     def is_last(self) -> bool:
         """Whether no epoch follows the current one (the limit, or the budget)."""
-        if self.decision is None or self.decision[0] != self.current:
-            self.decision = (self.current, self.current >= self.limit or self._over_budget())
-        return self.decision[1]
+        return self.plan() <= self.current
 
-    def decide(self, last: bool) -> None:
-        """Impose whether the current epoch is the last."""
-        self.decision = (self.current, last)
+    def plan(self) -> int:
+        """The epochs this run will end with, estimated once at the end of each epoch."""
+        if self.decided_at != self.current:
+            self.decide(self._estimate())
+        return self.planned
 
-    def _over_budget(self) -> bool:
+    def decide(self, planned: int) -> None:
+        """Impose the plan made at the end of the current epoch."""
+        if planned != self.planned:
+            logger.info("time budget (%s min): %d of %d epochs fit; the learning-rate schedule "
+                        "is compressed to them", self.max_seconds and self.max_seconds / 60,
+                        planned, self.limit)
+        self.planned, self.decided_at = planned, self.current
+
+    def _estimate(self) -> int:
         epochs_timed = self.current - self.first_epoch
         if self.max_seconds is None or self.started is None or not epochs_timed:
-            return False
+            return self.limit
         spent = time.monotonic() - self.started
-        return spent + spent / epochs_timed > self.max_seconds
+        more = math.floor((self.max_seconds - spent) / (spent / epochs_timed))
+        return max(self.current, min(self.limit, self.current + more))

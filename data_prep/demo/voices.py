@@ -171,10 +171,20 @@ def _mbrola_voices() -> list[Voice]:
     for language, gender, file in _espeak_table("mb"):
         name = file.split("/", 1)[1]                      # mb-en1
         database = name[3:]
-        if os.path.isfile(os.path.join(MBROLA_DATA, database, database)):
+        if os.path.isfile(os.path.join(MBROLA_DATA, database, database)) and _loads(name):
             voices.append(Voice("mbrola", name, language.replace("-", "_"),
                                 "female" if gender == "F" else "male"))
     return voices
+
+
+def _loads(espeak_voice: str) -> bool:
+    """Whether espeak-ng can speak with a voice it lists: some MBROLA voices are listed (their
+    database installed) but refused, e.g. mb-cn1, "voice does not exist"."""
+    with tempfile.TemporaryDirectory() as scratch:
+        done = subprocess.run(["espeak-ng", "-v", espeak_voice, "-w",
+                               os.path.join(scratch, "probe.wav"), "a"],
+                              capture_output=True, timeout=60, check=False)
+    return done.returncode == 0
 
 
 def _rhvoice_voices() -> list[Voice]:
