@@ -10,15 +10,22 @@ recipe YAML files.
 
 import logging
 
+# SpeechBrain messages a user cannot act on, by logger: on import, that it cannot save figures
+# without torchvision (nothing here saves figures through SpeechBrain; ``analysis.plots`` draws
+# with matplotlib) and which of its quirks it applied; and the label encoder's "Load called,
+# but CategoricalEncoder is not empty", which its own load_or_create always causes.
+UNACTIONABLE = {"speechbrain.utils.train_logger": "torchvision is not available",
+                "speechbrain.utils.quirks": "quirks",
+                "speechbrain.dataio.encoder": "Load called, but CategoricalEncoder is not empty"}
 
-def _not_about_torchvision(record: logging.LogRecord) -> bool:
-    """SpeechBrain warns on import that it cannot save figures without torchvision; nothing
-    here saves figures through SpeechBrain (``analysis.plots`` draws with matplotlib), so the
-    warning is one a user cannot act on."""
-    return "torchvision is not available" not in record.getMessage()
+
+def _actionable(record: logging.LogRecord) -> bool:
+    """Whether a record is not one of ``UNACTIONABLE``."""
+    return UNACTIONABLE.get(record.name, "\0") not in record.getMessage()
 
 
-logging.getLogger("speechbrain.utils.train_logger").addFilter(_not_about_torchvision)
+for _name in UNACTIONABLE:
+    logging.getLogger(_name).addFilter(_actionable)
 
 from custom_modules.models.ecapa import (  # noqa: E402 (after the filter)
     ECAPA_TDNN,

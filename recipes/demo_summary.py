@@ -31,14 +31,16 @@ ABOUT_THE_MODEL = (
     "spkrec-ecapa-voxceleb (custom_modules.interop.speechbrain.import_speechbrain).",
 )
 KEYS = ("output_folder", "base_folder", "train_log", "corpus_folder", "pretrained_folder",
-        "demo_targets")
+        "demo_targets", "base_epochs", "base_max_minutes")
 
 
 def demo_summary(output_folder: str, base_folder: str, train_log: str, corpus_folder: str,
-                 pretrained_folder: str, targets: dict[str, float]) -> str:
+                 pretrained_folder: str, targets: dict[str, float], base_epochs: int,
+                 base_max_minutes: float | None) -> str:
     """The summary as text (also written to ``<output_folder>/summary.txt``). The other steps
     of ``make demo`` wrote ``verification/`` and ``plots/`` into the same output folder; the
-    first training stage wrote its log into ``base_folder``, the second into ``train_log``."""
+    first training stage wrote its log into ``base_folder``, the second into ``train_log``;
+    the first stage was to train ``base_epochs`` within ``base_max_minutes``."""
     folder = Path(output_folder)
     corpus = read_json(Path(corpus_folder) / "corpus_report.json")
     metrics = read_json(folder / "verification" / "metrics.json")
@@ -49,7 +51,8 @@ def demo_summary(output_folder: str, base_folder: str, train_log: str, corpus_fo
     lines = [*stage_times(folder / "stage_times.tsv"),
              f"Demo corpus: {corpus['voices']} voices ({engines}), {corpus['utterances']} "
              f"utterances; {corpus['test_voices']} voices held out for the trials."]
-    lines += training_lines(Path(base_folder) / "train_log.txt", Path(train_log))
+    lines += training_lines(Path(base_folder) / "train_log.txt", Path(train_log), base_epochs,
+                            base_max_minutes)
     lines += ["", summary_table(metrics), ""]
     primary = metrics["primary_variant"]
     scoring = primary if primary != "model" else \
@@ -99,14 +102,19 @@ def demo_summary(output_folder: str, base_folder: str, train_log: str, corpus_fo
     return text
 
 
-def training_lines(first_stage: Path, second_stage: Path) -> list[str]:
-    """The epochs of both training stages and the last epoch's log line (none for a stage
-    without its log)."""
+def training_lines(first_stage: Path, second_stage: Path, planned: int,
+                   budget_minutes: float | None) -> list[str]:
+    """The epochs of both training stages (of the ``planned`` first-stage epochs, when its
+    time budget stopped it earlier) and the last epoch's log line (none for a stage without
+    its log)."""
     first, second = (log.read_text(encoding="utf-8").strip().splitlines() if log.is_file()
                      else [] for log in (first_stage, second_stage))
     if not first + second:
         return []
+    why = f"the {budget_minutes:g}-minute budget" if budget_minutes else "stopped early"
+    cut = f" of {planned} ({why})" if 0 < len(first) < planned else ""
     stages = " + ".join(f"{len(epochs)} {kind}epoch{'s' * (len(epochs) != 1)}"
+                        f"{cut * (kind == '')}"
                         for epochs, kind in
                         ((first, ""), (second, "large-margin ")) if epochs)
     return [f"Training: {stages}; last: {(first + second)[-1]}"]
@@ -151,4 +159,5 @@ if __name__ == "__main__":
         hparams = load_recipe(sys.argv[1:], KEYS).hparams
         print(demo_summary(hparams["output_folder"], hparams["base_folder"],
                            hparams["train_log"], hparams["corpus_folder"],
-                           hparams["pretrained_folder"], hparams["demo_targets"]))
+                           hparams["pretrained_folder"], hparams["demo_targets"],
+                           hparams["base_epochs"], hparams["base_max_minutes"]))

@@ -60,11 +60,12 @@ def write_run(folder, standard_eer: float, hard_eer: float) -> None:
          "speaker_count_exact": 0.9167, "real_time_factor": 0.019}))
 
 
-def summary_of(folder) -> str:
-    """The summary of a run written by ``write_run`` into ``folder``."""
+def summary_of(folder, base_epochs: int = 2) -> str:
+    """The summary of a run written by ``write_run`` into ``folder``, whose first stage was
+    to train ``base_epochs`` (it trained 2) in 9 minutes."""
     return demo_summary(str(folder), str(folder / "base"),
                         str(folder / "large_margin/train_log.txt"), str(folder / "corpus"),
-                        str(folder / "pretrained"), TARGETS)
+                        str(folder / "pretrained"), TARGETS, base_epochs, 9.0)
 
 
 def test_summary_reports_both_lists_the_targets_and_the_three_lines(tmp_path):
@@ -88,6 +89,9 @@ def test_summary_reports_both_lists_the_targets_and_the_three_lines(tmp_path):
     assert "trained on synthetic voices only" in text and "spkrec-ecapa-voxceleb" in text
     assert "make demo took" not in text          # steps run by hand: no stage times
     assert (tmp_path / "summary.txt").read_text() == text + "\n"
+    # A first stage that its time budget stopped after 2 of 5 epochs says so.
+    assert "Training: 2 epochs of 5 (the 9-minute budget) + 1 large-margin epoch; last" in \
+        summary_of(tmp_path, base_epochs=5)
 
 
 def test_summary_opens_with_the_stage_times_make_demo_measured(tmp_path):
@@ -201,7 +205,7 @@ def test_demo_steps_end_to_end(tmp_path):
              "--validation_trials=200", "--channels=[32, 32, 32, 32, 96]", "--n_mels=40",
              "--batch_size=8", "--num_workers=0", "--warmup_epochs=0.5", "--lda_dim=2")
     run("recipes/train_speaker_embeddings.py", "hparams/demo.yaml", f"--demo_folder={out}",
-        "--number_of_epochs=1", "--backend=null", *sizes)
+        "--base_epochs=1", "--backend=null", *sizes)
     assert not (out / "base/pretrained/backend.json").exists()
     run("recipes/train_speaker_embeddings.py", "hparams/demo_lm.yaml", f"--demo_folder={out}",
         *sizes)
@@ -215,7 +219,9 @@ def test_demo_steps_end_to_end(tmp_path):
     diarized = run("recipes/diarize.py", "hparams/demo_diarize.yaml", f"--experiment={out}",
                    "--dev_recordings=1", "--test_recordings=1", "--min_minutes=0.3",
                    "--max_minutes=0.4", "--timeline_recording=test_000")
-    summary = run("recipes/demo_summary.py", "hparams/demo_lm.yaml", f"--demo_folder={out}")
+    summary = run("recipes/demo_summary.py", "hparams/demo_lm.yaml", f"--demo_folder={out}",
+                  "--base_epochs=1")
+    assert "Training: 1 epoch + 1 large-margin epoch; last: epoch: 1" in summary
     metrics = json.loads((out / "verification/metrics.json").read_text())
     assert list(metrics["lists"]) == ["standard", "hard"]
     assert metrics["variants"] == ["cosine", "as-norm", "lda+cosine", "lda+as-norm", "model"]

@@ -179,7 +179,7 @@ def test_export_takes_the_lowest_eer_checkpoint_and_its_threshold(tmp_path):
     assert exported.threshold == 0.42
     assert torch.equal(exported.embedding_model.fc.conv.weight, saved[2])
     readme = (tmp_path / "pretrained/README.md").read_text()
-    assert "validation EER: 4.50%" in readme
+    assert "validation EER: 4.50 %" in readme
     assert "augmentation corpora: noise: musan, reverb: generated" in readme
 
 

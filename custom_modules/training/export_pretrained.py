@@ -50,7 +50,7 @@ def export_best(checkpointer, embedder: Embedder, classifier: torch.nn.Module,
     torch.save(classifier.state_dict(), target / HEAD)
     if layout.is_file():
         shutil.copyfile(layout, target / CLASSES)
-    eer = "not measured" if meta["EER"] is None else f"{meta['EER']:.2f}%"
+    eer = validation_eer(meta)
     weights = (f"checkpoint `{meta['checkpoint']}`, epoch {meta['epoch']}" if "epoch" in meta
                else f"the mean of epochs {meta['epochs'][0]} to {meta['epochs'][-1]}")
     augmentation = ", ".join(f"{kind}: {source}" for kind, source in corpora.items()) or "none"
@@ -72,6 +72,15 @@ def export_best(checkpointer, embedder: Embedder, classifier: torch.nn.Module,
         f"savedir=\"...\")\n",
         encoding="utf-8")
     return meta
+
+
+def validation_eer(meta: dict) -> str:
+    """The exported weights' validation EER as words.
+
+    >>> validation_eer({"EER": 3.649999999999999}), validation_eer({"EER": None})
+    ('3.65 %', 'not measured')
+    """
+    return "not measured" if meta["EER"] is None else f"{meta['EER']:.2f} %"
 
 
 def _load_best(checkpointer) -> dict:

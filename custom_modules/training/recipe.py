@@ -21,7 +21,7 @@ from custom_modules.inference.precision import supported
 from custom_modules.training.brain import SpeakerBrain
 from custom_modules.training.distributed import distributed_defaults, replicas_identical
 from custom_modules.training.examples import training_set
-from custom_modules.training.export_pretrained import export_best
+from custom_modules.training.export_pretrained import export_best, validation_eer
 from custom_modules.training.init_from import (
     initialise_from,
     write_class_layout,
@@ -97,7 +97,8 @@ def train(recipe: Recipe) -> dict:
                        hparams["pretrained_folder"], recipe.path,
                        hparams["average_checkpoints"], brain.validation, corpora,
                        started_from)
-    logger.info("exported %s (validation EER %s)", hparams["pretrained_folder"], meta["EER"])
+    logger.info("exported %s (validation EER %s)", hparams["pretrained_folder"],
+                validation_eer(meta))
     if hparams["backend"] is not None and if_main_process():
         hparams["backend"](brain.embedder().eval(), hparams["pretrained_folder"])
     return meta

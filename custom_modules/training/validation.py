@@ -87,8 +87,9 @@ class BoundedValidation:
             read_trials(valid_trials), read_utterance_csvs([valid_csv]), max_utterances,
             max_samples)
         self.name = valid_trials
-        logger.info("validation: %d trials on %d utterances (at most %s s each)",
-                    len(self.trials), len(self.utterances), max_seconds)
+        logger.info("validation: %d trials on %d utterances (%s)", len(self.trials),
+                    len(self.utterances),
+                    "whole" if max_seconds is None else f"at most {max_seconds:g} s each")
 
     def __call__(self, embedder: Embedder) -> dict[str, float]:
         """``{"EER": %, "threshold": ..., "seconds": ...}`` with the embedder's weights."""
