@@ -6,6 +6,7 @@ import re
 import shutil
 import struct
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,13 +16,18 @@ from scipy.signal import welch
 
 from custom_modules.data.trials import read_trials
 from data_prep.demo.channels import apply_channel, random_channel
-from data_prep.demo.corpus import _group, _held_out, generate_demo_corpus
+from data_prep.demo.corpus import _group, _held_out, _job, generate_demo_corpus, make_utterances
 from data_prep.demo.install_voices import contrib_non_free_entry, debian_sources
 from data_prep.demo.text import clean, read_mo, utterance_text
-from data_prep.demo.voices import Voice, _changes_voice, _loads
+from data_prep.demo.voices import Voice, _changes_voice, _loads, synthesize, synthesize_festival
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng is not installed (make installs it as root)")
+
+needs_festival = pytest.mark.skipif(
+    shutil.which("festival") is None or not
+    Path("/usr/share/festival/voices/english/kal_diphone").is_dir(),
+    reason="Festival's kal_diphone voice is not installed (make demo installs it as root)")
 
 
 def write_mo(path, pairs: list[tuple[str, str]]) -> None:
@@ -107,6 +113,37 @@ def test_a_voice_espeak_ng_lists_but_cannot_load_is_left_out():
     # What espeak-ng answers for mb-cn1, listed but "voice does not exist".
     assert _loads("en")
     assert not _loads("mb-no-such-voice")
+
+
+@needs_festival
+def test_festival_says_many_texts_in_one_process_as_text2wave_says_each(tmp_path):
+    voice = Voice("festival", "kal_diphone", "en", "male")
+    # Two sentences in one text (text2wave appends their waves), quotes, two rates.
+    texts = [('the "quick" brown fox. It jumps over the lazy dog; then it sleeps', 1.1),
+             ("hello there, how are you", 0.9)]
+    synthesize_festival(voice, [(text, str(tmp_path / f"batch{i}.wav"), rate)
+                                for i, (text, rate) in enumerate(texts)])
+    for i, (text, rate) in enumerate(texts):
+        synthesize(voice, text, str(tmp_path / f"alone{i}.wav"), rate=rate)
+        alone = (tmp_path / f"alone{i}.wav").read_bytes()
+        assert len(alone) > 10_000 and (tmp_path / f"batch{i}.wav").read_bytes() == alone
+
+
+@needs_festival
+def test_files_festival_did_not_make_together_are_made_alone_and_their_problem_kept(
+        tmp_path):
+    unknown = Voice("festival", "no_such_voice", "en", "male")
+    jobs = [_job(str(tmp_path), "id10001", 0, unknown, u, 1, 12, 7) for u in range(2)]
+    assert make_utterances(jobs) == [
+        (f"id10001/sess01/0000{u}.wav", 0, f"id10001/sess01/0000{u}.wav: "
+         "festival:no_such_voice: synthesis failed: SIOD ERROR: unbound variable : "
+         "voice_no_such_voice") for u in (1, 2)]
+    kal = Voice("festival", "kal_diphone", "en", "male")
+    made = make_utterances([_job(str(tmp_path), "id10002", 1, kal, u, 2, 12, 7)
+                            for u in range(3)])
+    for relative, samples, problem in made:
+        assert problem is None
+        assert soundfile.info(str(tmp_path / "wav" / relative)).frames == samples > 16000
 
 
 def test_a_small_corpus_still_holds_out_a_pair_for_the_hard_list():

@@ -41,7 +41,7 @@ from custom_modules.data.trials import make_trials, utterance_id, write_trials
 from custom_modules.errors import InputError
 from data_prep.demo.channels import apply_channel, random_channel
 from data_prep.demo.text import utterance_text
-from data_prep.demo.voices import Voice, find_voices, synthesize
+from data_prep.demo.voices import Voice, find_voices, synthesize, synthesize_festival
 from data_prep.manifest import (
     already_prepared,
     mark_prepared,
@@ -65,6 +65,8 @@ PITCH_RANGE = (0.92, 1.08)
 # Engines without a pitch control get a resampling factor instead (pitch and tempo together).
 RESAMPLED_ENGINES = {"festival", "flite"}
 SPEED_RANGE = (0.94, 1.06)
+# Files of one voice a worker makes in one task (a Festival voice says them in one process).
+TASK_FILES = 10
 
 
 def generate_demo_corpus(output_folder: str, utterances_per_voice: int = 50,
@@ -230,28 +232,56 @@ def _job(folder: str, speaker: str, index: int, voice: Voice, utterance: int, se
 
 
 def _run(jobs: list[dict], workers: int) -> tuple[dict[str, int], list[str]]:
-    """Every job on ``workers`` processes: the files written (relative path -> samples) and
-    the problems."""
+    """Every job on ``workers`` processes, ``TASK_FILES`` consecutive jobs of one voice a task:
+    the files written (relative path -> samples) and the problems."""
+    tasks: list[list[dict]] = []
+    for job in jobs:
+        if tasks and len(tasks[-1]) < TASK_FILES and tasks[-1][0]["voice"] == job["voice"]:
+            tasks[-1].append(job)
+        else:
+            tasks.append([job])
     written, failures = {}, []
-    with process_pool(workers, runs_torch=False) as pool:
-        for relative, samples, problem in tqdm(pool.map(make_utterance, jobs, chunksize=8),
-                                               total=len(jobs), desc="Synthesising",
-                                               unit="file"):
-            if problem is None:
-                written[relative] = samples
-            else:
-                failures.append(problem)
+    with process_pool(workers, runs_torch=False) as pool, \
+            tqdm(total=len(jobs), desc="Synthesising", unit="file") as progress:
+        for results in pool.map(make_utterances, tasks):
+            for relative, samples, problem in results:
+                if problem is None:
+                    written[relative] = samples
+                else:
+                    failures.append(problem)
+            progress.update(len(results))
     return written, failures
 
 
-def make_utterance(job: dict) -> tuple[str, int, str | None]:
-    """Synthesise, resample, pass through the session's channel and write one file;
-    returns its relative path, its length in samples and ``None``, or the problem."""
+def make_utterances(jobs: list[dict]) -> list[tuple[str, int, str | None]]:
+    """``make_utterance`` for each of ``jobs``, all of one voice; a Festival voice says them
+    all in one process first (a file it did not make is made alone)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        raws = [os.path.join(scratch, f"{index}.wav") for index in range(len(jobs))]
+        if jobs[0]["voice"].engine == "festival":
+            synthesize_festival(jobs[0]["voice"], [(job["text"], raw, job["rate"])
+                                                   for job, raw in zip(jobs, raws, strict=True)])
+        return [make_utterance(job, raw if _has_samples(raw) else None)
+                for job, raw in zip(jobs, raws, strict=True)]
+
+
+def _has_samples(path: str) -> bool:
+    try:
+        return soundfile.info(path).frames > 0
+    except (OSError, RuntimeError, soundfile.LibsndfileError):
+        return False
+
+
+def make_utterance(job: dict, raw: str | None = None) -> tuple[str, int, str | None]:
+    """Synthesise (unless ``raw`` is the voice's audio already), resample, pass through the
+    session's channel and write one file; returns its relative path, its length in samples
+    and ``None``, or the problem."""
     target = Path(job["folder"], "wav", job["relative"])
     try:
         with tempfile.TemporaryDirectory() as scratch:
-            raw = os.path.join(scratch, "raw.wav")
-            synthesize(job["voice"], job["text"], raw, job["rate"], job["pitch"])
+            if raw is None:
+                raw = os.path.join(scratch, "raw.wav")
+                synthesize(job["voice"], job["text"], raw, job["rate"], job["pitch"])
             wave, rate = soundfile.read(raw, dtype="float64", always_2d=True)
         wave = wave.mean(axis=1)
         # Played at `speed` times the original rate: a resampling to rate / speed.

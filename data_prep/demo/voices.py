@@ -111,6 +111,62 @@ def synthesize(voice: Voice, text: str, path: str, rate: float = 1.0, pitch: flo
         raise RuntimeError(f"{voice.key}: synthesis failed: {problem}")
 
 
+# Festival saying many texts in one process (its start-up, loading the voice, is most of a
+# file's cost): each text file is said as text2wave says one (its text mode, every utterance's
+# wave appended, the header written last) into its own wav file, so the audio is the same.
+FESTIVAL_SCRIPT = """(load (path-append datadir "init.scm"))
+(gc-status nil)
+(defvar demo_fp nil)
+(defvar demo_samples 0)
+(defvar demo_utt nil)
+(define (demo_append utt)
+  (if (eq? demo_samples 0)
+      (wave.save.header demo_fp (utt.wave utt) 'riff nil (list (list "numsamples" 0))))
+  (set! demo_samples (+ demo_samples (get_param 'num_samples (wave.info (utt.wave utt)) 0)))
+  (wave.save.data.fp (utt.wave utt) demo_fp 'riff nil)
+  (set! demo_utt utt))
+(set! tts_hooks (list utt.synth demo_append))
+(define (demo_say text_file wav_file stretch)
+  (Parameter.set 'Duration_Stretch stretch)
+  (set! demo_samples 0)
+  (set! demo_utt nil)
+  (set! demo_fp (fopen wav_file "wb"))
+  (tts_file text_file (tts_find_text_mode text_file auto-text-mode-alist))
+  (if demo_utt
+      (begin (fseek demo_fp 0 0)
+             (wave.save.header demo_fp (utt.wave demo_utt) 'riff nil
+                               (list (list "numsamples" demo_samples)))))
+  (fclose demo_fp))
+"""
+
+
+def synthesize_festival(voice: Voice, items: list[tuple[str, str, float]]) -> None:
+    """Festival's ``voice`` says each ``(text, wav path, rate)`` of ``items``, all in one
+    process, as ``synthesize`` would one by one. A file it could not make is left missing or
+    without samples: ``synthesize`` it alone to learn why."""
+    encoding = FESTIVAL_ENCODINGS.get(voice.language, "utf-8")
+    with tempfile.TemporaryDirectory() as scratch:
+        calls = []
+        for index, (text, path, rate) in enumerate(items):
+            text_file = os.path.join(scratch, f"{index}.txt")
+            with open(text_file, "w", encoding=encoding, errors="ignore") as handle:
+                handle.write(text + "\n")
+            calls.append(f'(demo_say "{_scheme(text_file)}" "{_scheme(path)}" {1 / rate:.3f})')
+        script = os.path.join(scratch, "say.scm")
+        with open(script, "w", encoding="utf-8") as handle:
+            handle.write("\n".join([FESTIVAL_SCRIPT, f"(voice_{voice.name})", *calls, ""]))
+        try:
+            subprocess.run(["festival", "--script", script], capture_output=True,
+                           timeout=60 + 10 * len(items), check=False)
+        except subprocess.TimeoutExpired:
+            pass                              # what was made is kept; the rest is missing
+
+
+def _scheme(text: str) -> str:
+    """``text`` inside a Scheme string literal."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _run(command: list[str]) -> str:
     if shutil.which(command[0]) is None:
         return ""
