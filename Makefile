@@ -14,9 +14,6 @@ TIMES := $(DEMO)/stage_times.tsv
 # Run options for both training stages, e.g. DEMO_TRAINING=--precision=fp32 (as on a CPU
 # without bf16).
 DEMO_TRAINING ?=
-# Identification and diarization embed with the exact fast graph, as the verification did
-# (hparams/demo_verify.yaml): identification then reads the test utterances from its cache.
-FAST := --precision=fp32-fast
 
 .PHONY: demo test install
 
@@ -37,8 +34,8 @@ demo:
 	$(call timed,fine-tuning,$(PYTHON) recipes/train_speaker_embeddings.py hparams/demo_lm.yaml --demo_folder=$(DEMO) $(DEMO_TRAINING))
 	$(call timed,verification,$(PYTHON) recipes/speaker_verification.py hparams/demo_verify.yaml --experiment=$(DEMO))
 	$(call timed,plots,$(PYTHON) recipes/visualize.py hparams/demo_visualize.yaml --experiment=$(DEMO))
-	$(call timed,identification,$(PYTHON) recipes/identification.py hparams/identify.yaml --experiment=$(DEMO) $(FAST))
-	$(call timed,diarization,$(PYTHON) recipes/diarize.py hparams/demo_diarize.yaml --experiment=$(DEMO) $(FAST))
+	$(call timed,identification,$(PYTHON) recipes/identification.py hparams/demo_identify.yaml --experiment=$(DEMO))
+	$(call timed,diarization,$(PYTHON) recipes/diarize.py hparams/demo_diarize.yaml --experiment=$(DEMO))
 	$(PYTHON) recipes/demo_summary.py hparams/demo_lm.yaml --demo_folder=$(DEMO)
 
 test: $(INSTALLED) $(DEBIAN)

@@ -22,6 +22,7 @@ from custom_modules.config import load_recipe
 from custom_modules.errors import InputError, one_line_errors
 from custom_modules.evaluation.backend import BACKEND_JSON
 from custom_modules.evaluation.verification import summary_table
+from custom_modules.training.schedules import saved_plan
 
 ABOUT_THE_MODEL = (
     "What this model is: a demonstration of the pipeline, trained on synthetic voices only",
@@ -31,16 +32,15 @@ ABOUT_THE_MODEL = (
     "spkrec-ecapa-voxceleb (custom_modules.interop.speechbrain.import_speechbrain).",
 )
 KEYS = ("output_folder", "base_folder", "train_log", "corpus_folder", "pretrained_folder",
-        "demo_targets", "base_epochs", "base_max_minutes")
+        "demo_targets")
 
 
 def demo_summary(output_folder: str, base_folder: str, train_log: str, corpus_folder: str,
-                 pretrained_folder: str, targets: dict[str, float], base_epochs: int,
-                 base_max_minutes: float | None) -> str:
+                 pretrained_folder: str, targets: dict[str, float]) -> str:
     """The summary as text (also written to ``<output_folder>/summary.txt``). The other steps
     of ``make demo`` wrote ``verification/`` and ``plots/`` into the same output folder; the
-    first training stage wrote its log into ``base_folder``, the second into ``train_log``;
-    the first stage was to train ``base_epochs`` within ``base_max_minutes``."""
+    first training stage wrote its log and checkpoints into ``base_folder``, the second its
+    log into ``train_log``."""
     folder = Path(output_folder)
     corpus = read_json(Path(corpus_folder) / "corpus_report.json")
     metrics = read_json(folder / "verification" / "metrics.json")
@@ -51,8 +51,8 @@ def demo_summary(output_folder: str, base_folder: str, train_log: str, corpus_fo
     lines = [*stage_times(folder / "stage_times.tsv"),
              f"Demo corpus: {corpus['voices']} voices ({engines}), {corpus['utterances']} "
              f"utterances; {corpus['test_voices']} voices held out for the trials."]
-    lines += training_lines(Path(base_folder) / "train_log.txt", Path(train_log), base_epochs,
-                            base_max_minutes)
+    lines += training_lines(Path(base_folder) / "train_log.txt", Path(train_log),
+                            saved_plan(str(Path(base_folder) / "save")))
     lines += ["", summary_table(metrics), ""]
     primary = metrics["primary_variant"]
     scoring = primary if primary != "model" else \
@@ -102,17 +102,18 @@ def demo_summary(output_folder: str, base_folder: str, train_log: str, corpus_fo
     return text
 
 
-def training_lines(first_stage: Path, second_stage: Path, planned: int,
-                   budget_minutes: float | None) -> list[str]:
-    """The epochs of both training stages (of the ``planned`` first-stage epochs, when its
-    time budget stopped it earlier) and the last epoch's log line (none for a stage without
-    its log)."""
+def training_lines(first_stage: Path, second_stage: Path, first_plan: dict | None
+                   ) -> list[str]:
+    """The epochs of both training stages (of how many, when the first stage's time budget
+    stopped it earlier: ``first_plan``, its epoch counter's state) and the last epoch's log
+    line (none for a stage without its log)."""
     first, second = (log.read_text(encoding="utf-8").strip().splitlines() if log.is_file()
                      else [] for log in (first_stage, second_stage))
     if not first + second:
         return []
-    why = f"the {budget_minutes:g}-minute budget" if budget_minutes else "stopped early"
-    cut = f" of {planned} ({why})" if 0 < len(first) < planned else ""
+    cut = ""
+    if first_plan is not None and first_plan["planned"] < first_plan["limit"]:
+        cut = f" of {first_plan['limit']} (the {first_plan['max_seconds'] / 60:g}-minute budget)"
     stages = " + ".join(f"{len(epochs)} {kind}epoch{'s' * (len(epochs) != 1)}"
                         f"{cut * (kind == '')}"
                         for epochs, kind in
@@ -159,5 +160,4 @@ if __name__ == "__main__":
         hparams = load_recipe(sys.argv[1:], KEYS).hparams
         print(demo_summary(hparams["output_folder"], hparams["base_folder"],
                            hparams["train_log"], hparams["corpus_folder"],
-                           hparams["pretrained_folder"], hparams["demo_targets"],
-                           hparams["base_epochs"], hparams["base_max_minutes"]))
+                           hparams["pretrained_folder"], hparams["demo_targets"]))

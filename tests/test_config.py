@@ -2,6 +2,8 @@
 every shipped YAML: it loads, and each of its top-level values reaches the code."""
 
 import importlib
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,7 +23,7 @@ READERS = {"ecapa.yaml": ["train_speaker_embeddings", "export_backend"],
            "verify.yaml": ["speaker_verification"], "demo_verify.yaml": ["speaker_verification"],
            "verify_voxceleb.yaml": ["speaker_verification"],
            "visualize.yaml": ["visualize"], "demo_visualize.yaml": ["visualize"],
-           "identify.yaml": ["identification"],
+           "identify.yaml": ["identification"], "demo_identify.yaml": ["identification"],
            "precisions.yaml": ["check_precisions"], "diarize.yaml": ["diarize"],
            "demo_diarize.yaml": ["diarize"]}
 VOXCELEB = ["--data_folder=/data/vox2", "--voxceleb1_folder=/data/vox1"]
@@ -130,6 +132,25 @@ def test_every_top_level_value_of_a_shipped_yaml_reaches_the_code(name, tmp_path
         hparams = load_recipe([path, *PLACEHOLDERS.get(name, []), f"{where}={tmp_path}"],
                               module.KEYS, run_options).hparams
         assert set(module.KEYS) <= set(hparams)
+
+
+def test_every_make_demo_command_is_accepted_by_its_recipe(tmp_path):
+    """What make demo passes reaches keys its recipes read (an option SpeechBrain owns, such as
+    --precision, is refused by a recipe that does not take it as a run option)."""
+    makefile = Path("Makefile").read_text().replace("$(DEMO_TRAINING)", "").replace(
+        "$(DEMO)", str(tmp_path / "demo"))
+    commands = re.findall(r"\$\(PYTHON\) recipes/(\w+)\.py (hparams/\S+\.yaml)([^)\n]*)",
+                          makefile)
+    assert [name for name, _, _ in commands] == [
+        "prepare_data", "train_speaker_embeddings", "train_speaker_embeddings",
+        "speaker_verification", "visualize", "identification", "diarize", "demo_summary"]
+    for name, path, options in commands:
+        argv = [path, *(word for word in options.split() if word.startswith("--"))]
+        if name == "prepare_data":
+            load_recipe(argv, ["preparation"])
+            continue
+        module = RECIPES[name]
+        load_recipe(argv, module.KEYS, getattr(module, "RUN_OPTIONS", ("device",)))
 
 
 @pytest.mark.parametrize("flag", ["--test_only", "--eval_precision=bf16", "--jit"])

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import soundfile
 from conftest import read_csv
+from speechbrain.utils.checkpoints import Checkpointer
 
 from custom_modules.data.trials import Trial, write_trials
+from custom_modules.training.schedules import TimeBudgetEpochCounter
 from data_prep.demo.prepare import prepare_demo
 from recipes.demo_summary import demo_summary
 
@@ -60,12 +62,11 @@ def write_run(folder, standard_eer: float, hard_eer: float) -> None:
          "speaker_count_exact": 0.9167, "real_time_factor": 0.019}))
 
 
-def summary_of(folder, base_epochs: int = 2) -> str:
-    """The summary of a run written by ``write_run`` into ``folder``, whose first stage was
-    to train ``base_epochs`` (it trained 2) in 9 minutes."""
+def summary_of(folder) -> str:
+    """The summary of a run written by ``write_run`` into ``folder``."""
     return demo_summary(str(folder), str(folder / "base"),
                         str(folder / "large_margin/train_log.txt"), str(folder / "corpus"),
-                        str(folder / "pretrained"), TARGETS, base_epochs, 9.0)
+                        str(folder / "pretrained"), TARGETS)
 
 
 def test_summary_reports_both_lists_the_targets_and_the_three_lines(tmp_path):
@@ -89,9 +90,13 @@ def test_summary_reports_both_lists_the_targets_and_the_three_lines(tmp_path):
     assert "trained on synthetic voices only" in text and "spkrec-ecapa-voxceleb" in text
     assert "make demo took" not in text          # steps run by hand: no stage times
     assert (tmp_path / "summary.txt").read_text() == text + "\n"
-    # A first stage that its time budget stopped after 2 of 5 epochs says so.
+    # A first stage that its time budget stopped after 2 of 5 epochs says so (its epoch
+    # counter's checkpoint).
+    counter = TimeBudgetEpochCounter(limit=5, max_minutes=9.0)
+    counter.current = counter.planned = 2
+    Checkpointer(tmp_path / "base/save", {"counter": counter}).save_checkpoint()
     assert "Training: 2 epochs of 5 (the 9-minute budget) + 1 large-margin epoch; last" in \
-        summary_of(tmp_path, base_epochs=5)
+        summary_of(tmp_path)
 
 
 def test_summary_opens_with_the_stage_times_make_demo_measured(tmp_path):
@@ -205,7 +210,7 @@ def test_demo_steps_end_to_end(tmp_path):
              "--validation_trials=200", "--channels=[32, 32, 32, 32, 96]", "--n_mels=40",
              "--batch_size=8", "--num_workers=0", "--warmup_epochs=0.5", "--lda_dim=2")
     run("recipes/train_speaker_embeddings.py", "hparams/demo.yaml", f"--demo_folder={out}",
-        "--base_epochs=1", "--backend=null", *sizes)
+        "--number_of_epochs=1", "--backend=null", *sizes)
     assert not (out / "base/pretrained/backend.json").exists()
     run("recipes/train_speaker_embeddings.py", "hparams/demo_lm.yaml", f"--demo_folder={out}",
         *sizes)
@@ -215,12 +220,12 @@ def test_demo_steps_end_to_end(tmp_path):
         "--lda_dim=2")   # as the training's back-end was given
     run("recipes/visualize.py", "hparams/demo_visualize.yaml", f"--experiment={out}",
         "--speakers=4", "--utterances_per_speaker=4", "--perplexity=3")
-    identified = run("recipes/identification.py", "hparams/identify.yaml", f"--experiment={out}")
+    identified = run("recipes/identification.py", "hparams/demo_identify.yaml",
+                     f"--experiment={out}")
     diarized = run("recipes/diarize.py", "hparams/demo_diarize.yaml", f"--experiment={out}",
                    "--dev_recordings=1", "--test_recordings=1", "--min_minutes=0.3",
                    "--max_minutes=0.4", "--timeline_recording=test_000")
-    summary = run("recipes/demo_summary.py", "hparams/demo_lm.yaml", f"--demo_folder={out}",
-                  "--base_epochs=1")
+    summary = run("recipes/demo_summary.py", "hparams/demo_lm.yaml", f"--demo_folder={out}")
     assert "Training: 1 epoch + 1 large-margin epoch; last: epoch: 1" in summary
     metrics = json.loads((out / "verification/metrics.json").read_text())
     assert list(metrics["lists"]) == ["standard", "hard"]
@@ -233,8 +238,10 @@ def test_demo_steps_end_to_end(tmp_path):
     assert (f"on the standard list: {'met' if eer < 3 else 'NOT met'} (SpeakerEncoder's "
             f"scoring, the model's lda+as-norm back-end: {eer:.2f} %)") in summary
     report = json.loads((out / "identification/report.json").read_text())
-    assert f"top-1 {100 * report['top1']:.1f} %" in summary and "closed set" in identified
     diarization = json.loads((out / "diarization/report.json").read_text())
+    # Both embed as the verification did (its cache serves identification).
+    assert report["precision"] == diarization["precision"] == "fp32-fast"
+    assert f"top-1 {100 * report['top1']:.1f} %" in summary and "closed set" in identified
     assert f"DER {diarization['estimated']['der']:.2f} %" in summary
     assert "speakers estimated" in diarized
     assert (out / "diarization/timeline.png").stat().st_size > 10_000

@@ -109,8 +109,8 @@ def test_espeak_variants_that_keep_the_default_voice_count_once(tmp_path):
 
 
 @needs_espeak
-def test_a_voice_espeak_ng_lists_but_cannot_load_is_left_out():
-    # What espeak-ng answers for mb-cn1, listed but "voice does not exist".
+def test_a_voice_espeak_ng_cannot_load_is_found_unusable():
+    # As for mb-cn1, which espeak-ng lists but refuses ("voice does not exist").
     assert _loads("en")
     assert not _loads("mb-no-such-voice")
 
@@ -121,8 +121,9 @@ def test_festival_says_many_texts_in_one_process_as_text2wave_says_each(tmp_path
     # Two sentences in one text (text2wave appends their waves), quotes, two rates.
     texts = [('the "quick" brown fox. It jumps over the lazy dog; then it sleeps', 1.1),
              ("hello there, how are you", 0.9)]
-    synthesize_festival(voice, [(text, str(tmp_path / f"batch{i}.wav"), rate)
-                                for i, (text, rate) in enumerate(texts)])
+    made = synthesize_festival(voice, [(text, str(tmp_path / f"batch{i}.wav"), rate)
+                                       for i, (text, rate) in enumerate(texts)])
+    assert made == {str(tmp_path / f"batch{i}.wav") for i in range(len(texts))}
     for i, (text, rate) in enumerate(texts):
         synthesize(voice, text, str(tmp_path / f"alone{i}.wav"), rate=rate)
         alone = (tmp_path / f"alone{i}.wav").read_bytes()

@@ -15,6 +15,7 @@ from conftest import TINY_MODEL, epochs_logged, speech_like, train, write_corpus
 from speechbrain.augment.augmenter import Augmenter
 from speechbrain.augment.time_domain import SpeedPerturb
 from speechbrain.utils.checkpoints import Checkpointer
+from speechbrain.utils.epoch_loop import EpochCounter
 
 from custom_modules import ECAPA_TDNN, MelFrontend
 from custom_modules.errors import InputError
@@ -121,6 +122,36 @@ def test_time_budget_plans_the_epochs_that_fit_and_compresses_the_schedule(monke
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.01 ** (4 / 9))
     assert schedule.apply(optimizer, 40, 10, share=0.4) == pytest.approx(1e-4)  # the end
     assert schedule.apply(optimizer, 2, 10, share=0.4) == pytest.approx(0.005)  # warm-up too
+
+
+def test_a_resumed_run_keeps_its_time_budget_plan_and_a_finished_one_trains_no_more(
+        monkeypatch, tmp_path):
+    times = iter([0.0, 100.0, 300.0,         # the first process: 6, then 4 epochs planned
+                  1000.0, 1010.0, 1020.0,    # the resumed one: epochs of 10 s, plan kept
+                  2000.0])                   # a third: nothing left to train
+    monkeypatch.setattr("custom_modules.training.schedules.time.monotonic", lambda: next(times))
+    budget = {"limit": 10, "max_minutes": 650 / 60}
+    first = TimeBudgetEpochCounter(**budget)
+    assert [(next(first), first.plan()) for _ in range(2)] == [(1, 6), (2, 4)]
+    Checkpointer(tmp_path / "run", {"counter": first}).save_checkpoint()
+    resumed = TimeBudgetEpochCounter(**budget)
+    Checkpointer(tmp_path / "run", {"counter": resumed}).recover_if_possible()
+    assert (resumed.current, resumed.planned) == (2, 4)
+    assert list(resumed) == [3, 4]         # 10-second epochs would fit 64 more: the plan holds
+    Checkpointer(tmp_path / "run", {"counter": resumed}).save_checkpoint()
+    again = TimeBudgetEpochCounter(**budget)
+    Checkpointer(tmp_path / "run", {"counter": again}).recover_if_possible()
+    assert list(again) == []
+    # Another limit (or budget) plans anew; SpeechBrain's own counter file is read too.
+    longer = TimeBudgetEpochCounter(limit=12, max_minutes=650 / 60)
+    Checkpointer(tmp_path / "run", {"counter": longer}).recover_if_possible()
+    assert (longer.current, longer.planned) == (4, 12)
+    plain = EpochCounter(10)
+    plain.current = 3
+    Checkpointer(tmp_path / "plain", {"counter": plain}).save_checkpoint()
+    read = TimeBudgetEpochCounter(**budget)
+    Checkpointer(tmp_path / "plain", {"counter": read}).recover_if_possible()
+    assert (read.current, read.planned) == (3, 10)
 
 
 class Dies(Exception):

@@ -136,7 +136,8 @@ class SpeakerBrain(sb.Brain):
         plans for all: the epochs that fit, which the learning rates follow) or
         ``--optimizer_step_limit``."""
         counter = self.hparams.epoch_counter
-        counter.decide(sb.utils.distributed.ddp_broadcast(counter.plan(), src=0))
+        plan = counter.plan() if sb.utils.distributed.if_main_process() else counter.planned
+        counter.decide(sb.utils.distributed.ddp_broadcast(plan, src=0))
         return counter.is_last() or self._optimizer_step_limit_exceeded
 
     def epoch_costs(self) -> dict[str, float]:

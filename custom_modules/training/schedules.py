@@ -2,14 +2,23 @@
 
 The rate is computed from the global optimiser step (SpeechBrain's ``Brain.optimizer_step``,
 which its checkpoints already restore), converted to epochs with the number of steps per
-epoch. There is no state of its own to save, so a resumed run continues exactly where it
-stopped, and with several processes each step is one synchronised global step.
+epoch. The schedules have no state of their own to save, so a resumed run continues exactly
+where it stopped (a time budget's plan, which compresses them, is saved with the epoch
+counter), and with several processes each step is one synchronised global step.
 """
 
+import json
 import logging
 import math
 import time
 
+from speechbrain.utils.checkpoints import (
+    Checkpointer,
+    mark_as_loader,
+    mark_as_saver,
+    mark_as_transfer,
+    register_checkpoint_hooks,
+)
 from speechbrain.utils.epoch_loop import EpochCounter
 
 from custom_modules.errors import InputError
@@ -110,18 +119,21 @@ class WarmupSchedule:
         return lr
 
 
+@register_checkpoint_hooks
 class TimeBudgetEpochCounter(EpochCounter):
     """SpeechBrain's checkpointable ``EpochCounter`` that also fits a wall-clock budget: at the
     end of each epoch it estimates, from the mean length of the epochs run so far in this
-    process, how many epochs end within ``max_minutes`` (``planned``, at most ``limit``), and
-    does not start one that would end after it. The learning-rate schedule is compressed to
-    ``planned / limit`` of its length (``WarmupSchedule.apply``), so that a slower machine
-    still anneals to the end in fewer epochs. ``max_minutes=None`` is a plain
-    ``EpochCounter``. A resumed run starts a new budget.
+    process, how many epochs end within ``max_minutes`` (``planned``: at most ``limit``, and
+    never more than before), and does not start one that would end after it. The
+    learning-rate schedule is compressed to ``planned / limit`` of its length
+    (``WarmupSchedule.apply``), so that a slower machine still anneals to the end in fewer
+    epochs. ``max_minutes=None`` is a plain ``EpochCounter``.
 
     ``is_last()`` tells, at the end of an epoch, whether it is the last one (so that the last
     epoch is validated); the estimate is made once per epoch, which the next ``__next__`` and
     the next epoch's learning rates follow, and ``decide`` imposes one (rank 0's, under DDP).
+    Checkpoints keep the plan: a resumed run (which times a new budget) keeps to it, unless it
+    was started with another limit or budget, which plan anew.
 
     Example
     -------
@@ -154,7 +166,7 @@ class TimeBudgetEpochCounter(EpochCounter):
     def plan(self) -> int:
         """The epochs this run will end with, estimated once at the end of each epoch."""
         if self.decided_at != self.current:
-            self.decide(self._estimate())
+            self.decide(min(self.planned, self._estimate()))
         return self.planned
 
     def decide(self, planned: int) -> None:
@@ -170,5 +182,36 @@ class TimeBudgetEpochCounter(EpochCounter):
         if self.max_seconds is None or self.started is None or not epochs_timed:
             return self.limit
         spent = time.monotonic() - self.started
-        more = math.floor((self.max_seconds - spent) / (spent / epochs_timed))
+        epoch_seconds = max(spent / epochs_timed, 1e-9)
+        more = math.floor((self.max_seconds - spent) / epoch_seconds)
         return max(self.current, min(self.limit, self.current + more))
+
+    @mark_as_saver
+    def _save(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump({"current": self.current, "planned": self.planned, "limit": self.limit,
+                       "max_seconds": self.max_seconds}, handle)
+
+    @mark_as_loader
+    @mark_as_transfer
+    def _recover(self, path: str, end_of_epoch: bool = True) -> None:
+        """The epoch (as SpeechBrain's counter: one less from an intra-epoch checkpoint) and,
+        when this run has the same limit and budget, the plan; a plain ``EpochCounter``'s
+        checkpoint (the epoch alone) is read too."""
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        saved = json.loads(text) if text.lstrip().startswith("{") else {"current": int(text)}
+        self.current = saved["current"] - (not end_of_epoch)
+        if (saved.get("limit"), saved.get("max_seconds")) == (self.limit, self.max_seconds):
+            self.planned = saved["planned"]
+
+
+def saved_plan(save_folder: str, counter_key: str = "counter") -> dict | None:
+    """What a ``TimeBudgetEpochCounter`` saved in the newest checkpoint of a training's
+    ``save_folder`` (under ``counter_key``, training.yaml's): ``current`` (epochs done),
+    ``planned``, ``limit`` and ``max_seconds``; ``None`` without such a checkpoint."""
+    checkpoint = Checkpointer(save_folder).find_checkpoint()
+    if checkpoint is None or counter_key not in checkpoint.paramfiles:
+        return None
+    text = checkpoint.paramfiles[counter_key].read_text(encoding="utf-8")
+    return json.loads(text) if text.lstrip().startswith("{") else None

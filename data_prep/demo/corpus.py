@@ -258,18 +258,12 @@ def make_utterances(jobs: list[dict]) -> list[tuple[str, int, str | None]]:
     all in one process first (a file it did not make is made alone)."""
     with tempfile.TemporaryDirectory() as scratch:
         raws = [os.path.join(scratch, f"{index}.wav") for index in range(len(jobs))]
+        made = set()
         if jobs[0]["voice"].engine == "festival":
-            synthesize_festival(jobs[0]["voice"], [(job["text"], raw, job["rate"])
-                                                   for job, raw in zip(jobs, raws, strict=True)])
-        return [make_utterance(job, raw if _has_samples(raw) else None)
+            made = synthesize_festival(jobs[0]["voice"], [
+                (job["text"], raw, job["rate"]) for job, raw in zip(jobs, raws, strict=True)])
+        return [make_utterance(job, raw if raw in made else None)
                 for job, raw in zip(jobs, raws, strict=True)]
-
-
-def _has_samples(path: str) -> bool:
-    try:
-        return soundfile.info(path).frames > 0
-    except (OSError, RuntimeError, soundfile.LibsndfileError):
-        return False
 
 
 def make_utterance(job: dict, raw: str | None = None) -> tuple[str, int, str | None]:

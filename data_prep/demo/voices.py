@@ -136,14 +136,16 @@ FESTIVAL_SCRIPT = """(load (path-append datadir "init.scm"))
       (begin (fseek demo_fp 0 0)
              (wave.save.header demo_fp (utt.wave demo_utt) 'riff nil
                                (list (list "numsamples" demo_samples)))))
-  (fclose demo_fp))
+  (fclose demo_fp)
+  (if demo_utt (format t "made %s\n" wav_file)))
 """
 
 
-def synthesize_festival(voice: Voice, items: list[tuple[str, str, float]]) -> None:
+def synthesize_festival(voice: Voice, items: list[tuple[str, str, float]]) -> set[str]:
     """Festival's ``voice`` says each ``(text, wav path, rate)`` of ``items``, all in one
-    process, as ``synthesize`` would one by one. A file it could not make is left missing or
-    without samples: ``synthesize`` it alone to learn why."""
+    process, as ``synthesize`` would one by one; returns the paths it finished. One it did
+    not (Festival failed, or took too long) is to be made alone by ``synthesize``, which says
+    why it cannot."""
     encoding = FESTIVAL_ENCODINGS.get(voice.language, "utf-8")
     with tempfile.TemporaryDirectory() as scratch:
         calls = []
@@ -156,10 +158,14 @@ def synthesize_festival(voice: Voice, items: list[tuple[str, str, float]]) -> No
         with open(script, "w", encoding="utf-8") as handle:
             handle.write("\n".join([FESTIVAL_SCRIPT, f"(voice_{voice.name})", *calls, ""]))
         try:
-            subprocess.run(["festival", "--script", script], capture_output=True,
-                           timeout=60 + 10 * len(items), check=False)
-        except subprocess.TimeoutExpired:
-            pass                              # what was made is kept; the rest is missing
+            said = subprocess.run(["festival", "--script", script], capture_output=True,
+                                  timeout=60 + 10 * len(items), check=False).stdout
+        except subprocess.TimeoutExpired as stopped:
+            said = stopped.stdout or b""          # what was finished before is kept
+        except OSError:
+            return set()
+    lines = said.decode("utf-8", errors="replace").splitlines()
+    return {line[len("made "):] for line in lines if line.startswith("made ")}
 
 
 def _scheme(text: str) -> str:
@@ -237,9 +243,12 @@ def _loads(espeak_voice: str) -> bool:
     """Whether espeak-ng can speak with a voice it lists: some MBROLA voices are listed (their
     database installed) but refused, e.g. mb-cn1, "voice does not exist"."""
     with tempfile.TemporaryDirectory() as scratch:
-        done = subprocess.run(["espeak-ng", "-v", espeak_voice, "-w",
-                               os.path.join(scratch, "probe.wav"), "a"],
-                              capture_output=True, timeout=60, check=False)
+        try:
+            done = subprocess.run(["espeak-ng", "-v", espeak_voice, "-w",
+                                   os.path.join(scratch, "probe.wav"), "a"],
+                                  capture_output=True, timeout=60, check=False)
+        except (subprocess.TimeoutExpired, OSError):
+            return False
     return done.returncode == 0
 
 
