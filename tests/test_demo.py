@@ -75,6 +75,11 @@ def test_summary_reports_both_lists_the_targets_and_the_three_lines(tmp_path):
     assert "223 voices (espeak 91, mbrola 72)" in text
     assert ("Training: 2 epochs + 1 large-margin epoch; last: epoch: 1, lr: 3e-5, margin: "
             "5.00e-01 - valid EER: 2.9") in text
+    # The primary variant (as-norm) first, the others after it in their order.
+    rows = [line.split()[:2] for line in text.splitlines()
+            if line.startswith(("standard ", "hard "))]
+    assert rows == [["standard", "as-norm"], ["standard", "cosine"], ["hard", "as-norm"],
+                    ["hard", "cosine"]]
     assert "standard        as-norm          2.50" in text
     # the verdict is the primary variant's (as-norm), even where cosine did better
     assert "Target EER < 3 % on the standard list: met (as-norm: 2.50 %)" in text

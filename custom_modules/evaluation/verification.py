@@ -241,12 +241,14 @@ def safe_name(name: str) -> str:
 
 
 def summary_table(metrics: dict) -> str:
-    """One line per trial list and score variant: EER and minDCF at 0.01 and 0.05; then the
-    calibrated primary variant's actDCF and Cllr where there is calibration."""
+    """One line per trial list and score variant, the primary variant first: EER and minDCF
+    at 0.01 and 0.05; then the calibrated primary variant's actDCF and Cllr where there is
+    calibration."""
     lines = [f"{'trials':<16}{'scores':<13}{'EER %':>8}{'minDCF 0.01':>13}{'minDCF 0.05':>13}"
              f"{'count':>9}"]
     for name, entry in metrics["lists"].items():
-        for variant, m in entry["variants"].items():
+        for variant, m in sorted(entry["variants"].items(),
+                                 key=lambda item: item[0] != metrics["primary_variant"]):
             lines.append(f"{name:<16}{variant:<13}{m['eer']:>8.2f}{m['min_dcf_0.01']:>13.4f}"
                          f"{m['min_dcf_0.05']:>13.4f}{m['trials']:>9}")
         calibrated = entry["calibrated"]
