@@ -53,7 +53,7 @@ $(INSTALLED): setup.cfg pyproject.toml
 $(DEBIAN): debian-packages.txt
 	@packages="$$(grep -v '^#' debian-packages.txt | xargs)"; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$packages >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes apt-get install -y -qq $$packages >/dev/null; \
 	else \
 		for p in $$packages; do dpkg -s $$p >/dev/null 2>&1 || echo "warning: Debian package $$p is missing (run as root to install it)"; done; \
 	fi

@@ -210,7 +210,12 @@ def test_demo_steps_end_to_end(tmp_path):
     first), fine-tune with a large margin, verify both lists with and without AS-norm and LDA,
     plots, identification, diarization, summary."""
     out = tmp_path / "demo"
-    sizes = ("--max_voices=12", "--utterances_per_voice=8", "--sessions_per_voice=2",
+    # 14 voices, seed 1: 6 held out (identification enrols 3, the conversations need 4) and 8
+    # to train on, both with every Debian voice installed and with espeak-ng's alone; which
+    # voices a small corpus draws, and so how many its language-and-gender groups hold out,
+    # depends on what is installed.
+    sizes = ("--max_voices=14", "--corpus_seed=1", "--utterances_per_voice=8",
+             "--sessions_per_voice=2",
              "--test_voices=0.5", "--trials=300", "--split_ratio=[67, 33]",
              "--validation_trials=200", "--channels=[32, 32, 32, 32, 96]", "--n_mels=40",
              "--batch_size=8", "--num_workers=0", "--warmup_epochs=0.5", "--lda_dim=2")

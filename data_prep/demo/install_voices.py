@@ -71,7 +71,9 @@ def install() -> None:
     """Enable contrib / non-free, then install the engines and every voice package."""
     with open(SOURCES_FILE, "w", encoding="utf-8") as handle:
         handle.write(contrib_non_free_entry(debian_sources()))
-    apt = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    # DEBCONF_NOWARNINGS: no "delaying package configuration, since apt-utils is not
+    # installed", which a user cannot act on.
+    apt = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "DEBCONF_NOWARNINGS": "yes"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=apt)
     listing = subprocess.run(["apt-cache", "pkgnames"], capture_output=True, text=True,
                              check=True).stdout.split()
