@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import time
+from pathlib import Path
 
 from speechbrain.utils.checkpoints import (
     Checkpointer,
@@ -198,9 +199,7 @@ class TimeBudgetEpochCounter(EpochCounter):
         """The epoch (as SpeechBrain's counter: one less from an intra-epoch checkpoint) and,
         when this run has the same limit and budget, the plan; a plain ``EpochCounter``'s
         checkpoint (the epoch alone) is read too."""
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-        saved = json.loads(text) if text.lstrip().startswith("{") else {"current": int(text)}
+        saved = _counter_state(Path(path))
         self.current = saved["current"] - (not end_of_epoch)
         if (saved.get("limit"), saved.get("max_seconds")) == (self.limit, self.max_seconds):
             self.planned = saved["planned"]
@@ -213,5 +212,12 @@ def saved_plan(save_folder: str, counter_key: str = "counter") -> dict | None:
     checkpoint = Checkpointer(save_folder).find_checkpoint()
     if checkpoint is None or counter_key not in checkpoint.paramfiles:
         return None
-    text = checkpoint.paramfiles[counter_key].read_text(encoding="utf-8")
-    return json.loads(text) if text.lstrip().startswith("{") else None
+    saved = _counter_state(checkpoint.paramfiles[counter_key])
+    return saved if "planned" in saved else None
+
+
+def _counter_state(path: Path) -> dict:
+    """An epoch counter's checkpoint file: ours (JSON) or SpeechBrain's (the epoch alone, read
+    as ``{"current": epoch}``)."""
+    text = path.read_text(encoding="utf-8")
+    return json.loads(text) if text.lstrip().startswith("{") else {"current": int(text)}

@@ -79,13 +79,9 @@ def synthesize(voice: Voice, text: str, path: str, rate: float = 1.0, pitch: flo
     """Write ``voice`` saying ``text`` to the wav file ``path``; ``rate`` and ``pitch`` are
     factors around the voice's own (1.0). Engines without a pitch control (Festival, Flite)
     keep their own; the caller varies it afterwards. ``RuntimeError`` if nothing was made."""
-    encoding = "utf-8"
-    if voice.engine == "festival":  # Festival's diphone voices read 8-bit text
-        encoding = FESTIVAL_ENCODINGS.get(voice.language, "utf-8")
     with tempfile.TemporaryDirectory() as scratch:
         text_file = os.path.join(scratch, "text.txt")
-        with open(text_file, "w", encoding=encoding, errors="ignore") as handle:
-            handle.write(text + "\n")
+        _write_text(voice, text, text_file)
         if voice.engine in ("espeak", "mbrola"):
             command = ["espeak-ng", "-v", voice.name, "-s", str(round(165 * rate)),
                        "-p", str(round(50 * pitch)), "-w", path, "-f", text_file]
@@ -146,13 +142,11 @@ def synthesize_festival(voice: Voice, items: list[tuple[str, str, float]]) -> se
     process, as ``synthesize`` would one by one; returns the paths it finished. One it did
     not (Festival failed, or took too long) is to be made alone by ``synthesize``, which says
     why it cannot."""
-    encoding = FESTIVAL_ENCODINGS.get(voice.language, "utf-8")
     with tempfile.TemporaryDirectory() as scratch:
         calls = []
         for index, (text, path, rate) in enumerate(items):
             text_file = os.path.join(scratch, f"{index}.txt")
-            with open(text_file, "w", encoding=encoding, errors="ignore") as handle:
-                handle.write(text + "\n")
+            _write_text(voice, text, text_file)
             calls.append(f'(demo_say "{_scheme(text_file)}" "{_scheme(path)}" {1 / rate:.3f})')
         script = os.path.join(scratch, "say.scm")
         with open(script, "w", encoding="utf-8") as handle:
@@ -166,6 +160,15 @@ def synthesize_festival(voice: Voice, items: list[tuple[str, str, float]]) -> se
             return set()
     lines = said.decode("utf-8", errors="replace").splitlines()
     return {line[len("made "):] for line in lines if line.startswith("made ")}
+
+
+def _write_text(voice: Voice, text: str, path: str) -> None:
+    """The text file ``voice``'s engine reads: Festival's diphone voices read 8-bit text."""
+    encoding = "utf-8"
+    if voice.engine == "festival":
+        encoding = FESTIVAL_ENCODINGS.get(voice.language, "utf-8")
+    with open(path, "w", encoding=encoding, errors="ignore") as handle:
+        handle.write(text + "\n")
 
 
 def _scheme(text: str) -> str:
