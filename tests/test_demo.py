@@ -3,6 +3,7 @@ and the steps `make demo` runs, in miniature (a few espeak-ng voices, a C=32 mod
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from conftest import read_csv
 from speechbrain.utils.checkpoints import Checkpointer
 
 from custom_modules.data.trials import Trial, write_trials
+from custom_modules.errors import InputError
 from custom_modules.training.schedules import TimeBudgetEpochCounter
 from data_prep.demo.prepare import prepare_demo
 from recipes.demo_summary import demo_summary
@@ -101,6 +103,11 @@ def test_summary_reports_both_lists_the_targets_and_the_three_lines(tmp_path):
     counter.current = counter.planned = 2
     Checkpointer(tmp_path / "base/save", {"counter": counter}).save_checkpoint()
     assert "Training: 2 epochs of 5 (the 9-minute budget) + 1 large-margin epoch; last" in \
+        summary_of(tmp_path)
+    # A damaged counter file is a one-line error naming it.
+    counter_file = next((tmp_path / "base/save").glob("CKPT+*/counter.ckpt"))
+    counter_file.write_text('{"planned": ')
+    with pytest.raises(InputError, match=rf"^{re.escape(str(counter_file))}: not an epoch"):
         summary_of(tmp_path)
 
 

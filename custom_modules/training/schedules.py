@@ -220,4 +220,9 @@ def _counter_state(path: Path) -> dict:
     """An epoch counter's checkpoint file: ours (JSON) or SpeechBrain's (the epoch alone, read
     as ``{"current": epoch}``)."""
     text = path.read_text(encoding="utf-8")
-    return json.loads(text) if text.lstrip().startswith("{") else {"current": int(text)}
+    try:
+        saved = json.loads(text) if text.lstrip().startswith("{") else {"current": int(text)}
+        int(saved["current"])
+    except (ValueError, TypeError, KeyError):
+        raise InputError(f"{path}: not an epoch counter's checkpoint (damaged?)") from None
+    return saved
