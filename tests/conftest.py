@@ -72,6 +72,31 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
 """
 
 
+def speechbrain_model_folder(folder: Path) -> Path:
+    """A SpeechBrain speaker model folder in the layout of ``spkrec-ecapa-voxceleb`` (a tiny
+    ECAPA with random weights and batch-norm statistics, embedding statistics, two labels)."""
+    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN as SpeechBrainECAPA
+    from speechbrain.processing.features import InputNormalization
+
+    torch.manual_seed(0)
+    model = SpeechBrainECAPA(40, channels=[32, 32, 32, 32, 96], attention_channels=16,
+                             se_channels=16, lin_neurons=24)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if "running_var" in name:
+                tensor.uniform_(0.5, 2.0)
+            elif tensor.is_floating_point():
+                tensor.add_(0.05 * torch.randn_like(tensor))
+    torch.save(model.state_dict(), folder / "embedding_model.ckpt")
+    norm = InputNormalization(norm_type="global", std_norm=False)
+    norm(torch.randn(50, 1, 24) + 0.5, torch.ones(50))
+    norm._save(folder / "mean_var_norm_emb.ckpt")
+    (folder / "hyperparams.yaml").write_text(SPEECHBRAIN_HPARAMS.format(folder=folder))
+    (folder / "label_encoder.txt").write_text("'spk1' => 0\n'spk2' => 1\n================\n"
+                                              "'starting_index' => 0\n")
+    return folder
+
+
 TINY_MODEL = {"input_size": 40, "channels": [32, 32, 32, 32, 96], "attention_channels": 16,
               "se_channels": 16, "lin_neurons": 24}
 

@@ -4,10 +4,8 @@ our pretrained folder and gives the same embeddings as SpeechBrain's EncoderClas
 import numpy as np
 import pytest
 import torch
-from conftest import SPEECHBRAIN_HPARAMS
+from conftest import speechbrain_model_folder
 from speechbrain.inference.speaker import EncoderClassifier
-from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN as SpeechBrainECAPA
-from speechbrain.processing.features import InputNormalization
 
 from custom_modules import SpeakerEncoder
 from custom_modules.interop.speechbrain import import_speechbrain
@@ -16,24 +14,7 @@ from data_prep.synthetic_audio import speech_like
 
 @pytest.fixture(scope="module")
 def speechbrain_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("spkrec")
-    torch.manual_seed(0)
-    model = SpeechBrainECAPA(40, channels=[32, 32, 32, 32, 96], attention_channels=16,
-                             se_channels=16, lin_neurons=24)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if "running_var" in name:
-                tensor.uniform_(0.5, 2.0)
-            elif tensor.is_floating_point():
-                tensor.add_(0.05 * torch.randn_like(tensor))
-    torch.save(model.state_dict(), folder / "embedding_model.ckpt")
-    norm = InputNormalization(norm_type="global", std_norm=False)
-    norm(torch.randn(50, 1, 24) + 0.5, torch.ones(50))
-    norm._save(folder / "mean_var_norm_emb.ckpt")
-    (folder / "hyperparams.yaml").write_text(SPEECHBRAIN_HPARAMS.format(folder=folder))
-    (folder / "label_encoder.txt").write_text("'spk1' => 0\n'spk2' => 1\n================\n"
-                                              "'starting_index' => 0\n")
-    return folder
+    return speechbrain_model_folder(tmp_path_factory.mktemp("spkrec"))
 
 
 def test_converted_folder_gives_speechbrains_embeddings(speechbrain_folder, tmp_path):

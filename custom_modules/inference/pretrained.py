@@ -139,8 +139,8 @@ def load_embedder(source: str | os.PathLike, checkpoint: str | os.PathLike | Non
         path = weights / f"{name}.ckpt"
         if not path.is_file():
             continue
-        if hasattr(module, "_load"):  # SpeechBrain's statistics (e.g. mean_var_norm_emb)
-            module._load(str(path))
+        if hasattr(module, "_load_statistics_dict"):  # SpeechBrain's InputNormalization
+            module._load_statistics_dict(_normalisation_statistics(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
             try:
@@ -160,6 +160,28 @@ def load_embedder(source: str | os.PathLike, checkpoint: str | os.PathLike | Non
     embedder = Embedder(modules["compute_features"], modules["embedding_model"], emb_norm,
                         hparams["threshold"], hparams["sample_rate"])
     return embedder.to(device).eval()
+
+
+def _normalisation_statistics(path: Path) -> dict:
+    """The statistics of SpeechBrain's ``InputNormalization`` (``count``, ``glob_mean``,
+    ``glob_std``), read as data: its own ``_load`` calls ``torch.load`` without
+    ``weights_only``, which would run a pickle in a folder from someone else."""
+    try:
+        stats = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # any unreadable file is the folder's problem, not a bug
+        raise InputError(f"{path}: not a tensor file that can be read safely "
+                         f"({type(error).__name__})") from None
+    if not isinstance(stats, dict) or not {"count", "glob_mean", "glob_std"} <= set(stats):
+        raise InputError(f"{path}: not normalisation statistics (no count, glob_mean and "
+                         f"glob_std)")
+    mean, std = stats["glob_mean"], stats["glob_std"]
+    if not all(isinstance(t, torch.Tensor) and t.is_floating_point() and t.dim() == 1
+               for t in (mean, std)) or std.shape not in (mean.shape, (1,)) \
+            or not bool(torch.isfinite(mean).all() and torch.isfinite(std).all()):
+        raise InputError(f"{path}: glob_mean and glob_std are not finite vectors of one "
+                         f"size (or a single std)")
+    # SpeechBrain's older files carry per-speaker statistics too, which embedding never uses.
+    return {"count": stats["count"], "glob_mean": mean, "glob_std": std}
 
 
 def _indented(kwargs: dict) -> str:

@@ -3,7 +3,8 @@
 Input: a local folder in the layout of SpeechBrain's ``spkrec-ecapa-voxceleb``
 (``hyperparams.yaml`` with ``compute_features`` (Fbank), ``mean_var_norm``, ``embedding_model``
 (ECAPA_TDNN), optionally ``mean_var_norm_emb``; ``embedding_model.ckpt``, optionally
-``mean_var_norm_emb.ckpt``, ``classifier.ckpt``, ``label_encoder.txt``). The architecture is
+``mean_var_norm_emb.ckpt``, ``classifier.ckpt``, ``label_encoder.txt`` (or the same file as
+``label_encoder.ckpt``, the name SpeechBrain's pretrainer saves it under)). The architecture is
 read from the instantiated modules, so any ECAPA configuration converts; the weights load into
 our ``ECAPA_TDNN`` unchanged (same state-dict keys) and the frontend settings map onto
 ``MelFrontend``.
@@ -85,10 +86,10 @@ def import_speechbrain(source: str | os.PathLike, target: str | os.PathLike) -> 
             classifier = None
     else:
         classifier = None
-    labels = source / "label_encoder.txt"
+    labels = next((p for p in (source / "label_encoder.txt", source / "label_encoder.ckpt")
+                   if p.is_file()), None)
     write_pretrained(target, frontend, model, hparams.get("threshold"),
-                     None if classifier is None else classifier.weight,
-                     labels if labels.is_file() else None,
+                     None if classifier is None else classifier.weight, labels,
                      emb_norm_std=hparams["mean_var_norm_emb"].std_norm if has_emb_norm
                      else None)
     if has_emb_norm:
