@@ -12,8 +12,10 @@ import sys
 from custom_modules.config import load_recipe
 from custom_modules.errors import one_line_errors
 
+KEYS = ("import_model",)
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with one_line_errors():
-        folder = load_recipe(sys.argv[1:], ["import_model"]).hparams["import_model"]()
+        folder = load_recipe(sys.argv[1:], KEYS).hparams["import_model"]()
     print(f"pretrained folder: {folder}")

@@ -14,8 +14,10 @@ import sys
 from custom_modules.config import load_recipe
 from custom_modules.errors import one_line_errors
 
+KEYS = ("preparation",)
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with one_line_errors():
-        for step in load_recipe(sys.argv[1:], ["preparation"]).hparams["preparation"]:
+        for step in load_recipe(sys.argv[1:], KEYS).hparams["preparation"]:
             print(json.dumps(step(), indent=2))

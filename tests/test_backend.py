@@ -309,3 +309,37 @@ def test_backend_embedded_by_the_fast_graph_has_its_own_cache_and_the_same_cohor
     fast = load_backend(copy).scoring.cohort
     assert fast.shape == reference.shape
     assert torch.allclose(fast, reference, atol=1e-4)
+
+
+def test_classifier_cohort_embeds_nothing_and_scores_against_its_rows(tmp_path):
+    """cohort: classifier takes the folder's classifier rows (SpeechBrain's model: VoxCeleb's
+    7,205 speakers) as the AS-norm cohort: nothing is embedded (no embedder is given), and
+    the scores are AS-norm against exactly those rows (brute force)."""
+    from custom_modules.evaluation.backend_fit import (
+        Embedding,
+        ScoringOptions,
+        fit_scorings,
+        model_classifier,
+    )
+
+    torch.manual_seed(0)
+    rows = torch.randn(40, 8)
+    torch.save({"weight": rows}, tmp_path / "classifier.ckpt")
+    options = ScoringOptions("classifier", 100, None, 5, None, False, 0)
+    scorings = fit_scorings(None, {}, options, Embedding(None, 10.0, None),
+                            model_classifier(tmp_path))
+    scoring = scorings["as-norm"]
+    pairs = torch.randn(2, 8)
+    space = scoring.space(pairs)
+    got = scoring.scores(space, space, torch.tensor([0]), torch.tensor([1]))
+    unit = torch.nn.functional.normalize
+    cohort = unit(rows, dim=1)
+    raw = float(unit(pairs[0], dim=0) @ unit(pairs[1], dim=0))
+    expected = 0.0
+    for side in (0, 1):
+        top = (cohort @ unit(pairs[side], dim=0)).topk(5).values
+        expected += 0.5 * (raw - top.mean()) / top.std()
+    assert abs(float(got[0]) - float(expected)) < 1e-4
+    (tmp_path / "classifier.ckpt").write_bytes(b"not a tensor file")
+    with pytest.raises(ValueError, match="classifier.ckpt: not a tensor file"):
+        model_classifier(tmp_path)

@@ -14,7 +14,7 @@ from custom_modules.training.distributed import distributed_defaults
 RECIPES = {name: importlib.import_module(f"recipes.{name}")
            for name in ("train_speaker_embeddings", "speaker_verification", "visualize",
                         "demo_summary", "identification", "export_backend",
-                        "check_precisions", "diarize")}
+                        "check_precisions", "diarize", "import_speechbrain", "prepare_data")}
 # What reads each shipped YAML; a top-level key must be referenced in the file or read here.
 READERS = {"ecapa.yaml": ["train_speaker_embeddings", "export_backend"],
            "ecapa_c512.yaml": ["train_speaker_embeddings"],
@@ -25,7 +25,12 @@ READERS = {"ecapa.yaml": ["train_speaker_embeddings", "export_backend"],
            "visualize.yaml": ["visualize"], "demo_visualize.yaml": ["visualize"],
            "identify.yaml": ["identification"], "demo_identify.yaml": ["identification"],
            "precisions.yaml": ["check_precisions"], "diarize.yaml": ["diarize"],
-           "demo_diarize.yaml": ["diarize"]}
+           "demo_diarize.yaml": ["diarize"], "import_speechbrain.yaml": ["import_speechbrain"],
+           "real_speech.yaml": ["prepare_data"], "real_speech_backend.yaml": ["export_backend"],
+           "verify_real_speech.yaml": ["speaker_verification"],
+           "identify_real_speech.yaml": ["identification"],
+           "diarize_real_speech.yaml": ["diarize"],
+           "diarize_pyannote_sample.yaml": ["diarize"]}
 VOXCELEB = ["--data_folder=/data/vox2", "--voxceleb1_folder=/data/vox1"]
 PLACEHOLDERS = {"ecapa.yaml": VOXCELEB, "ecapa_c512.yaml": VOXCELEB,
                 "ecapa_folder.yaml": ["--data_folder=/data"],

@@ -25,13 +25,16 @@ from custom_modules.inference.speech import SpeechDetector
 from custom_modules.models.embedder import Embedder
 
 logger = logging.getLogger(__name__)
+COHORTS = ("speakers", "utterances", "classifier")
 
 
 class ScoringOptions(NamedTuple):
     """How the scorings are fitted on training utterances (see ``hparams/verify.yaml``).
 
     ``cohort``: ``speakers`` (per speaker the mean of ``cohort_per_speaker`` utterances, all
-    with ``None``) or ``utterances`` (``cohort_size`` at random); ``top_k``: AS-norm (``None``:
+    with ``None``), ``utterances`` (``cohort_size`` at random) or ``classifier`` (the model's
+    own classifier rows: one direction per training speaker, e.g. VoxCeleb's 7,205 for
+    SpeechBrain's model; the model's back-end only, nothing embedded); ``top_k``: AS-norm (``None``:
     S-norm over the whole cohort); ``lda_dim``: also an LDA back-end fitted on
     ``cohort_size`` random utterances; ``mean_subtraction``: subtract the cohort's mean first.
     """
@@ -56,8 +59,8 @@ class Embedding(NamedTuple):
 def variant_names(options: ScoringOptions, with_cohort: bool) -> list[str]:
     """The variants ``fit_scorings`` gives, in order; options that cannot work are refused
     before anything is embedded (that takes hours on VoxCeleb)."""
-    if options.cohort not in ("speakers", "utterances"):
-        raise InputError(f"cohort must be 'speakers' or 'utterances', got {options.cohort!r}")
+    if options.cohort not in COHORTS:
+        raise InputError(f"cohort must be one of {', '.join(COHORTS)}, got {options.cohort!r}")
     if options.top_k is not None and options.top_k < 2:
         raise InputError(f"AS-norm top_k={options.top_k} must be at least 2 (null: S-norm)")
     if options.lda_dim is not None and not with_cohort:
@@ -104,14 +107,23 @@ def embedded_pool(embedder: Embedder, training: dict[str, Utterance], kind: str,
 
 
 def fit_scorings(embedder: Embedder, training: dict[str, Utterance] | None,
-                 options: ScoringOptions, embedding: Embedding) -> dict[str, Scoring]:
-    """Every variant the options give (``variant_names``); ``training=None``: cosine only."""
+                 options: ScoringOptions, embedding: Embedding,
+                 classifier: torch.Tensor | None = None) -> dict[str, Scoring]:
+    """Every variant the options give (``variant_names``); ``training=None``: cosine only.
+    ``classifier`` ``(speakers, dim)``: the cohort of ``cohort: classifier``."""
     names = variant_names(options, training is not None)
     if training is None:
         return {"cosine": Scoring("cosine")}
-    pool = embedded_pool(embedder, training, options.cohort, options.cohort_size,
-                         options.cohort_per_speaker, options.seed, embedding)
-    cohort = speaker_means(*pool) if options.cohort == "speakers" else pool[0]
+    if options.cohort == "classifier":
+        if classifier is None:
+            raise InputError("cohort: classifier is the model's back-end's (the classifier "
+                             "rows of its folder); choose speakers or utterances here")
+        pool = None
+        cohort = classifier.float()
+    else:
+        pool = embedded_pool(embedder, training, options.cohort, options.cohort_size,
+                             options.cohort_per_speaker, options.seed, embedding)
+        cohort = speaker_means(*pool) if options.cohort == "speakers" else pool[0]
     mean = cohort.mean(dim=0) if options.mean_subtraction else None
     top_k = options.top_k
     if top_k is not None and top_k > len(cohort):
@@ -121,7 +133,7 @@ def fit_scorings(embedder: Embedder, training: dict[str, Utterance] | None,
     scorings = {"cosine": Scoring("cosine", mean),
                 names[1]: Scoring(names[1], mean, cohort=cohort, top_k=top_k)}
     if options.lda_dim is not None:
-        lda_pool = pool if options.cohort == "utterances" else embedded_pool(
+        lda_pool = pool if pool is not None and options.cohort == "utterances" else embedded_pool(
             embedder, training, "utterances", options.cohort_size, 1, options.seed, embedding)
         centred = lda_pool[0] if mean is None else lda_pool[0] - mean
         projection = fit_lda(centred, lda_pool[1], options.lda_dim)
@@ -175,8 +187,9 @@ def fit_model_backend(embedder: Embedder, folder: str | os.PathLike, training_cs
                           SpeechDetector() if speech_detection else None)
     embedder = with_precision(embedder, precision, folder)
     logger.info("back-end embeddings at %s", embedder.precision)
+    classifier = model_classifier(folder) if options.cohort == "classifier" else None
     scoring = fit_scorings(embedder, read_utterance_csvs([training_csv]), options,
-                           embedding)[variant]
+                           embedding, classifier)[variant]
     decisions = None
     if valid_trials is not None:
         catalogue = read_utterance_csvs([valid_csv]) if valid_csv else {}
@@ -189,3 +202,21 @@ def fit_model_backend(embedder: Embedder, folder: str | os.PathLike, training_cs
     backend.save(folder)
     logger.info("back-end %s written to %s", variant, folder)
     return backend
+
+
+def model_classifier(folder: str | os.PathLike) -> torch.Tensor:
+    """The classifier rows ``(speakers, dim)`` of a pretrained folder (``classifier.ckpt``,
+    read with ``weights_only``), each a training speaker's direction."""
+    path = os.path.join(folder, "classifier.ckpt")
+    if not os.path.isfile(path):
+        raise InputError(f"{folder}: no classifier.ckpt for cohort: classifier")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # any unreadable file is the folder's problem, not a bug
+        raise InputError(f"{path}: not a tensor file that can be read safely "
+                         f"({type(error).__name__})") from None
+    weight = state.get("weight") if isinstance(state, dict) else None
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2 or len(weight) < 2 \
+            or not bool(torch.isfinite(weight).all()):
+        raise InputError(f"{path}: no finite (speakers, dim) weight to use as a cohort")
+    return weight

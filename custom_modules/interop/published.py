@@ -84,7 +84,7 @@ def import_published(model: str | PublishedModel, target: str | os.PathLike,
                          f"or choose another output folder")
     download_folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".verified-", dir=download_folder) as staging:
-        origin = _gather(model, Path(staging), local_folder, download_folder, use_hub)
+        origin = verified_files(model, Path(staging), local_folder, download_folder, use_hub)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         partial.chmod(0o755)  # mkdtemp's 0700 would keep the model from other users
@@ -99,9 +99,10 @@ def import_published(model: str | PublishedModel, target: str | os.PathLike,
     return target
 
 
-def _gather(model: PublishedModel, staging: Path, local_folder, download_folder: Path,
-            use_hub: bool) -> str:
-    """Verified copies of the model's files in ``staging``; returns where they came from."""
+def verified_files(model: PublishedModel, staging: Path, local_folder: str | os.PathLike | None,
+                   download_folder: Path, use_hub: bool) -> str:
+    """Verified copies of the model's files (SpeechBrain's layout) in the empty folder
+    ``staging``; returns where they came from."""
     if local_folder is not None:
         _from_local(model, Path(local_folder), staging)
         return f"the local folder {local_folder}"

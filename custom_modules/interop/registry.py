@@ -121,8 +121,9 @@ def unpack_debian(deb: str | os.PathLike, target: str | os.PathLike) -> Path:
 
 def copy_member(archive: zipfile.ZipFile, member: str, target: Path,
                 pin: PinnedFile | None = None) -> Path:
-    """Copy ``member`` of a ZIP archive to ``target`` (a new file: an existing path is never
-    written through), checking its size before reading and its hash after."""
+    """Copy ``member`` of a ZIP archive to ``target`` (a new file: an existing file or link
+    there is removed first, never written through), checking its size before reading and its
+    hash after."""
     try:
         info = archive.getinfo(member)
     except KeyError:
@@ -131,6 +132,7 @@ def copy_member(archive: zipfile.ZipFile, member: str, target: Path,
         raise InputError(f"{archive.filename}: {member} is {info.file_size} bytes, expected "
                          f"{pin.bytes}")
     target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
     with archive.open(info) as source, open(target, "xb") as sink:
         shutil.copyfileobj(source, sink, CHUNK)
     if pin is not None:
