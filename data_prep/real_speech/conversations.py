@@ -2,8 +2,8 @@
 (``data_prep.conversations``), the development speakers' for tuning and the test speakers'
 for the report (as the sets split them), each conversation among the speakers of one source
 and language (a council's members, one dubbing's actors); and the two-speaker recording
-that pyannote.audio ships (``pyannote.audio==4.0.7`` wheel, MIT: ``sample.wav`` with its ``sample.rttm``, 30 s),
-pinned by SHA-256 and read out of the wheel as a ZIP archive.
+that pyannote.audio ships (``pyannote.audio==4.0.7`` wheel, MIT: ``sample.wav`` with its
+``sample.rttm``, 30 s), pinned by SHA-256 and read out of the wheel as a ZIP archive.
 """
 
 import csv
