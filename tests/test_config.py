@@ -30,7 +30,8 @@ READERS = {"ecapa.yaml": ["train_speaker_embeddings", "export_backend"],
            "verify_real_speech.yaml": ["speaker_verification"],
            "identify_real_speech.yaml": ["identification"],
            "diarize_real_speech.yaml": ["diarize"],
-           "diarize_pyannote_sample.yaml": ["diarize"]}
+           "diarize_pyannote_sample.yaml": ["diarize"],
+           "precisions_real_speech.yaml": ["check_precisions"]}
 VOXCELEB = ["--data_folder=/data/vox2", "--voxceleb1_folder=/data/vox1"]
 PLACEHOLDERS = {"ecapa.yaml": VOXCELEB, "ecapa_c512.yaml": VOXCELEB,
                 "ecapa_folder.yaml": ["--data_folder=/data"],

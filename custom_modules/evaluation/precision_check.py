@@ -54,7 +54,8 @@ def check_precisions(embedder: Embedder, model_folder: str | os.PathLike,
     backend = load_backend(model_folder) if has_backend(model_folder) else None
     scoring = backend.scoring if backend is not None else Scoring("cosine")
     speech = SpeechDetector() if backend is not None and backend.speech_detection else None
-    lists = {name: read_trials(path) for name, path in trial_lists.items()}
+    lists = {name: read_trials(path) for name, path in trial_lists.items()
+             if path is not None}   # null leaves a list of the base YAML out
     catalogue = read_utterance_csvs(utterance_csvs)
     entries = {e for trials in lists.values() for t in trials for e in (t.enrol, t.test)}
     found, missing = resolve(entries, catalogue, None)
