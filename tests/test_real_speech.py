@@ -202,3 +202,21 @@ def test_a_malformed_collection_table_is_one_line(tmp_path):
     (tmp_path / "utterances.csv").write_text("entry,speaker\nx.wav,a\n")
     with pytest.raises(InputError, match="columns must be entry,speaker,session"):
         read_collection(tmp_path)
+
+
+def test_conversations_keep_to_their_side_and_their_group(tmp_path):
+    from data_prep.real_speech.conversations import speaker_groups
+
+    folders = {"council": collection(tmp_path / "council", {f"c{k}": ("en", 4)
+                                                            for k in range(4)}),
+               "game": collection(tmp_path / "game", {"g1": ("cs", 2), "g2": ("cs", 2),
+                                                      "g3": ("nl", 2), "g4": ("nl", 2)})}
+    summary = build_sets(folders, {"council": 0.5, "game": "test"}, str(tmp_path / "sets"),
+                         1000, 4, 0)
+    parts = speaker_groups(folders, str(tmp_path / "sets" / "sets.json"))
+    assert [sorted(g) for g in parts["dev"]] == [sorted(summary["development"]["speakers"])]
+    tested = [sorted(g) for g in parts["test"]]
+    council_test = sorted(set(summary["test_speakers"]) - {"g1", "g2", "g3", "g4"})
+    assert tested == [council_test, ["g1", "g2"], ["g3", "g4"]]   # one group a language
+    sessions = parts["test"][1]["g1"]                              # sessions s0, s1 in order
+    assert sessions == [[str(tmp_path / "game/g1/r0.wav")], [str(tmp_path / "game/g1/r1.wav")]]
