@@ -38,6 +38,24 @@ def test_spectral_clustering_finds_the_speakers_and_their_number():
     assert len(set(cluster(vectors, 0.2, 10, 2).tolist())) == 2       # the number given
 
 
+def test_merging_joins_a_voice_split_in_two_and_clusters_again():
+    """Four voices, two of them close (cosine 0.8 between their centres): merging at 0.7
+    leaves three speakers, clustered again as three (the two close voices one cluster); at
+    0.9 nothing is joined; a given number is never merged."""
+    gen = torch.Generator().manual_seed(1)
+    centres = F.normalize(torch.randn(4, 32, generator=gen), dim=1)
+    centres[1] = F.normalize(0.8 * centres[0] + 0.6 * F.normalize(
+        centres[1] - (centres[1] @ centres[0]) * centres[0], dim=0), dim=0)
+    truth = torch.randint(0, 4, (160,), generator=gen)
+    vectors = F.normalize(centres[truth] + 0.1 * torch.randn(160, 32, generator=gen), dim=1)
+    assert len(set(cluster(vectors, 0.2, 10, None).tolist())) == 4
+    joined = cluster(vectors, 0.2, 10, None, merge=0.7)
+    expected = torch.where(truth == 1, 0, truth).numpy()
+    assert adjusted_rand_score(expected, joined) == 1.0
+    assert adjusted_rand_score(truth.numpy(), cluster(vectors, 0.2, 10, None, 0.9)) == 1.0
+    assert len(set(cluster(vectors, 0.2, 10, 4, merge=0.7).tolist())) == 4
+
+
 def test_resegmentation_puts_the_boundary_between_window_centres():
     """Speaker a fills 0-3 s, b 3-6 s; windows of 1.5 s every 0.75 s: the two windows that
     straddle 3 s are half and half (their vectors the mean of both), so frames switch where

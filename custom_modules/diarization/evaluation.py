@@ -96,7 +96,8 @@ def oracle_regions(reference: list[Segment]) -> np.ndarray:
 
 def run_diarization(embedder: Embedder, model_folder: str | os.PathLike, recordings: str,
                     output_folder: str, options: DiarizationOptions, prunings: list[float],
-                    collar: float, timeline_recording: str | None, preparation: list) -> dict:
+                    merges: list[float | None], collar: float, timeline_recording: str | None,
+                    preparation: list) -> dict:
     """Run the ``preparation`` steps, tune on the ``dev`` recordings, score the ``test``
     ones; write hypotheses (RTTM and JSON), ``report.json`` and the tuned settings; returns
     the report (with the timeline recording's reference and hypothesis, its clusters named
@@ -125,23 +126,37 @@ def run_diarization(embedder: Embedder, model_folder: str | os.PathLike, recordi
 
     most = options.max_speakers
 
-    def diarized(key, pruning: float, speakers: int | None) -> list[Segment]:
-        return segments(analyses[key], pruning, most, speakers)
+    def diarized(key, pruning: float, speakers: int | None,
+                 merge: float | None) -> list[Segment]:
+        return segments(analyses[key], pruning, most, speakers, merge)
 
-    tuning = {f"{p:g}": scored(parts["dev"], {r.id: diarized(r.id, p, None)
-                                              for r in parts["dev"]})["der"]
-              for p in prunings}
-    pruning = float(min(tuning, key=tuning.get))
+    if not merges:
+        raise InputError("merges: give at least one cluster merging threshold (null: none)")
+    grid, miscounted = {}, {}
+    for p in prunings:
+        for m in merges:
+            found = {r.id: diarized(r.id, p, None, m) for r in parts["dev"]}
+            grid[p, m] = scored(parts["dev"], found)["der"]
+            miscounted[p, m] = sum(len({s.speaker for s in found[r.id]}) != _speakers(r.reference)
+                                   for r in parts["dev"])
+    # The lowest DER; among equal ones (to 0.01 points) the fewest speaker counts wrong,
+    # then the first in the lists' order.
+    pruning, merge = min(grid, key=lambda k: (round(grid[k], 2), miscounted[k]))
+    tuning = {f"{p:g}": min(der for (q, _), der in grid.items() if q == p) for p in prunings}
     start = time.perf_counter()
-    hypotheses = {r.id: diarized(r.id, pruning, None) for r in parts["test"]}
+    hypotheses = {r.id: diarized(r.id, pruning, None, merge) for r in parts["test"]}
     processing += time.perf_counter() - start
-    given = {r.id: diarized(r.id, pruning, _speakers(r.reference)) for r in parts["test"]}
-    oracle = {r.id: diarized((r.id, "oracle"), pruning, None) for r in parts["test"]}
+    given = {r.id: diarized(r.id, pruning, _speakers(r.reference), None)
+             for r in parts["test"]}
+    oracle = {r.id: diarized((r.id, "oracle"), pruning, None, merge) for r in parts["test"]}
     test = parts["test"]
     counted = [len({s.speaker for s in hypotheses[r.id]}) == _speakers(r.reference)
                for r in test]
     report = {"precision": embedder.precision, "options": options._asdict(),
-              "collar": collar, "pruning": pruning, "dev_der_by_pruning": tuning,
+              "collar": collar, "pruning": pruning, "merge": merge,
+              "dev_der_by_pruning": tuning,
+              "dev_der_by_merge": {str(m): min(der for (_, n), der in grid.items() if n == m)
+                                   for m in merges},
               "dev_recordings": len(parts["dev"]),
               "test_recordings": len(test), "test_seconds": audio_seconds,
               "estimated": scored(test, hypotheses), "given": scored(test, given),
@@ -155,9 +170,9 @@ def run_diarization(embedder: Embedder, model_folder: str | os.PathLike, recordi
         write_json(folder / "hypotheses" / f"{r.id}.json", r.id, hypotheses[r.id])
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     Path(model_folder, SETTINGS).write_text(json.dumps(
-        {"pruning": pruning, "options": options._asdict(),
+        {"pruning": pruning, "merge": merge, "options": options._asdict(),
          "tuned_on": f"{recordings} (dev part, {len(parts['dev'])} recordings)",
-         "dev_der": tuning[f"{pruning:g}"]}, indent=2) + "\n", encoding="utf-8")
+         "dev_der": grid[pruning, merge]}, indent=2) + "\n", encoding="utf-8")
     shown = timeline_recording or test[0].id
     chosen = next((r for r in test if r.id == shown), None)
     if chosen is None:
@@ -176,8 +191,11 @@ def _speakers(reference: list[Segment]) -> int:
 
 def report_lines(report: dict) -> list[str]:
     """The report for people."""
-    lines = [f"affinity pruning {report['pruning']:g} (tuned on {report['dev_recordings']} dev "
-             f"recordings); {report['test_recordings']} test recordings, "
+    merge = "no cluster merging" if report["merge"] is None else \
+        f"clusters merged at cosine {report['merge']:g}"
+    lines = [f"affinity pruning {report['pruning']:g}, {merge} (tuned on "
+             f"{report['dev_recordings']} dev recordings); {report['test_recordings']} test "
+             f"recordings, "
              f"{report['test_seconds'] / 60:.1f} min; collar {report['collar']:g} s, overlap "
              f"scored"]
     for mode, label in (("estimated", "speakers estimated"), ("given", "speakers given"),

@@ -132,14 +132,17 @@ def analyse(embedder: Embedder, wave: torch.Tensor, regions: np.ndarray,
 
 
 def cluster(vectors: torch.Tensor, pruning: float, max_speakers: int,
-            num_speakers: int | None) -> np.ndarray:
+            num_speakers: int | None, merge: float | None = None) -> np.ndarray:
     """Spectral clustering of unit vectors ``(windows, d)``: labels ``(windows,)`` from 0.
 
     The affinity is the cosine similarity, each row keeping only its ``pruning`` share of
     highest entries (then made symmetric); the number of clusters is ``num_speakers``, or the
     largest gap among the smallest ``max_speakers + 1`` eigenvalues of the normalised
     Laplacian (the eigengap estimate); the rows of the first eigenvectors are clustered by
-    k-means.
+    k-means. When the number was estimated and ``merge`` is set, the two clusters whose
+    centroids are closest are joined while their cosine is at least ``merge`` (the eigengap
+    splits one voice in two more often than it joins two), and the clustering is done again
+    for the number left.
     """
     count = len(vectors)
     if count < 3:
@@ -158,9 +161,50 @@ def cluster(vectors: torch.Tensor, pruning: float, max_speakers: int,
     clusters = min(clusters, count)
     if clusters == 1:
         return np.zeros(count, dtype=np.int64)
-    points = vectors_[:, :clusters]
+    labels = _spectral_labels(vectors_, clusters)
+    if num_speakers is None and merge is not None:
+        # The merging decides how many speakers there are; the spectral clustering is then
+        # done again for that number (joining two of k clusters is not the best k-1).
+        merged = int(merge_close_clusters(vectors, labels, merge).max()) + 1
+        if merged == 1:
+            return np.zeros(count, dtype=np.int64)
+        if merged < clusters:
+            labels = _spectral_labels(vectors_, merged)
+    return labels
+
+
+def _spectral_labels(eigenvectors: np.ndarray, clusters: int) -> np.ndarray:
+    """k-means of the rows of the first ``clusters`` eigenvectors, normalised."""
+    points = eigenvectors[:, :clusters]
     points = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)
     return KMeans(clusters, n_init=10, random_state=0).fit_predict(points).astype(np.int64)
+
+
+def merge_close_clusters(vectors: torch.Tensor, labels: np.ndarray, merge: float
+                         ) -> np.ndarray:
+    """Join the two clusters with the closest centroids while their cosine is at least
+    ``merge``; labels renumbered from 0 in order of first appearance.
+
+    >>> v = torch.tensor([[1.0, 0.0], [0.96, 0.28], [0.0, 1.0]])
+    >>> merge_close_clusters(v, np.array([0, 1, 2]), 0.9).tolist()
+    [0, 0, 1]
+    """
+    labels = labels.copy()
+    while True:
+        present = np.unique(labels)
+        if len(present) < 2:
+            break
+        means = F.normalize(torch.stack([vectors[torch.from_numpy(labels == c)].mean(dim=0)
+                                         for c in present]), dim=1)
+        similarity = (means @ means.T).fill_diagonal_(-2.0)
+        best = int(similarity.argmax())
+        a, b = divmod(best, len(present))
+        if float(similarity[a, b]) < merge:
+            break
+        labels[labels == present[b]] = present[a]
+    _, first = np.unique(labels, return_index=True)
+    order = {int(labels[i]): n for n, i in enumerate(sorted(first))}
+    return np.array([order[int(c)] for c in labels], dtype=np.int64)
 
 
 def resegment(analysis: Analysis, labels: np.ndarray, names: list[str] | None = None
@@ -226,14 +270,17 @@ def _runs(times: np.ndarray, labels: np.ndarray, names: list[str] | None) -> lis
 
 
 def segments(analysis: Analysis, pruning: float, max_speakers: int,
-             num_speakers: int | None) -> list[Segment]:
+             num_speakers: int | None, merge: float | None = None) -> list[Segment]:
     """The recording's segments, the number of speakers estimated or given."""
-    return resegment(analysis, cluster(analysis.vectors, pruning, max_speakers, num_speakers))
+    return resegment(analysis, cluster(analysis.vectors, pruning, max_speakers, num_speakers,
+                                       merge))
 
 
-def read_settings(folder: str | os.PathLike) -> tuple[DiarizationOptions, float]:
-    """The options and affinity pruning tuned for a model (``<folder>/diarization.json``,
-    written by ``recipes/diarize.py``); a one-line error when there are none."""
+def read_settings(folder: str | os.PathLike
+                  ) -> tuple[DiarizationOptions, float, float | None]:
+    """The options, affinity pruning and cluster merging threshold tuned for a model
+    (``<folder>/diarization.json``, written by ``recipes/diarize.py``; files from before
+    the merging have none); a one-line error when there are none."""
     path = Path(folder, SETTINGS)
     if not path.is_file():
         raise InputError(f"{path}: this model has no diarization settings; tune them on "
@@ -241,7 +288,9 @@ def read_settings(folder: str | os.PathLike) -> tuple[DiarizationOptions, float]
                          f"hparams/diarize.yaml ...")
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))
-        return DiarizationOptions(**settings["options"]), float(settings["pruning"])
+        merge = settings.get("merge")
+        return (DiarizationOptions(**settings["options"]), float(settings["pruning"]),
+                None if merge is None else float(merge))
     except (ValueError, KeyError, TypeError) as error:
         raise InputError(f"{path}: not readable diarization settings "
                          f"({type(error).__name__}: {error})") from None

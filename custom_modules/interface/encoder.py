@@ -303,13 +303,13 @@ class SpeakerEncoder:
         if self.folder is None:
             raise InputError("this SpeakerEncoder was not loaded from a folder: no "
                              "diarization settings")
-        options, pruning = read_settings(self.folder)
+        options, pruning, merge = read_settings(self.folder)
         wave = read_audio(path, self.embedder.sample_rate)
         detector = self.speech if self.speech is not None else SpeechDetector()
         analysis = analyse(self.embedder, wave,
                            speech_regions(wave, detector, options, self.embedder.sample_rate),
                            options)
-        labels = cluster(analysis.vectors, pruning, options.max_speakers, num_speakers)
+        labels = cluster(analysis.vectors, pruning, options.max_speakers, num_speakers, merge)
         names = None
         if name_speakers and len(labels):
             enrolled, profiles = self.enrolments.profiles()
