@@ -35,7 +35,7 @@ from benchmarks.machine import describe
 from custom_modules.audio import read_audio
 from custom_modules.data.catalogue import read_utterance_csvs
 from custom_modules.data.trials import read_trials, utterance_id
-from custom_modules.evaluation.backend import has_backend, load_backend, rates_at
+from custom_modules.evaluation.backend import Scoring, has_backend, load_backend, rates_at
 from custom_modules.evaluation.metrics import cllr, eer, min_dcf
 from custom_modules.inference.embedding import embed_utterances
 from custom_modules.inference.precision import with_precision
@@ -44,6 +44,7 @@ from custom_modules.inference.speech import SpeechDetector
 from custom_modules.interop.published import PublishedModel, verified_files
 
 OUTPUT = Path("exps/real_speech_table")
+COSINE = Scoring("cosine")
 
 
 def test_sets(sets_folder: Path) -> dict[str, tuple[dict, list]]:
@@ -82,10 +83,9 @@ def mfcc_embeddings(utterances: list) -> dict[str, torch.Tensor]:
     return out
 
 
-def trial_scores(vectors: dict[str, torch.Tensor], trials: list, scoring=None
+def trial_scores(vectors: dict[str, torch.Tensor], trials: list, scoring: Scoring
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores and labels of the trials whose both sides were embedded (cosine, or the
-    back-end's ``scoring``)."""
+    """Scores and labels of the trials whose both sides were embedded."""
     kept = [t for t in trials if utterance_id(t.enrol) in vectors
             and utterance_id(t.test) in vectors]
     ids = sorted({utterance_id(e) for t in kept for e in (t.enrol, t.test)})
@@ -93,13 +93,8 @@ def trial_scores(vectors: dict[str, torch.Tensor], trials: list, scoring=None
     matrix = torch.stack([vectors[i].float() for i in ids])
     enrol = torch.tensor([row[utterance_id(t.enrol)] for t in kept])
     test = torch.tensor([row[utterance_id(t.test)] for t in kept])
-    if scoring is None:
-        unit = torch.nn.functional.normalize(matrix, dim=1)
-        scores = (unit[enrol] * unit[test]).sum(dim=1)
-    else:
-        space = scoring.space(matrix)
-        scores = scoring.scores(space, space, enrol, test)
-    return scores, torch.tensor([t.label for t in kept])
+    space = scoring.space(matrix)
+    return scoring.scores(space, space, enrol, test), torch.tensor([t.label for t in kept])
 
 
 def metrics(scores: torch.Tensor, labels: torch.Tensor, backend=None) -> dict:
@@ -136,7 +131,7 @@ def main() -> None:
     systems: dict[str, tuple[dict, object, object]] = {}
     anchor = speechbrain_embeddings(utterances, args.downloads)
     seconds = {"speechbrain": time.perf_counter() - started}
-    systems["speechbrain (EncoderClassifier, cosine)"] = (anchor, None, None)
+    systems["speechbrain (EncoderClassifier, cosine)"] = (anchor, COSINE, None)
     embedder = load_embedder(args.model)
     started = time.perf_counter()
     with torch.inference_mode():   # each file alone, as SpeakerEncoder.encode_file embeds it
@@ -147,7 +142,7 @@ def main() -> None:
                  for i in ours)
     in_batches = min(torch.nn.functional.cosine_similarity(batched[i], anchor[i], dim=0).item()
                      for i in batched)
-    systems["ours (cosine)"] = (ours, None, None)
+    systems["ours (cosine)"] = (ours, COSINE, None)
     fast = with_precision(embedder, "fp32-fast", args.model)
     with_vad, _ = embed_utterances(fast, utterances, cache, skip_bad=True, speech=speech)
     systems["ours + back-end (speech detection)"] = (with_vad, backend.scoring, backend)
@@ -157,7 +152,7 @@ def main() -> None:
                                    skip_bad=True, speech=speech)
         demo_backend = load_backend(args.demo)
         systems["demo model + its back-end"] = (demo, demo_backend.scoring, demo_backend)
-    systems["MFCC mean+std (cosine)"] = (mfcc_embeddings(utterances), None, None)
+    systems["MFCC mean+std (cosine)"] = (mfcc_embeddings(utterances), COSINE, None)
     table = {}
     pooled = [t for _, trials in sets.values() for t in trials]
     for system, (vectors, scoring, decisions) in systems.items():

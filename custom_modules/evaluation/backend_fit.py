@@ -21,6 +21,7 @@ from custom_modules.evaluation.backend import Backend, Decisions, Scoring, fit_d
 from custom_modules.evaluation.scoring import fit_lda, speaker_means
 from custom_modules.inference.embedding import embed_utterances
 from custom_modules.inference.precision import with_precision
+from custom_modules.inference.pretrained import read_tensor_file
 from custom_modules.inference.speech import SpeechDetector
 from custom_modules.models.embedder import Embedder
 
@@ -210,11 +211,7 @@ def model_classifier(folder: str | os.PathLike) -> torch.Tensor:
     path = os.path.join(folder, "classifier.ckpt")
     if not os.path.isfile(path):
         raise InputError(f"{folder}: no classifier.ckpt for cohort: classifier")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # any unreadable file is the folder's problem, not a bug
-        raise InputError(f"{path}: not a tensor file that can be read safely "
-                         f"({type(error).__name__})") from None
+    state = read_tensor_file(path)
     weight = state.get("weight") if isinstance(state, dict) else None
     if not isinstance(weight, torch.Tensor) or weight.dim() != 2 or len(weight) < 2 \
             or not bool(torch.isfinite(weight).all()):

@@ -162,15 +162,21 @@ def load_embedder(source: str | os.PathLike, checkpoint: str | os.PathLike | Non
     return embedder.to(device).eval()
 
 
+def read_tensor_file(path: str | os.PathLike):
+    """A model folder's tensor file, read as data (``weights_only=True``, on the CPU); a file
+    that cannot be read so (a pickle, a damaged file) is a one-line ``InputError``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # any unreadable file is the folder's problem, not a bug
+        raise InputError(f"{path}: not a tensor file that can be read safely "
+                         f"({type(error).__name__})") from None
+
+
 def _normalisation_statistics(path: Path) -> dict:
     """The statistics of SpeechBrain's ``InputNormalization`` (``count``, ``glob_mean``,
     ``glob_std``), read as data: its own ``_load`` calls ``torch.load`` without
     ``weights_only``, which would run a pickle in a folder from someone else."""
-    try:
-        stats = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # any unreadable file is the folder's problem, not a bug
-        raise InputError(f"{path}: not a tensor file that can be read safely "
-                         f"({type(error).__name__})") from None
+    stats = read_tensor_file(path)
     if not isinstance(stats, dict) or not {"count", "glob_mean", "glob_std"} <= set(stats):
         raise InputError(f"{path}: not normalisation statistics (no count, glob_mean and "
                          f"glob_std)")

@@ -121,9 +121,10 @@ def unpack_debian(deb: str | os.PathLike, target: str | os.PathLike) -> Path:
 
 def copy_member(archive: zipfile.ZipFile, member: str, target: Path,
                 pin: PinnedFile | None = None) -> Path:
-    """Copy ``member`` of a ZIP archive to ``target`` (a new file: an existing file or link
-    there is removed first, never written through), checking its size before reading and its
-    hash after."""
+    """Copy ``member`` of a ZIP archive to ``target``, checking its size before reading and
+    its hash after. The bytes go to a new ``<target>.part`` (an existing file or link there is
+    removed first, never written through), renamed to ``target`` once checked: ``target`` is
+    complete or absent."""
     try:
         info = archive.getinfo(member)
     except KeyError:
@@ -132,9 +133,11 @@ def copy_member(archive: zipfile.ZipFile, member: str, target: Path,
         raise InputError(f"{archive.filename}: {member} is {info.file_size} bytes, expected "
                          f"{pin.bytes}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.unlink(missing_ok=True)
-    with archive.open(info) as source, open(target, "xb") as sink:
+    partial = target.with_name(target.name + ".part")
+    partial.unlink(missing_ok=True)
+    with archive.open(info) as source, open(partial, "xb") as sink:
         shutil.copyfileobj(source, sink, CHUNK)
     if pin is not None:
-        check_pinned(target, pin)
+        check_pinned(partial, pin)
+    partial.replace(target)
     return target

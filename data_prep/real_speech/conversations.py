@@ -66,8 +66,7 @@ def pyannote_sample(conversations: str, download_folder: str, output_folder: str
     with zipfile.ZipFile(wheel) as archive:
         for name, pin in SAMPLE.items():
             if not (out / name).is_file():
-                copy_member(archive, f"pyannote/audio/sample/{name}", out / f"{name}.part", pin)
-                (out / f"{name}.part").rename(out / name)
+                copy_member(archive, f"pyannote/audio/sample/{name}", out / name, pin)
     with open(conversations, newline="", encoding="utf-8") as handle:
         rows = [row for row in csv.DictReader(handle) if row["part"] == "dev"]
     rows.append({"ID": "sample", "part": "test", "wav": str(out / "sample.wav"),

