@@ -14,6 +14,8 @@ Systems, each embedding every test piece once:
 - ``ours+backend``: the folder's back-end (score normalisation, calibration, operating
   points) with speech detection on, as ``SpeakerEncoder`` scores; ``ours+backend, no VAD``:
   the same back-end on whole files;
+- ``resemblyzer``: Resemblyzer's GE2E encoder as its own package runs it, cosine (a peer;
+  ``benchmarks.resemblyzer_peer``);
 - ``demo``: the synthetic-voice demo model's folder with its own back-end, when it exists;
 - ``mfcc``: mean and standard deviation of 20 MFCCs per file, cosine (a floor).
 
@@ -31,6 +33,7 @@ from pathlib import Path
 import torch
 import torchaudio
 
+from benchmarks import resemblyzer_peer
 from benchmarks.machine import describe
 from custom_modules.audio import read_audio
 from custom_modules.data.catalogue import read_utterance_csvs
@@ -152,6 +155,11 @@ def main() -> None:
                                    skip_bad=True, speech=speech)
         demo_backend = load_backend(args.demo)
         systems["demo model + its back-end"] = (demo, demo_backend.scoring, demo_backend)
+    started = time.perf_counter()
+    systems["Resemblyzer (GE2E, cosine)"] = (resemblyzer_peer.embeddings(
+        {u.id: u.wav for u in utterances}, Path("exps/peers/resemblyzer"), args.downloads),
+        COSINE, None)
+    seconds["resemblyzer"] = time.perf_counter() - started
     systems["MFCC mean+std (cosine)"] = (mfcc_embeddings(utterances), COSINE, None)
     table = {}
     pooled = [t for _, trials in sets.values() for t in trials]

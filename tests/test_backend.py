@@ -73,15 +73,21 @@ def test_operating_points_and_calibration_against_hand_counts_and_sklearn():
     targets = 0.5 + torch.arange(100) / 100                   # 0.50 ... 1.49
     scores = torch.cat([targets, nontargets])
     labels = torch.cat([torch.ones(100), torch.zeros(100)])
-    decisions = fit_decisions(scores, labels, [0.05, 0.001], "hand")
+    decisions = fit_decisions(scores, labels, [0.1, 0.05, 0.001], "hand")
     points = decisions.operating_points
-    # 5 non-targets (0.95 ... 0.99) stay above 0.94; any lower threshold lets 6 through.
-    assert points["far_5%"].threshold == pytest.approx(0.94)
-    assert points["far_5%"].false_accept == pytest.approx(0.05)
-    assert points["far_5%"].false_reject == pytest.approx(0.45)      # targets 0.50 ... 0.94
-    # 0.1 % of 100 rounds down to none: above the highest non-target.
-    assert points["far_0.1%"].threshold == pytest.approx(0.99)
+    # 10 non-targets (0.90 ... 0.99) stay above 0.89; any lower threshold lets 11 through.
+    assert points["far_10%"].threshold == pytest.approx(0.89)
+    assert points["far_10%"].false_accept == pytest.approx(0.10)
+    assert points["far_10%"].false_reject == pytest.approx(0.40)     # targets 0.50 ... 0.89
+    # Fewer than 10 non-targets above: the stricter of the count (0.94 for 5 %, the highest
+    # non-target 0.99 for 0.1 %) and a normal fitted to the non-targets (mean 0.495, sample
+    # standard deviation by numpy).
+    spread = float(np.std(nontargets.double().numpy(), ddof=1))
+    assert points["far_5%"].threshold == pytest.approx(0.495 + 1.6448536 * spread)   # 0.972
+    assert points["far_5%"].false_accept == pytest.approx(0.02)      # 0.98, 0.99
+    assert points["far_0.1%"].threshold == pytest.approx(0.495 + 3.0902323 * spread)  # 1.391
     assert points["far_0.1%"].false_accept == 0
+    assert points["far_0.1%"].false_reject == pytest.approx(0.90)    # targets 0.50 ... 1.39
     assert points["eer"].threshold == pytest.approx(eer(targets, nontargets)[1])
     reference = LogisticRegression(C=1e6, class_weight="balanced", tol=1e-8, max_iter=1000)
     reference.fit(scores.double().numpy().reshape(-1, 1), labels.numpy())

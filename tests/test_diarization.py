@@ -20,7 +20,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from custom_modules import SpeakerEncoder
 from custom_modules.diarization.evaluation import score
-from custom_modules.diarization.pipeline import Analysis, cluster, resegment
+from custom_modules.diarization.pipeline import DEFAULT_SETTINGS, Analysis, cluster, resegment
 from custom_modules.diarization.rttm import Segment, read_rttm, write_rttm
 from custom_modules.errors import InputError
 from data_prep import synthetic_audio
@@ -191,6 +191,12 @@ def test_recipe_report_equals_pyannote_on_its_files_and_the_interface(tmp_path):
     named = enrolling.diarize(first["wav"], name_speakers=True)
     assert (named[0].start, named[-1].end) == (found[0].start, found[-1].end)
     assert all(s.speaker == "first" or s.speaker.startswith("unknown_") for s in named)
-    with pytest.raises(InputError, match="diarization.json: this model has no diarization"):
-        SpeakerEncoder.from_hparams(source=tiny_pretrained(tmp_path / "fresh")).diarize(
-            first["wav"])
+    # A folder without tuned settings (an imported model) diarizes with the shipped ones:
+    # the same segments as those settings written into the folder give.
+    fresh = tiny_pretrained(tmp_path / "fresh")
+    untuned = SpeakerEncoder.from_hparams(source=fresh).diarize(first["wav"])
+    (fresh / "diarization.json").write_bytes(DEFAULT_SETTINGS.read_bytes())
+    assert untuned and untuned == SpeakerEncoder.from_hparams(source=fresh).diarize(first["wav"])
+    (fresh / "diarization.json").write_text('{"pruning": "x"}')
+    with pytest.raises(InputError, match="diarization.json: not readable diarization"):
+        SpeakerEncoder.from_hparams(source=fresh).diarize(first["wav"])

@@ -21,6 +21,7 @@ recordings.
 """
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -36,8 +37,12 @@ from custom_modules.errors import InputError
 from custom_modules.inference.speech import SpeechDetector
 from custom_modules.models.embedder import Embedder
 
+logger = logging.getLogger(__name__)
 FRAME = 0.01                 # seconds: the resolution of the segments
 SETTINGS = "diarization.json"  # a model folder's tuned settings
+# Used for a folder without tuned settings (an imported model, a fresh export): the same
+# file format, tuned for SpeechBrain's VoxCeleb ECAPA on real conversations.
+DEFAULT_SETTINGS = Path(__file__).with_name("default_settings.json")
 
 
 class DiarizationOptions(NamedTuple):
@@ -280,12 +285,18 @@ def read_settings(folder: str | os.PathLike
                   ) -> tuple[DiarizationOptions, float, float | None]:
     """The options, affinity pruning and cluster merging threshold tuned for a model
     (``<folder>/diarization.json``, written by ``recipes/diarize.py``; files from before
-    the merging have none); a one-line error when there are none."""
+    the merging have none), else the shipped ``DEFAULT_SETTINGS``; a malformed file is a
+    one-line error.
+
+    >>> options, pruning, merge = read_settings("a/folder/without/settings")
+    >>> options.window, pruning, merge
+    (1.5, 0.1, 0.5)
+    """
     path = Path(folder, SETTINGS)
     if not path.is_file():
-        raise InputError(f"{path}: this model has no diarization settings; tune them on "
-                         f"recordings with references: python recipes/diarize.py "
-                         f"hparams/diarize.yaml ...")
+        logger.info("%s: no tuned diarization settings; using the shipped defaults (%s)",
+                    folder, DEFAULT_SETTINGS.name)
+        path = DEFAULT_SETTINGS
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))
         merge = settings.get("merge")

@@ -296,7 +296,7 @@ class SpeakerEncoder:
                 ) -> list[Segment]:
         """Who spoke when in a recording: segments ``(start, end, speaker)`` in seconds
         (``diarization.pipeline``, with the settings tuned for this model in its folder's
-        ``diarization.json``). The number of speakers is estimated unless given. With
+        ``diarization.json``, else the shipped defaults). The number of speakers is estimated unless given. With
         ``name_speakers`` each speaker found is named after the enrolled speaker its voice
         matches (as ``identify`` decides, at ``operating_point``), else ``unknown_<n>``;
         speakers found are ``spk0``, ``spk1``... otherwise."""
