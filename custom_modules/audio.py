@@ -16,6 +16,7 @@ import torch
 import torchaudio.functional
 
 from custom_modules.errors import InputError, first_line
+from custom_modules.files import write_atomic
 
 SILENCE_PEAK = 1e-4  # a waveform whose peak stays below this is treated as silent
 
@@ -147,8 +148,7 @@ def write_wav(path: str | os.PathLike, waveform: torch.Tensor | np.ndarray,
     file, and an interrupted write leaves no file behind under ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
     samples = waveform.numpy() if isinstance(waveform, torch.Tensor) else waveform
-    soundfile.write(str(partial), np.clip(samples, -1.0, 1.0), sample_rate,
-                    subtype="PCM_16", format="WAV")
-    os.replace(partial, path)
+    write_atomic(path, lambda sink: soundfile.write(sink, np.clip(samples, -1.0, 1.0),
+                                                    sample_rate, subtype="PCM_16",
+                                                    format="WAV"))

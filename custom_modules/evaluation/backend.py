@@ -46,6 +46,7 @@ from custom_modules.evaluation.scoring import (
     fit_calibration,
     normalize_scores,
 )
+from custom_modules.files import write_atomic
 
 BACKEND_JSON, BACKEND_TENSORS = "backend.json", "backend.pt"
 SCHEMA_VERSION = 1
@@ -167,7 +168,7 @@ def fit_decisions(scores: torch.Tensor, labels: torch.Tensor, target_false_accep
             raise InputError(f"target false-accept rate {rate} must be between 0 and 1")
         allowed = math.floor(rate * len(ranked))   # non-targets that may stay above
         threshold = float(ranked[min(allowed, len(ranked) - 1)])
-        if allowed < FEW_FALSE_ACCEPTS:
+        if allowed < FEW_FALSE_ACCEPTS and len(ranked) > 1:
             tail = float(nontargets.mean() + nontargets.std() * NormalDist().inv_cdf(1 - rate))
             threshold = max(threshold, tail)
         points[far_name(rate)] = rates_at(threshold, targets, nontargets)
@@ -245,18 +246,14 @@ class Backend:
                    "lda_mean": None if scoring.projection is None else scoring.projection.mean,
                    "lda_matrix": None if scoring.projection is None
                    else scoring.projection.matrix}
-        partial = folder / f"{BACKEND_TENSORS}.part"
-        torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()
-                    if v is not None}, partial)
-        os.replace(partial, folder / BACKEND_TENSORS)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items() if v is not None}
         meta = {"schema_version": SCHEMA_VERSION, "variant": scoring.variant,
                 "top_k": scoring.top_k, "speech_detection": self.speech_detection,
                 "operating_point": self.operating_point, "prior": self.prior,
                 "decisions": _decisions_json(self.decisions),
                 "history": [_decisions_json(d) for d in self.history]}
-        partial = folder / f"{BACKEND_JSON}.part"
-        partial.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        os.replace(partial, folder / BACKEND_JSON)
+        write_atomic(folder / BACKEND_TENSORS, lambda sink: torch.save(tensors, sink))
+        write_atomic(folder / BACKEND_JSON, json.dumps(meta, indent=2) + "\n")
 
 
 def has_backend(folder: str | os.PathLike) -> bool:

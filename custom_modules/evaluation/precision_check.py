@@ -28,6 +28,7 @@ from custom_modules.data.trials import read_trials
 from custom_modules.errors import InputError
 from custom_modules.evaluation.backend import Scoring, has_backend, load_backend
 from custom_modules.evaluation.metrics import eer
+from custom_modules.files import write_atomic
 from custom_modules.inference.embedding import embed_utterances
 from custom_modules.inference.precision import (
     CHECKS,
@@ -97,10 +98,7 @@ def check_precisions(embedder: Embedder, model_folder: str | os.PathLike,
               "scoring": scoring.variant, "utterances": len(reference[0]),
               "eer_tolerance": EER_TOLERANCE, "min_cosine": MIN_COSINE,
               "precisions": results}
-    path = Path(model_folder, CHECKS)
-    partial = path.with_suffix(".part")
-    partial.write_text(json.dumps(checks, indent=2) + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    write_atomic(Path(model_folder, CHECKS), json.dumps(checks, indent=2) + "\n")
     return checks
 
 

@@ -50,6 +50,7 @@ from custom_modules.evaluation.backend import (
     load_backend,
 )
 from custom_modules.evaluation.backend_fit import Embedding, trial_decisions
+from custom_modules.files import folder_lock
 from custom_modules.inference.embedding import embed_utterances, model_fingerprint
 from custom_modules.inference.precision import with_precision
 from custom_modules.inference.pretrained import load_embedder
@@ -62,6 +63,7 @@ MIN_SECONDS = 0.5  # shortest audio accepted: shorter speech gives unreliable em
 DATABASE = "enrolments.sqlite"
 OLD_STORE = "enrolled.pt"   # the enrolments of earlier versions: one profile per name
 BATCH_SECONDS = 120.0       # padded audio per embedding batch when calibrating
+MIN_CALIBRATION_TRIALS = 20  # of each kind, target and non-target: fewer set no threshold
 
 
 class Embedded(NamedTuple):
@@ -287,8 +289,14 @@ class SpeakerEncoder:
         decisions = trial_decisions(self.embedder, self.backend.scoring, read_trials(trials),
                                     {}, str(audio_folder or ""), target_false_accepts,
                                     embedding, str(trials))
-        self.backend = self.backend.recalibrated(decisions)
-        self.backend.save(self.folder)
+        if min(decisions.targets, decisions.nontargets) < MIN_CALIBRATION_TRIALS:
+            raise InputError(f"{trials}: {decisions.targets} target and {decisions.nontargets} "
+                             f"non-target trials could be scored; calibration needs at least "
+                             f"{MIN_CALIBRATION_TRIALS} of each")
+        with folder_lock(self.folder):   # another calibrate's result is kept, not lost
+            current = load_backend(self.folder) if has_backend(self.folder) else self.backend
+            self.backend = current.recalibrated(decisions)
+            self.backend.save(self.folder)
         return self.backend
 
     def diarize(self, path: str | os.PathLike, num_speakers: int | None = None,
@@ -296,10 +304,11 @@ class SpeakerEncoder:
                 ) -> list[Segment]:
         """Who spoke when in a recording: segments ``(start, end, speaker)`` in seconds
         (``diarization.pipeline``, with the settings tuned for this model in its folder's
-        ``diarization.json``, else the shipped defaults). The number of speakers is estimated unless given. With
-        ``name_speakers`` each speaker found is named after the enrolled speaker its voice
-        matches (as ``identify`` decides, at ``operating_point``), else ``unknown_<n>``;
-        speakers found are ``spk0``, ``spk1``... otherwise."""
+        ``diarization.json``, else the shipped defaults). The number of speakers is
+        estimated unless given. With ``name_speakers`` each speaker found is named after the
+        enrolled speaker its voice matches (as ``identify`` decides, at
+        ``operating_point``), else ``unknown_<n>``; speakers found are ``spk0``, ``spk1``...
+        otherwise."""
         if self.folder is None:
             raise InputError("this SpeakerEncoder was not loaded from a folder: no "
                              "diarization settings")

@@ -1,0 +1,73 @@
+"""Writing files into folders we do not trust (a model folder someone gave us): atomically, and
+never through a path that is already there.
+
+A folder can ship ``backend.json.part -> ~/.bashrc``: writing ``backend.json.part`` and
+renaming it would overwrite the link's target. ``write_atomic`` instead creates a new file
+with a random name in the target folder (``O_CREAT | O_EXCL``: it fails rather than open
+anything that exists, link or not), writes and flushes it, then renames it over the target:
+``os.replace`` replaces a link at the target itself, never the file it points to. A reader
+sees the old file or the new one, never part of one; an interrupted write leaves only the
+temporary file (``.<name>.*.part``), never a damaged target.
+
+``folder_lock`` serialises writers of one folder (two ``calibrate`` runs at once): an
+advisory ``flock`` on ``<folder>/.lock``, opened without following a link.
+
+>>> import tempfile
+>>> folder = Path(tempfile.mkdtemp())
+>>> (folder / "x.json.part").symlink_to(folder / "victim")
+>>> write_atomic(folder / "x.json", "{}\\n")
+>>> (folder / "x.json").read_text(), (folder / "victim").exists()
+('{}\\n', False)
+"""
+
+import contextlib
+import fcntl
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from custom_modules.errors import InputError
+
+
+def write_atomic(path: str | os.PathLike, content: str | bytes | Callable[[BinaryIO], None]
+                 ) -> None:
+    """Replace ``path`` whole by ``content`` (text as UTF-8, bytes, or a function that writes
+    to the open binary file, e.g. ``lambda f: torch.save(obj, f)``)."""
+    path = Path(path)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part",
+                                             dir=path.parent)
+    except OSError as error:
+        raise InputError(f"{path}: cannot be written ({error.strerror or error})") from None
+    try:
+        os.fchmod(handle, 0o644)     # mkstemp's 0o600 would hide a shared model's files
+        with os.fdopen(handle, "wb") as sink:
+            if callable(content):
+                content(sink)
+            else:
+                sink.write(content.encode("utf-8") if isinstance(content, str) else content)
+            sink.flush()
+            os.fsync(sink.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``folder`` (waits for another holder)."""
+    path = Path(folder, ".lock")
+    try:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as error:
+        raise InputError(f"{path}: cannot be locked ({error.strerror or error}; a link "
+                         f"there is refused)") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)
