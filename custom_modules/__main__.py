@@ -158,7 +158,8 @@ def parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--model", required=True, help="pretrained folder")
         sub.add_argument("--store", help="folder of the enrolment database, enrolments.sqlite "
-                                         "(default: --model)")
+                                         "(default: one per model in the user's data folder, "
+                                         "$ECAPA_SPEAKER_DATA; never the model folder)")
         sub.add_argument("--no-speech-detection", action="store_true",
                          help="embed whole files (default: their speech only, unless "
                                   "the model's back-end was fitted on whole files)")

@@ -7,12 +7,21 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile
 import torch
 
 from custom_modules import ECAPA_TDNN, MelFrontend
 from custom_modules.inference.pretrained import write_pretrained
 from data_prep import synthetic_audio
+
+
+@pytest.fixture(autouse=True)
+def own_enrolment_store(tmp_path, monkeypatch):
+    """Each test's default enrolment databases (``interface.encoder.default_store``) in its
+    own folder, never the user's."""
+    monkeypatch.setenv("ECAPA_SPEAKER_DATA", str(tmp_path / "user_data"))
+
 
 # The folder recipes at test size.
 TINY_RECIPE = ["--channels=[32, 32, 32, 32, 96]", "--n_mels=40", "--num_workers=0",

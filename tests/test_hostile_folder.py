@@ -1,13 +1,21 @@
-"""A model folder from someone else: what ``calibrate`` writes into it goes through no link
-that the folder ships, too few trials are refused, and two calibrations at once both count."""
+"""A model folder or a database from someone else: what ``calibrate`` writes into a folder
+goes through no link that the folder ships, too few trials are refused, two calibrations at
+once both count; enrolment databases are not trusted (links, triggers, foreign tables,
+damaged or non-finite embeddings refused), ids are never reused, and enrolments are not kept
+in the model folder."""
 
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
+from contextlib import closing
 
+import numpy as np
 import pytest
-from conftest import experiment_with_backend
+import soundfile
+import torch
+from conftest import experiment_with_backend, speech_like, tiny_pretrained
 
 from custom_modules import SpeakerEncoder
 from custom_modules.data.catalogue import read_utterance_csvs
@@ -15,6 +23,7 @@ from custom_modules.data.trials import read_trials, utterance_id
 from custom_modules.errors import InputError
 from custom_modules.evaluation.backend import BACKEND_JSON, BACKEND_TENSORS, load_backend
 from custom_modules.files import folder_lock, write_atomic
+from custom_modules.interface.enrolment import EnrolmentDB
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +110,87 @@ def test_a_waiting_writer_holds_off_until_the_lock_is_released(tmp_path):
         order.append("first")
     other.join(timeout=5)
     assert order == ["first", "second"]
+
+
+def test_enrolment_database_from_someone_else_is_refused_in_one_line(tmp_path):
+    victim = tmp_path / "elsewhere.sqlite"
+    link = tmp_path / "link.sqlite"
+    link.symlink_to(victim)                                 # dangling: SQLite would create it
+    with pytest.raises(InputError, match="link.sqlite: a symbolic link"):
+        EnrolmentDB(link, "m1", 2)
+    assert not victim.exists()
+    rigged = tmp_path / "rigged.sqlite"
+    db = EnrolmentDB(rigged, "m1", 2)
+    db.add("alice", "a.wav", torch.tensor([1.0, 0.0]), 2.0, 2.0)
+    with closing(sqlite3.connect(rigged)) as raw:
+        raw.execute("CREATE TABLE hidden (embedding BLOB)")
+        raw.execute("CREATE TRIGGER swap AFTER INSERT ON recordings BEGIN UPDATE recordings "
+                    "SET embedding = (SELECT embedding FROM hidden) WHERE id = new.id; END")
+        raw.commit()
+    with pytest.raises(InputError, match="not an enrolment database of ours "
+                                         r"\(table hidden, trigger swap\)"):
+        EnrolmentDB(rigged, "m1", 2)
+
+
+def test_recording_ids_are_never_given_again_and_bad_values_are_refused(tmp_path):
+    db = EnrolmentDB(tmp_path / "e.sqlite", "m1", 2)
+    first, second = db.add_recordings("bob", [("a.wav", torch.tensor([1.0, 0.0]), 1.0, 1.0),
+                                              ("b.wav", torch.tensor([0.0, 1.0]), 1.0, 1.0)])
+    db.remove_recording(second)
+    assert db.add("bob", "c.wav", torch.tensor([1.0, 1.0]), 1.0, 1.0) == second + 1
+    with pytest.raises(InputError, match=f"no recording {2 ** 70}"):
+        db.remove_recording(2 ** 70)
+    with pytest.raises(InputError, match="nan.wav: its embedding is not finite"):
+        db.add("bob", "nan.wav", torch.tensor([float("nan"), 0.0]), 1.0, 1.0)
+    assert [r.file for r in db.recordings()] == ["a.wav", "c.wav"]
+    with closing(sqlite3.connect(db.path)) as raw:
+        raw.execute("UPDATE recordings SET embedding = ? WHERE id = ?", (b"\0" * 3, first))
+        raw.commit()
+    with pytest.raises(InputError, match="e.sqlite: a stored embedding is damaged"):
+        db.profiles()
+
+
+def test_a_schema_1_database_is_moved_to_ids_never_reused(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with closing(sqlite3.connect(path)) as raw:
+        raw.executescript(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "CREATE TABLE speakers (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+            "added REAL NOT NULL);"
+            "CREATE TABLE recordings (id INTEGER PRIMARY KEY, speaker INTEGER NOT NULL "
+            "REFERENCES speakers(id) ON DELETE CASCADE, file TEXT NOT NULL, duration REAL "
+            "NOT NULL, speech_seconds REAL NOT NULL, added REAL NOT NULL, embedding BLOB "
+            "NOT NULL);"
+            "CREATE INDEX recordings_by_speaker ON recordings(speaker);"
+            "INSERT INTO meta VALUES ('schema_version', '1'), ('model_fingerprint', 'm1'), "
+            "('embedding_dim', '2');"
+            "INSERT INTO speakers VALUES (1, 'ann', 0);")
+        raw.execute("INSERT INTO recordings VALUES (7, 1, 'a.wav', 1, 1, 0, ?)",
+                    (np.array([1, 0], dtype=np.float32).tobytes(),))
+        raw.commit()
+    db = EnrolmentDB(path, "m1", 2)
+    db.remove_recording(7)
+    assert db.add("ann", "b.wav", torch.tensor([0.0, 1.0]), 1.0, 1.0) == 8
+    assert EnrolmentDB(path, "m1", 2).speakers()[0].name == "ann"
+
+
+def test_enrolments_are_not_kept_in_the_model_folder(tmp_path, caplog):
+    folder = tiny_pretrained(tmp_path / "model")
+    EnrolmentDB(folder / "enrolments.sqlite", "someone else's", 24)
+    encoder = SpeakerEncoder.from_hparams(source=folder, speech_detection=False)
+    assert "enrolments.sqlite: an enrolment database in the model folder is not used" \
+        in caplog.text
+    assert encoder.database.parent == tmp_path / "user_data/enrolments"
+    voice = tmp_path / "voice.wav"
+    soundfile.write(voice, speech_like(3.0).numpy(), 16000)
+    encoder.enroll("alice", [voice])
+    assert [s.name for s in EnrolmentDB(encoder.database, encoder.enrolments.fingerprint,
+                                        24).speakers()] == ["alice"]
+    # An earlier version's profiles that are not finite stay where they are, refused.
+    store = tmp_path / "store"
+    store.mkdir()
+    torch.save({"eve": torch.full((24,), float("nan"))}, store / "enrolled.pt")
+    with pytest.raises(InputError, match="enrolled.pt: not an earlier version's enrolments"):
+        SpeakerEncoder.from_hparams(source=folder, savedir=store,
+                                    speech_detection=False).enroll("eve", [voice])
+    assert (store / "enrolled.pt").is_file()

@@ -142,7 +142,7 @@ def load_embedder(source: str | os.PathLike, checkpoint: str | os.PathLike | Non
         if hasattr(module, "_load_statistics_dict"):  # SpeechBrain's InputNormalization
             module._load_statistics_dict(_normalisation_statistics(path))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = read_tensor_file(path)
             try:
                 module.load_state_dict(state)
             except RuntimeError as error:

@@ -53,7 +53,7 @@ from custom_modules.evaluation.backend_fit import Embedding, trial_decisions
 from custom_modules.files import folder_lock
 from custom_modules.inference.embedding import embed_utterances, model_fingerprint
 from custom_modules.inference.precision import with_precision
-from custom_modules.inference.pretrained import load_embedder
+from custom_modules.inference.pretrained import load_embedder, read_tensor_file
 from custom_modules.inference.speech import SpeechDetector
 from custom_modules.interface.enrolment import EnrolmentDB
 from custom_modules.models.embedder import Embedder
@@ -153,18 +153,24 @@ class SpeakerEncoder:
                      precision: str = "auto") -> "SpeakerEncoder":
         """Load ``source`` (a local pretrained folder, with its back-end when it has one) on
         the CPU, or on ``run_opts["device"]`` (SpeechBrain's way of asking, the only run
-        option it takes). Enrolments are kept in ``savedir/enrolments.sqlite`` (default:
-        ``source/enrolments.sqlite``). Speech detection is on unless ``speech_detection`` is
-        False or the folder's back-end was fitted without it. ``precision``
+        option it takes). Enrolments are kept in ``savedir/enrolments.sqlite``, by default
+        in the user's data folder, one database per model (``default_store``): never in the
+        model folder, whose files come from whoever made it. Speech detection is on unless
+        ``speech_detection`` is False or the folder's back-end was fitted without it. ``precision``
         (``inference.precision``): ``auto`` is the fastest that this machine supports and
         that passed its accuracy check for this model (``precisions.json``), else fp32."""
         options = dict(run_opts or {})
         device = options.pop("device", "cpu")
         if options:
             raise InputError(f"run_opts {sorted(options)}: SpeakerEncoder takes only 'device'")
-        database = Path(savedir if savedir is not None else source) / DATABASE
         backend = load_backend(source) if has_backend(source) else None
         embedder = with_precision(load_embedder(source, device=device), precision, source)
+        database = Path(savedir) / DATABASE if savedir is not None else \
+            default_store(model_fingerprint(embedder))
+        if savedir is None and Path(source, DATABASE).exists():
+            logger.warning("%s: an enrolment database in the model folder is not used (a "
+                           "folder's files are not trusted); enrolments go to %s (pass "
+                           "savedir= to choose)", Path(source, DATABASE), database)
         return cls(embedder, database, speech_detection, backend, source)
 
     @property
@@ -354,19 +360,34 @@ class SpeakerEncoder:
         return results
 
 
+def default_store(fingerprint: str) -> Path:
+    """Where a model's enrolments are kept when no folder is given:
+    ``$ECAPA_SPEAKER_DATA`` (else ``$XDG_DATA_HOME/ecapa-speaker``, else
+    ``~/.local/share/ecapa-speaker``) ``/enrolments/<fingerprint>.sqlite``."""
+    root = os.environ.get("ECAPA_SPEAKER_DATA") or Path(
+        os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share", "ecapa-speaker")
+    return Path(root, "enrolments", f"{fingerprint[:16]}.sqlite")
+
+
 def _import_old_store(store: Path, database: EnrolmentDB) -> None:
     """Move an earlier version's ``enrolled.pt`` (one profile per name) into the database,
     once: each profile becomes one recording named after the file; the old file is renamed
-    ``enrolled.pt.imported``."""
+    ``enrolled.pt.imported``. A file that is not such profiles (finite, of the database's
+    size) is a one-line error and stays where it is."""
     if not store.is_file():
         return
+    profiles = read_tensor_file(store)
+    if not isinstance(profiles, dict) or not all(
+            isinstance(n, str) and isinstance(p, torch.Tensor) and p.numel() == database.dim
+            and bool(torch.isfinite(p).all()) for n, p in profiles.items()):
+        raise InputError(f"{store}: not an earlier version's enrolments (names with finite "
+                         f"{database.dim}-d profiles); move it away to go on")
     imported = store.with_name(store.name + ".imported")
     try:                       # whichever process renames it first imports it
         os.replace(store, imported)
     except FileNotFoundError:
         return
     known = {speaker.name for speaker in database.speakers()}
-    profiles = torch.load(imported, weights_only=True)
     for name, profile in profiles.items():
         if name not in known:
             database.add(name, f"{store.name} (imported)", profile, 0.0, 0.0)

@@ -9,6 +9,15 @@ refuses another (their fingerprints differ): embeddings of two models are not co
 
 A speaker's profile is the normalised mean of its recordings' unit embeddings.
 
+A database is data from whoever made it, never trusted: one that is a symbolic link is
+refused (SQLite would create or change the file it points to), and an existing one is used
+only when its schema is ours: the three tables and our index, no trigger, no view, nothing
+else (an ``AFTER INSERT`` trigger could rewrite every new enrolment). A recording's id is
+never given again after it is removed (``AUTOINCREMENT``; databases of schema 1 are moved to
+it), so a stale id removes nothing or fails. Embeddings that are not finite are refused
+before they are stored, and a stored one that is not (or has the wrong size) is a one-line
+error naming the database.
+
 >>> import tempfile, torch
 >>> db = EnrolmentDB(f"{tempfile.mkdtemp()}/e.sqlite", fingerprint="m1", dim=2)
 >>> _ = db.add("ann", "a.wav", torch.tensor([1.0, 0.0]), duration=3.0, speech_seconds=2.5)
@@ -32,18 +41,24 @@ import torch.nn.functional as F
 from custom_modules.errors import InputError
 from custom_modules.evaluation.scoring import speaker_means
 
-SCHEMA_VERSION = 1
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS speakers (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, added REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS recordings (
-    id INTEGER PRIMARY KEY,
+SCHEMA_VERSION = 2
+RECORDINGS = """CREATE TABLE {name} (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     speaker INTEGER NOT NULL REFERENCES speakers(id) ON DELETE CASCADE,
     file TEXT NOT NULL, duration REAL NOT NULL, speech_seconds REAL NOT NULL,
-    added REAL NOT NULL, embedding BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS recordings_by_speaker ON recordings(speaker);
-"""
+    added REAL NOT NULL, embedding BLOB NOT NULL)"""
+SCHEMA = [
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE speakers (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+    "added REAL NOT NULL)",
+    RECORDINGS.format(name="recordings"),
+    "CREATE INDEX recordings_by_speaker ON recordings(speaker)",
+]
+# Everything an enrolment database may hold (SQLite's own: the unique names' index, the
+# AUTOINCREMENT counter); anything else is refused.
+EXPECTED = {("table", "meta"), ("table", "speakers"), ("table", "recordings"),
+            ("index", "recordings_by_speaker"), ("index", "sqlite_autoindex_meta_1"),
+            ("index", "sqlite_autoindex_speakers_1"), ("table", "sqlite_sequence")}
 
 
 class Recording(NamedTuple):
@@ -77,40 +92,74 @@ class EnrolmentDB:
 
     def __init__(self, path: str | os.PathLike, fingerprint: str, dim: int):
         self.path, self.fingerprint, self.dim = Path(path), fingerprint, dim
+        if self.path.is_symlink():
+            raise InputError(f"{self.path}: a symbolic link; an enrolment database must be a "
+                             f"file of its own")
         meta = self._meta()
         if not meta:                           # a new database: made once, in a transaction
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._write() as db:
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
+                if not self._objects(db):
+                    for statement in SCHEMA:
                         db.execute(statement)
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?), "
-                           "('model_fingerprint', ?), ('embedding_dim', ?)",
-                           (str(SCHEMA_VERSION), fingerprint, str(dim)))
+                    db.execute("INSERT INTO meta VALUES ('schema_version', ?), "
+                               "('model_fingerprint', ?), ('embedding_dim', ?)",
+                               (str(SCHEMA_VERSION), fingerprint, str(dim)))
             meta = self._meta()
-        if meta["model_fingerprint"] != fingerprint or int(meta["embedding_dim"]) != dim:
+        if meta.get("schema_version") == "1":
+            self._upgrade()
+        elif meta.get("schema_version") != str(SCHEMA_VERSION):
+            raise InputError(f"{self.path}: enrolment database schema "
+                             f"{meta.get('schema_version')!r}, not {SCHEMA_VERSION}")
+        if meta.get("model_fingerprint") != fingerprint or \
+                meta.get("embedding_dim") != str(dim):
             raise InputError(f"{self.path}: made with another model (fingerprint "
-                             f"{meta['model_fingerprint'][:12]}, {meta['embedding_dim']}-d), "
-                             f"not this one ({fingerprint[:12]}, {dim}-d); use another "
-                             f"database for this model")
+                             f"{str(meta.get('model_fingerprint'))[:12]}, "
+                             f"{meta.get('embedding_dim')}-d), not this one "
+                             f"({fingerprint[:12]}, {dim}-d); use another database for "
+                             f"this model")
+
+    def _objects(self, db: sqlite3.Connection) -> set[tuple[str, str]]:
+        try:
+            return {(kind, name) for kind, name in db.execute(
+                "SELECT type, name FROM sqlite_master")}
+        except sqlite3.DatabaseError as error:
+            raise InputError(f"{self.path}: not an enrolment database ({error})") from None
 
     def _meta(self) -> dict[str, str]:
-        """The ``meta`` table (empty for a file that does not exist yet), read without
-        locking the database."""
+        """The ``meta`` table (empty for a file that does not exist yet) of a database whose
+        schema is ours (see the module's docstring), read without locking it."""
         if not self.path.is_file():
             return {}
         with closing(self._connect()) as db:
+            objects = self._objects(db)
+            if not objects:
+                return {}
+            unknown = objects - EXPECTED
+            if unknown or not {("table", t) for t in ("meta", "speakers", "recordings")} \
+                    <= objects:
+                shown = ", ".join(f"{kind} {name}" for kind, name in sorted(unknown)) or \
+                    f"tables {', '.join(sorted(n for k, n in objects if k == 'table'))}"
+                raise InputError(f"{self.path}: not an enrolment database of ours ({shown}); "
+                                 f"it is not used")
             try:
-                tables = {row[0] for row in db.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                return {str(k): str(v) for k, v in db.execute("SELECT key, value FROM meta")}
             except sqlite3.DatabaseError as error:
                 raise InputError(f"{self.path}: not an enrolment database ({error})") from None
-            if not tables:
-                return {}
-            if not {"meta", "speakers", "recordings"} <= tables:
-                raise InputError(f"{self.path}: an SQLite file, but not an enrolment database "
-                                 f"(tables: {', '.join(sorted(tables))})")
-            return dict(db.execute("SELECT key, value FROM meta"))
+
+    def _upgrade(self) -> None:
+        """Schema 1 to 2: the recordings' ids are never given again (``AUTOINCREMENT``)."""
+        with self._write() as db:
+            if db.execute("SELECT value FROM meta WHERE key = 'schema_version'"
+                          ).fetchone()[0] != "1":
+                return                          # another process did it
+            db.execute(RECORDINGS.format(name="recordings_new"))
+            db.execute("INSERT INTO recordings_new SELECT * FROM recordings")
+            db.execute("DROP TABLE recordings")
+            db.execute("ALTER TABLE recordings_new RENAME TO recordings")
+            db.execute("CREATE INDEX recordings_by_speaker ON recordings(speaker)")
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                       (str(SCHEMA_VERSION),))
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -155,6 +204,10 @@ class EnrolmentDB:
                    for _, embedding, _, _ in recordings]
         if any(v.shape != (self.dim,) for v in vectors):
             raise ValueError(f"embeddings must have {self.dim} values, the database's size")
+        for (file, _, _, _), vector in zip(recordings, vectors, strict=True):
+            if not np.isfinite(vector).all() or not np.abs(vector).sum():
+                raise InputError(f"{file}: its embedding is not finite (or zero); nothing "
+                                 f"was enrolled")
         now = time.time()
         with self._write() as db:
             db.execute("INSERT OR IGNORE INTO speakers (name, added) VALUES (?, ?)", (name, now))
@@ -207,6 +260,8 @@ class EnrolmentDB:
 
     def remove_recording(self, recording: int) -> None:
         """Remove one recording (its speaker too when it was the last one)."""
+        if not 0 < recording < 2 ** 63:
+            raise InputError(f"no recording {recording} in {self.path}")
         with self._write() as db:
             row = db.execute("SELECT speaker FROM recordings WHERE id = ?",
                              (recording,)).fetchone()
@@ -224,10 +279,18 @@ class EnrolmentDB:
                               "s.id = r.speaker ORDER BY s.name, r.id").fetchall()
         if not rows:
             return [], torch.empty(0, self.dim)
-        embeddings = torch.from_numpy(np.stack([np.frombuffer(blob, dtype=np.float32)
-                                                 for _, blob in rows]))
+        embeddings = np.stack([self._vector(blob) for _, blob in rows])
         owners = [name for name, _ in rows]
-        return sorted(set(owners)), F.normalize(speaker_means(embeddings, owners), dim=1)
+        return sorted(set(owners)), F.normalize(
+            speaker_means(torch.from_numpy(embeddings), owners), dim=1)
+
+    def _vector(self, blob: bytes) -> np.ndarray:
+        vector = np.frombuffer(blob, dtype=np.float32) if isinstance(blob, bytes) and \
+            len(blob) == 4 * self.dim else None
+        if vector is None or not np.isfinite(vector).all():
+            raise InputError(f"{self.path}: a stored embedding is damaged (not {self.dim} "
+                             f"finite float32 values); remove that recording or the database")
+        return vector
 
     def _known(self, name: str, db: sqlite3.Connection) -> None:
         if not db.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone():
