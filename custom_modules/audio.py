@@ -7,6 +7,7 @@ can show it to the user.
 
 import os
 import struct
+from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,6 +20,12 @@ from custom_modules.errors import InputError, first_line
 from custom_modules.files import write_atomic
 
 SILENCE_PEAK = 1e-4  # a waveform whose peak stays below this is treated as silent
+MAX_PEAK = 1e5       # larger samples are no audio at any scale (int16 values as floats: 3e4)
+RATES = (4000, 192000)  # sample rates accepted, in Hz
+# Resampling by the ratio of two rates whose reduced terms are larger than this (16,001 Hz
+# to 16,000: 16000/16001) would build a filter bank of gigabytes; the ratio is then the
+# nearest one with terms this small (16,001 Hz: 1/1, off by 6e-5).
+MAX_RESAMPLE_TERMS = 500
 
 
 class AudioError(InputError):
@@ -58,14 +65,21 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
         raise AudioError(path, "empty file (0 bytes)")
     header = _wav_header(path, size) if str(path).lower().endswith(".wav") else None
     if header is not None:
-        return header
+        return _checked(path, header)
     try:
         info = soundfile.info(str(path))
     except (RuntimeError, soundfile.LibsndfileError) as error:
         raise AudioError(path, f"unreadable audio ({first_line(error)})") from None
     if info.frames <= 0:
         raise AudioError(path, "no audio samples in the file")
-    return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels))
+    return _checked(path, AudioInfo(int(info.samplerate), int(info.frames), int(info.channels)))
+
+
+def _checked(path: str | os.PathLike, info: AudioInfo) -> AudioInfo:
+    if not RATES[0] <= info.sample_rate <= RATES[1]:
+        raise AudioError(path, f"sample rate {info.sample_rate} Hz, outside {RATES[0]} to "
+                               f"{RATES[1]} Hz")
+    return info
 
 
 def _wav_header(path: str | os.PathLike, size: int) -> AudioInfo | None:
@@ -131,15 +145,34 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000, start: int = 0
         raise AudioError(path, "no audio samples could be decoded (truncated file?)")
     if not np.isfinite(samples).all():
         raise AudioError(path, "audio contains NaN or infinite samples")
-    waveform = torch.from_numpy(samples.mean(axis=1))
-    if info.sample_rate != sample_rate:
-        waveform = torchaudio.functional.resample(waveform, info.sample_rate, sample_rate)
+    peak = float(np.abs(samples).max())
+    if peak > MAX_PEAK:
+        raise AudioError(path, f"samples up to {peak:.3g}: not audio at any sane scale "
+                               f"(at most {MAX_PEAK:g})")
+    waveform = resample(torch.from_numpy(samples.mean(axis=1)), info.sample_rate, sample_rate)
     if float(waveform.abs().max()) < SILENCE_PEAK:
         raise AudioError(path, f"silent (peak amplitude below {SILENCE_PEAK})")
     if waveform.numel() < min_duration * sample_rate:
         raise AudioError(path, f"too short: {waveform.numel() / sample_rate:.2f} s, the "
                                f"minimum is {min_duration:.2f} s")
     return waveform
+
+
+def resample(waveform: torch.Tensor, rate: int, target: int) -> torch.Tensor:
+    """``waveform`` ``(samples,)`` at ``rate`` resampled to ``target`` (torchaudio's
+    windowed sinc), in bounded memory whatever the two rates (``MAX_RESAMPLE_TERMS``).
+
+    >>> resample(torch.ones(16001), 16001, 16000).shape     # within 6e-5: kept as it is
+    torch.Size([16001])
+    >>> resample(torch.ones(44100), 44100, 16000).shape
+    torch.Size([16000])
+    """
+    ratio = Fraction(target, rate)
+    if max(ratio.numerator, ratio.denominator) > MAX_RESAMPLE_TERMS:
+        ratio = ratio.limit_denominator(MAX_RESAMPLE_TERMS)
+    if ratio == 1:
+        return waveform
+    return torchaudio.functional.resample(waveform, ratio.denominator, ratio.numerator)
 
 
 def write_wav(path: str | os.PathLike, waveform: torch.Tensor | np.ndarray,

@@ -194,3 +194,46 @@ def test_enrolments_are_not_kept_in_the_model_folder(tmp_path, caplog):
         SpeakerEncoder.from_hparams(source=folder, savedir=store,
                                     speech_detection=False).enroll("eve", [voice])
     assert (store / "enrolled.pt").is_file()
+
+
+MEMORY_PROBE = """
+import resource, sys, torch
+from custom_modules.audio import AudioError, read_audio
+baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for path in sys.argv[1:]:
+    try:
+        print(path, read_audio(path).numel())
+    except AudioError as error:
+        print(path, "refused:", error.problem)
+print("grew_mb", (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline) / 1024)
+"""
+
+
+def test_awkward_rates_and_absurd_samples_are_bounded_or_refused(tmp_path):
+    paths = []
+    for rate in (16001, 22051, 44099):
+        paths.append(tmp_path / f"r{rate}.wav")
+        soundfile.write(paths[-1], speech_like(1.0, rate).numpy(), rate)
+    for rate in (1, 2_000_000_000):                 # headers that lie about the rate
+        paths.append(tmp_path / f"r{rate}.wav")
+        with open(paths[-1], "wb") as handle:
+            handle.write(b"RIFF" + (36 + 32000).to_bytes(4, "little") + b"WAVEfmt "
+                         + (16).to_bytes(4, "little") + (1).to_bytes(2, "little")
+                         + (1).to_bytes(2, "little") + rate.to_bytes(4, "little")
+                         + (2 * rate % 2 ** 32).to_bytes(4, "little")
+                         + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
+                         + b"data" + (32000).to_bytes(4, "little") + bytes(32000))
+    paths.append(tmp_path / "huge.wav")
+    soundfile.write(paths[-1], np.full(16000, 1e30, dtype=np.float32), 16000,
+                    subtype="FLOAT")
+    done = subprocess.run([sys.executable, "-c", MEMORY_PROBE, *map(str, paths)],
+                          capture_output=True, text=True, check=True)
+    lines = dict(line.rsplit(" ", 1) if line.startswith("grew") else line.split(" ", 1)
+                 for line in done.stdout.splitlines())
+    assert lines[str(paths[0])] == "16001"          # within 6e-5 of 16 kHz: kept
+    # One second each, by a ratio within 1e-5 of the true one.
+    assert all(abs(int(lines[str(p)]) - 16000) <= 2 for p in paths[1:3])
+    assert lines[str(paths[3])] == "refused: sample rate 1 Hz, outside 4000 to 192000 Hz"
+    assert lines[str(paths[4])].startswith("refused: sample rate 2000000000 Hz")
+    assert lines[str(paths[5])].startswith("refused: samples up to 1e+30")
+    assert float(lines["grew_mb"]) < 200             # 5 to 10 GB before the bound

@@ -356,6 +356,9 @@ class SpeakerEncoder:
                 raise InputError(f"{utterance.wav}: {used:.2f} s of speech, at least "
                                  f"{self.speech.min_speech_seconds:g} s needed (or switch "
                                  f"speech detection off)")
+            if not bool(torch.isfinite(embedded[utterance.id]).all()):
+                raise InputError(f"{utterance.wav}: its embedding is not finite (the audio "
+                                 f"cannot be scored)")
             results.append(Embedded(embedded[utterance.id], used, duration))
         return results
 
