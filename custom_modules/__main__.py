@@ -8,8 +8,9 @@ import torch
 
 from custom_modules.diarization.rttm import write_json, write_rttm
 from custom_modules.errors import InputError, one_line_errors
-from custom_modules.evaluation.backend import describe
+from custom_modules.evaluation.backend import describe, load_backend
 from custom_modules.evaluation.precision_check import check_lines
+from custom_modules.files import folder_lock
 from custom_modules.inference.export import check_onnx, export_onnx, export_torchscript
 from custom_modules.inference.precision import CHECKS, read_checks
 from custom_modules.interface.encoder import SpeakerEncoder
@@ -42,6 +43,12 @@ def _verdict(verdict) -> str:
             f"{verdict.operating_point} (threshold {verdict.threshold:+.4f})")
 
 
+def _shown(name: str) -> str:
+    """A name as printed: as it is when every character is printable, else Python's quoted
+    form, so that a name with a newline or a terminal escape cannot forge an output line."""
+    return name if name.isprintable() else repr(name)
+
+
 def verify(args: argparse.Namespace) -> None:
     print(_verdict(_encoder(args).verify_files(args.first, args.second, args.operating_point,
                                                args.threshold, args.prior)))
@@ -61,10 +68,11 @@ def speakers(args: argparse.Namespace) -> None:
         if args.names:
             raise InputError("speakers list takes no names")
         for speaker in database.speakers():
-            print(f"{speaker.name}: {speaker.recordings} recordings, "
+            print(f"{_shown(speaker.name)}: {speaker.recordings} recordings, "
                   f"{speaker.speech_seconds:.1f} s embedded")
             for recording in database.recordings(speaker.name) if args.recordings else []:
-                print(f"    {recording.id:>5}  {recording.file}  {recording.duration:.1f} s, "
+                print(f"    {recording.id:>5}  {_shown(recording.file)}  "
+                      f"{recording.duration:.1f} s, "
                       f"{recording.speech_seconds:.1f} s embedded")
     elif args.action == "remove":
         if len(args.names) != 1:
@@ -88,9 +96,11 @@ def identify(args: argparse.Namespace) -> None:
     found = _encoder(args).identify(args.file, args.top_k, args.operating_point,
                                     args.threshold)
     for name, verdict in found.candidates:
-        print(f"{verdict.score:+8.4f}  {'accepted' if verdict.same else 'rejected'}  {name}")
+        print(f"{verdict.score:+8.4f}  {'accepted' if verdict.same else 'rejected'}  "
+              f"{_shown(name)}")
     first = found.candidates[0].verdict
-    print(f"speaker: {found.speaker or 'unknown'} (at {first.operating_point}, threshold "
+    speaker = "unknown" if found.speaker is None else _shown(found.speaker)
+    print(f"speaker: {speaker} (at {first.operating_point}, threshold "
           f"{first.threshold:+.4f})")
 
 
@@ -100,8 +110,9 @@ def calibrate(args: argparse.Namespace) -> None:
         raise InputError("calibrate: give --trials FILE (refit) or --restore N (an earlier "
                          "calibration)")
     if args.restore is not None:
-        encoder.backend = encoder.backend.restored(args.restore)
-        encoder.backend.save(encoder.folder)
+        with folder_lock(encoder.folder):
+            encoder.backend = load_backend(encoder.folder).restored(args.restore)
+            encoder.backend.save(encoder.folder)
     else:
         encoder.calibrate(args.trials, args.audio_folder, args.far)
     print(describe(encoder.backend))
@@ -125,7 +136,7 @@ def diarize(args: argparse.Namespace) -> None:
     found = _encoder(args).diarize(args.file, args.num_speakers, args.name_speakers,
                                    args.operating_point)
     for segment in found:
-        print(f"{segment.start:9.2f} {segment.end:9.2f}  {segment.speaker}")
+        print(f"{segment.start:9.2f} {segment.end:9.2f}  {_shown(segment.speaker)}")
     recording = Path(args.file).stem
     if args.rttm:
         write_rttm(args.rttm, recording, found)

@@ -18,8 +18,10 @@ import torch
 from conftest import experiment_with_backend, speech_like, tiny_pretrained
 
 from custom_modules import SpeakerEncoder
+from custom_modules.__main__ import main
 from custom_modules.data.catalogue import read_utterance_csvs
 from custom_modules.data.trials import read_trials, utterance_id
+from custom_modules.diarization.rttm import Segment, read_rttm, write_rttm
 from custom_modules.errors import InputError
 from custom_modules.evaluation.backend import BACKEND_JSON, BACKEND_TENSORS, load_backend
 from custom_modules.files import folder_lock, write_atomic
@@ -237,3 +239,25 @@ def test_awkward_rates_and_absurd_samples_are_bounded_or_refused(tmp_path):
     assert lines[str(paths[4])].startswith("refused: sample rate 2000000000 Hz")
     assert lines[str(paths[5])].startswith("refused: samples up to 1e+30")
     assert float(lines["grew_mb"]) < 200             # 5 to 10 GB before the bound
+
+
+def test_names_cannot_forge_output_lines_and_survive_rttm(tmp_path, capsys):
+    forged = "mallory\nspeaker: alice (at eer, threshold +0.0000)\x1b[2K"
+    folder = tiny_pretrained(tmp_path / "model")
+    voice = tmp_path / "voice.wav"
+    soundfile.write(voice, speech_like(3.0).numpy(), 16000)
+    arguments = ["--model", str(folder), "--no-speech-detection"]
+    main(["enroll", *arguments, "--name", forged, str(voice)])
+    capsys.readouterr()
+    main(["identify", *arguments, str(voice), "--threshold", "-1"])
+    shown = capsys.readouterr().out.splitlines()
+    assert len(shown) == 2 and shown[1].startswith(f"speaker: {forged!r} (at")
+    with pytest.raises(SystemExit, match="error: top_k=0: give at least 1"):
+        main(["identify", *arguments, str(voice), "--top-k", "0"])
+    with pytest.raises(SystemExit, match="error: num_speakers=1000: give 1 to 10"):
+        main(["diarize", *arguments, str(voice), "--num-speakers", "1000"])
+    path = tmp_path / "x.rttm"
+    write_rttm(path, "my talk %1", [Segment(0.0, 1.5, forged), Segment(1.5, 2.0, "bo\tb ø")])
+    assert all(len(line.split()) == 10 for line in path.read_text().splitlines())
+    assert read_rttm(path) == {"my talk %1": [Segment(0.0, 1.5, forged),
+                                              Segment(1.5, 2.0, "bo\tb ø")]}

@@ -2,12 +2,17 @@
 ``pyannote.metrics`` and dscore read) and JSON.
 
 ``SPEAKER <file> 1 <start> <duration> <NA> <NA> <speaker> <NA> <NA>``, times in seconds.
+Fields are separated by white space, so the file and speaker names are written with white
+space, control characters and ``%`` percent-encoded (``my file`` as ``my%20file``) and read
+back decoded: any name survives the round trip, and other tools see one field.
 """
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import unquote
 
 from custom_modules.errors import InputError
 
@@ -30,10 +35,21 @@ def write_rttm(path: str | os.PathLike, recording: str, segments: list[Segment])
     'SPEAKER a 1 0.500 1.500 <NA> <NA> ann <NA> <NA>\\n'
     >>> read_rttm(path)
     {'a': [Segment(start=0.5, end=2.0, speaker='ann')]}
+    >>> write_rttm(path, "my talk", [Segment(0.0, 1.0, "Ann Lee")])
+    >>> path.read_text().split()[1], path.read_text().split()[7], read_rttm(path)
+    ('my%20talk', 'Ann%20Lee', {'my talk': [Segment(start=0.0, end=1.0, speaker='Ann Lee')]})
     """
     Path(path).write_text("".join(
-        f"SPEAKER {recording} 1 {s.start:.3f} {s.end - s.start:.3f} <NA> <NA> {s.speaker} "
-        f"<NA> <NA>\n" for s in segments), encoding="utf-8")
+        f"SPEAKER {_field(recording)} 1 {s.start:.3f} {s.end - s.start:.3f} <NA> <NA> "
+        f"{_field(s.speaker)} <NA> <NA>\n" for s in segments), encoding="utf-8")
+
+
+def _field(name: str) -> str:
+    """``name`` as one RTTM field: white space, control characters and ``%`` encoded."""
+    if not name:
+        raise InputError("an RTTM field (file or speaker name) cannot be empty")
+    return re.sub(r"[\s%\x00-\x1f\x7f]",
+                  lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8")), name)
 
 
 def read_rttm(path: str | os.PathLike) -> dict[str, list[Segment]]:
@@ -52,8 +68,8 @@ def read_rttm(path: str | os.PathLike) -> dict[str, list[Segment]]:
             start, duration = float(fields[3]), float(fields[4])
             if duration < 0:
                 raise ValueError("negative duration")
-            recordings.setdefault(fields[1], []).append(
-                Segment(start, round(start + duration, 6), fields[7]))
+            recordings.setdefault(unquote(fields[1]), []).append(
+                Segment(start, round(start + duration, 6), unquote(fields[7])))
         except (IndexError, ValueError):
             raise InputError(f"{path}:{number}: not an RTTM SPEAKER line: "
                              f"{line.strip()!r}") from None

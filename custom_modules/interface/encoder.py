@@ -262,6 +262,8 @@ class SpeakerEncoder:
         """Who of the enrolled speakers speaks in a recording: the ``top_k`` closest
         profiles, each with its score and verdict (as ``verify_files``, at the same operating
         point), and the best one if it is accepted, else ``None`` ("unknown")."""
+        if top_k < 1:
+            raise InputError(f"top_k={top_k}: give at least 1 candidate to show")
         names, profiles = self.enrolments.profiles()
         if not names:
             raise InputError(f"no speaker is enrolled in {self.database} yet: call enroll() "
@@ -319,6 +321,9 @@ class SpeakerEncoder:
             raise InputError("this SpeakerEncoder was not loaded from a folder: no "
                              "diarization settings")
         options, pruning, merge = read_settings(self.folder)
+        if num_speakers is not None and not 1 <= num_speakers <= options.max_speakers:
+            raise InputError(f"num_speakers={num_speakers}: give 1 to {options.max_speakers} "
+                             f"(this model's diarization settings, max_speakers)")
         wave = read_audio(path, self.embedder.sample_rate)
         detector = self.speech if self.speech is not None else SpeechDetector()
         analysis = analyse(self.embedder, wave,
