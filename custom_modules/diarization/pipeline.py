@@ -290,7 +290,7 @@ def read_settings(folder: str | os.PathLike
 
     >>> options, pruning, merge = read_settings("a/folder/without/settings")
     >>> options.window, pruning, merge
-    (1.5, 0.1, 0.5)
+    (1.5, 0.3, None)
     """
     path = Path(folder, SETTINGS)
     if not path.is_file():
