@@ -25,6 +25,7 @@ from custom_modules.diarization.rttm import Segment, read_rttm, write_rttm
 from custom_modules.errors import InputError
 from custom_modules.evaluation.backend import BACKEND_JSON, BACKEND_TENSORS, load_backend
 from custom_modules.files import folder_lock, write_atomic
+from custom_modules.inference.pretrained import load_embedder
 from custom_modules.interface.enrolment import EnrolmentDB
 
 
@@ -261,3 +262,27 @@ def test_names_cannot_forge_output_lines_and_survive_rttm(tmp_path, capsys):
     assert all(len(line.split()) == 10 for line in path.read_text().splitlines())
     assert read_rttm(path) == {"my talk %1": [Segment(0.0, 1.5, forged),
                                               Segment(1.5, 2.0, "bo\tb ø")]}
+
+
+def test_the_fingerprint_covers_the_settings_and_earlier_databases_are_taken_over(tmp_path):
+    folder = tiny_pretrained(tmp_path / "model")
+    embedder = load_embedder(folder)
+    yaml = (folder / "hyperparams.yaml").read_text()
+    changed = tmp_path / "changed"
+    shutil.copytree(folder, changed)
+    (changed / "hyperparams.yaml").write_text(yaml.replace("hop_length: 10.0",
+                                                           "hop_length: 12.0"))
+    other = load_embedder(changed)
+    assert other.weights_fingerprint() == embedder.weights_fingerprint()
+    assert other.fingerprint() != embedder.fingerprint()
+    (changed / "hyperparams.yaml").write_text(yaml.replace("sample_rate: 16000",
+                                                           "sample_rate: 8000", 1))
+    with pytest.raises(InputError, match="sample_rate 8000 is not the rate its "
+                                         r"compute_features takes \(16000\)"):
+        load_embedder(changed)
+    # A database enrolled into by an earlier version (named by the weights alone).
+    store = tmp_path / "store"
+    EnrolmentDB(store / "enrolments.sqlite", embedder.weights_fingerprint(), 24)
+    encoder = SpeakerEncoder.from_hparams(source=folder, savedir=store)
+    assert encoder.enrolments.speakers() == []
+    assert EnrolmentDB(store / "enrolments.sqlite", embedder.fingerprint(), 24).speakers() == []

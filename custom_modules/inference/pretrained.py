@@ -127,6 +127,14 @@ def load_embedder(source: str | os.PathLike, checkpoint: str | os.PathLike | Non
         raise InputError(f"{source / HPARAMS}: SpeechBrain's own modules; convert the folder "
                          f"first (custom_modules.interop.speechbrain.import_speechbrain)")
     frontend, norm = modules["compute_features"], modules.get("mean_var_norm")
+    rate = hparams["sample_rate"]
+    if isinstance(rate, bool) or rate != frontend.config["sample_rate"]:
+        raise InputError(f"{source / HPARAMS}: sample_rate {rate!r} is not the rate its "
+                         f"compute_features takes ({frontend.config['sample_rate']})")
+    if isinstance(hparams["threshold"], bool) or \
+            not isinstance(hparams["threshold"], int | float):
+        raise InputError(f"{source / HPARAMS}: threshold {hparams['threshold']!r} is not a "
+                         f"number")
     if norm is not None and (not isinstance(norm, SentenceNormalisation) or
                              (norm.mean_norm, norm.std_norm) !=
                              (frontend.mean_norm, frontend.std_norm)):

@@ -124,6 +124,8 @@ class SpeakerEncoder:
         self.backend = backend if backend is not None else \
             Backend(Scoring("cosine"), None, "eer", 0.5, True)
         self.folder = Path(folder) if folder is not None else None
+        # Databases enrolled into by earlier versions name the model by this (its weights).
+        self.earlier_fingerprint: str | None = None
         if speech_detection is None:
             speech_detection = self.backend.speech_detection
         elif speech_detection != self.backend.speech_detection and \
@@ -143,7 +145,8 @@ class SpeakerEncoder:
                 raise InputError("this SpeakerEncoder has no enrolment database (give "
                                  "database= or load it with from_hparams)")
             dim = self.embedder.embedding_model.config["lin_neurons"]
-            self._enrolments = EnrolmentDB(self.database, model_fingerprint(self.embedder), dim)
+            self._enrolments = EnrolmentDB(self.database, model_fingerprint(self.embedder), dim,
+                                           self.earlier_fingerprint)
             _import_old_store(self.database.with_name(OLD_STORE), self._enrolments)
         return self._enrolments
 
@@ -164,14 +167,17 @@ class SpeakerEncoder:
         if options:
             raise InputError(f"run_opts {sorted(options)}: SpeakerEncoder takes only 'device'")
         backend = load_backend(source) if has_backend(source) else None
-        embedder = with_precision(load_embedder(source, device=device), precision, source)
+        exact = load_embedder(source, device=device)
+        embedder = with_precision(exact, precision, source)
         database = Path(savedir) / DATABASE if savedir is not None else \
             default_store(model_fingerprint(embedder))
         if savedir is None and Path(source, DATABASE).exists():
             logger.warning("%s: an enrolment database in the model folder is not used (a "
                            "folder's files are not trusted); enrolments go to %s (pass "
                            "savedir= to choose)", Path(source, DATABASE), database)
-        return cls(embedder, database, speech_detection, backend, source)
+        encoder = cls(embedder, database, speech_detection, backend, source)
+        encoder.earlier_fingerprint = exact.weights_fingerprint()
+        return encoder
 
     @property
     def threshold(self) -> float | None:

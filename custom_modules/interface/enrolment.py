@@ -86,11 +86,15 @@ class EnrolmentDB:
         The SQLite file (created with its folder when missing).
     fingerprint : str
         The model's (``Embedder.fingerprint()``); a file made with another is refused.
+    earlier_fingerprint : str, optional
+        The same model's fingerprint in earlier versions (``Embedder.weights_fingerprint()``):
+        a file made then is taken over, its fingerprint updated.
     dim : int
         Embedding size.
     """
 
-    def __init__(self, path: str | os.PathLike, fingerprint: str, dim: int):
+    def __init__(self, path: str | os.PathLike, fingerprint: str, dim: int,
+                 earlier_fingerprint: str | None = None):
         self.path, self.fingerprint, self.dim = Path(path), fingerprint, dim
         if self.path.is_symlink():
             raise InputError(f"{self.path}: a symbolic link; an enrolment database must be a "
@@ -111,6 +115,12 @@ class EnrolmentDB:
         elif meta.get("schema_version") != str(SCHEMA_VERSION):
             raise InputError(f"{self.path}: enrolment database schema "
                              f"{meta.get('schema_version')!r}, not {SCHEMA_VERSION}")
+        if earlier_fingerprint is not None and meta.get("model_fingerprint") == \
+                earlier_fingerprint and meta.get("embedding_dim") == str(dim):
+            with self._write() as db:         # made by an earlier version with these weights
+                db.execute("UPDATE meta SET value = ? WHERE key = 'model_fingerprint'",
+                           (fingerprint,))
+            meta = self._meta()
         if meta.get("model_fingerprint") != fingerprint or \
                 meta.get("embedding_dim") != str(dim):
             raise InputError(f"{self.path}: made with another model (fingerprint "

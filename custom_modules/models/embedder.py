@@ -19,6 +19,7 @@ torch.Size([2, 24])
 
 import hashlib
 import itertools
+import json
 
 import torch
 
@@ -67,11 +68,26 @@ class Embedder(torch.nn.Module):
         return next(itertools.chain(self.parameters(), self.buffers())).device
 
     def fingerprint(self) -> str:
-        """Short hash of the model's weights and buffers (the same for every precision of
-        one model): names embedding caches, ties enrolments to a model."""
+        """Short hash of everything that makes the embeddings (the same for every precision
+        of one model): the weights and buffers, the frontend's and the model's settings, the
+        rate audio is read at and whether embeddings are normalised. Names embedding caches,
+        ties enrolments to a model: a folder whose YAML changes ``hop_length`` or
+        ``sample_rate`` with the same weights is another model."""
         if self.source_fingerprint is not None:
             return self.source_fingerprint
-        digest = hashlib.sha1()
+        settings = {"sample_rate": self.sample_rate,
+                    "frontend": getattr(self.compute_features, "config", None),
+                    "model": getattr(self.embedding_model, "config", None),
+                    "embedding_norm": self.mean_var_norm_emb is not None}
+        digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
+        return self._hashed(digest)
+
+    def weights_fingerprint(self) -> str:
+        """The fingerprint of earlier versions: the weights and buffers alone (enrolment
+        databases made then are recognised by it)."""
+        return self._hashed(hashlib.sha1())
+
+    def _hashed(self, digest) -> str:
         for name, tensor in sorted(self.state_dict().items()):
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
