@@ -4,6 +4,8 @@ once both count; enrolment databases are not trusted (links, triggers, foreign t
 damaged or non-finite embeddings refused), ids are never reused, and enrolments are not kept
 in the model folder."""
 
+import json
+import pickle
 import shutil
 import sqlite3
 import subprocess
@@ -21,6 +23,7 @@ from custom_modules import SpeakerEncoder
 from custom_modules.__main__ import main
 from custom_modules.data.catalogue import read_utterance_csvs
 from custom_modules.data.trials import read_trials, utterance_id
+from custom_modules.diarization.pipeline import DEFAULT_SETTINGS, read_settings
 from custom_modules.diarization.rttm import Segment, read_rttm, write_rttm
 from custom_modules.errors import InputError
 from custom_modules.evaluation.backend import BACKEND_JSON, BACKEND_TENSORS, load_backend
@@ -286,3 +289,48 @@ def test_the_fingerprint_covers_the_settings_and_earlier_databases_are_taken_ove
     encoder = SpeakerEncoder.from_hparams(source=folder, savedir=store)
     assert encoder.enrolments.speakers() == []
     assert EnrolmentDB(store / "enrolments.sqlite", embedder.fingerprint(), 24).speakers() == []
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"variant": 3}, "variant is 3, not a str"),
+    ({"prior": "0.5"}, "prior is '0.5', not a finite float"),
+    ({"top_k": 0}, "top_k 0 is below 1"),
+    ({"speech_detection": "no"}, "speech_detection is 'no', not a bool"),
+    ({"decisions": {"calibration": {"scale": "x", "offset": 0}}}, "KeyError"),
+])
+def test_malformed_backend_values_are_one_line_errors(experiment, tmp_path, change, problem):
+    folder = tmp_path / "model"
+    shutil.copytree(experiment / "pretrained", folder)
+    meta = json.loads((folder / BACKEND_JSON).read_text())
+    (folder / BACKEND_JSON).write_text(json.dumps({**meta, **change}))
+    with pytest.raises(InputError, match=f"backend.json: not a readable back-end .*{problem}"):
+        load_backend(folder)
+
+
+def test_a_pickled_backend_or_settings_out_of_range_are_one_line_errors(experiment, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(experiment / "pretrained", folder)
+    marker = tmp_path / "ran"
+    (folder / BACKEND_TENSORS).write_bytes(pickle.dumps(Touch(str(marker))))
+    with pytest.raises(InputError, match=r"backend.pt cannot be read safely"):
+        load_backend(folder)
+    assert not marker.exists()
+    settings = json.loads(DEFAULT_SETTINGS.read_text())
+    for key, value, problem in [("batch", 0, "batch is 0, not an integer from 1"),
+                                ("hop", 1e-4, "hop is 0.0001, not a number from 0.1"),
+                                ("window", "1.5", "window is '1.5', not a number")]:
+        written = {**settings, "options": {**settings["options"], key: value}}
+        (folder / "diarization.json").write_text(json.dumps(written))
+        with pytest.raises(InputError, match=f"diarization.json: not readable diarization "
+                                             f"settings .*{problem}"):
+            read_settings(folder)
+
+
+class Touch:
+    """Unpickling this creates a file: what a pickle in a folder could do."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))

@@ -30,6 +30,7 @@ from custom_modules.diarization.pipeline import (
     SETTINGS,
     DiarizationOptions,
     analyse,
+    checked_settings,
     merge_regions,
     segments,
     speech_regions,
@@ -103,6 +104,12 @@ def run_diarization(embedder: Embedder, model_folder: str | os.PathLike, recordi
     ones; write hypotheses (RTTM and JSON), ``report.json`` and the tuned settings; returns
     the report (with the timeline recording's reference and hypothesis, its clusters named
     after the reference speakers they map to, under ``timeline``)."""
+    for p in prunings:
+        for m in merges:
+            try:
+                checked_settings(options, p, m)
+            except ValueError as error:
+                raise InputError(f"diarization settings: {error}") from None
     for step in preparation:
         step()
     detector = SpeechDetector()

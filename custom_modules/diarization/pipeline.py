@@ -300,8 +300,39 @@ def read_settings(folder: str | os.PathLike
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))
         merge = settings.get("merge")
-        return (DiarizationOptions(**settings["options"]), float(settings["pruning"]),
-                None if merge is None else float(merge))
-    except (ValueError, KeyError, TypeError) as error:
+        return checked_settings(DiarizationOptions(**settings["options"]),
+                                settings["pruning"], merge)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise InputError(f"{path}: not readable diarization settings "
                          f"({type(error).__name__}: {error})") from None
+
+
+# Each setting's type and range: (kind, lowest, highest).
+LIMITS = {"speech_threshold": (float, 0.0, 1.0), "merge_gap": (float, 0.0, 10.0),
+          "min_region": (float, 0.0, 10.0), "window": (float, 0.5, 10.0),
+          "hop": (float, 0.1, 10.0), "batch": (int, 1, 4096), "max_speakers": (int, 1, 100),
+          "pruning": (float, 0.01, 1.0), "merge": (float, -1.0, 1.0)}
+
+
+def checked_settings(options: DiarizationOptions, pruning: float, merge: float | None
+                     ) -> tuple[DiarizationOptions, float, float | None]:
+    """The settings, each of its type and in its range (``LIMITS``; a hop above the window
+    would leave speech unseen), else a ``ValueError`` naming the setting.
+
+    >>> checked_settings(DiarizationOptions(0.2, 0.3, 0.2, 1.5, 0.0001, 64, 10), 0.3, None)
+    Traceback (most recent call last):
+    ValueError: hop is 0.0001, not a number from 0.1 to 10
+    """
+    values = {**options._asdict(), "pruning": pruning, "merge": merge}
+    for name, (kind, low, high) in LIMITS.items():
+        value = values[name]
+        if name == "merge" and value is None:
+            continue
+        fits = isinstance(value, int | float) and not isinstance(value, bool) and \
+            (kind is float or isinstance(value, int))
+        if not fits or not low <= value <= high:
+            what = "an integer" if kind is int else "a number"
+            raise ValueError(f"{name} is {value!r}, not {what} from {low:g} to {high:g}")
+    if options.hop > options.window:
+        raise ValueError(f"hop {options.hop} is longer than the window {options.window}")
+    return options, float(pruning), None if merge is None else float(merge)

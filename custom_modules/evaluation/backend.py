@@ -262,25 +262,66 @@ def has_backend(folder: str | os.PathLike) -> bool:
 
 
 def load_backend(folder: str | os.PathLike) -> Backend:
-    """Read the back-end of a pretrained folder; a missing or malformed one is an
+    """Read the back-end of a pretrained folder; a missing or malformed one (a value of the
+    wrong type or out of range, tensors that are a pickle or of the wrong shape) is an
     ``InputError`` naming the file."""
     path = Path(folder) / BACKEND_JSON
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-        tensors = torch.load(Path(folder) / BACKEND_TENSORS, map_location="cpu",
-                             weights_only=True)
-        if meta["schema_version"] != SCHEMA_VERSION:
-            raise ValueError(f"schema version {meta['schema_version']}, not {SCHEMA_VERSION}")
+        if not isinstance(meta, dict) or meta.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"schema version {meta.get('schema_version')!r}, not "
+                             f"{SCHEMA_VERSION}" if isinstance(meta, dict) else "not an object")
+        _expect(meta, "variant", str)
+        _expect(meta, "operating_point", str)
+        _expect(meta, "speech_detection", bool)
+        if meta["top_k"] is not None and (_expect(meta, "top_k", int) < 1):
+            raise ValueError(f"top_k {meta['top_k']} is below 1")
+        if not 0 < _expect(meta, "prior", float) < 1:
+            raise ValueError(f"prior {meta['prior']} is not between 0 and 1")
+        try:
+            tensors = torch.load(Path(folder) / BACKEND_TENSORS, map_location="cpu",
+                                 weights_only=True)
+        except Exception as error:  # a pickle, a damaged file: the folder's problem
+            raise ValueError(f"{BACKEND_TENSORS} cannot be read safely "
+                             f"({type(error).__name__})") from None
+        _check_tensors(tensors)
         projection = (Projection(tensors["lda_mean"], tensors["lda_matrix"])
                       if "lda_matrix" in tensors else None)
         scoring = Scoring(meta["variant"], tensors.get("mean"), projection,
                           tensors.get("cohort"), meta["top_k"])
         return Backend(scoring, _decisions_of(meta["decisions"]), meta["operating_point"],
-                       float(meta["prior"]), bool(meta["speech_detection"]),
-                       [_decisions_of(d) for d in meta["history"]])
+                       float(meta["prior"]), meta["speech_detection"],
+                       [_decisions_of(d) for d in _expect(meta, "history", list)])
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
         raise InputError(f"{path}: not a readable back-end ({type(error).__name__}: "
                          f"{error})") from None
+
+
+def _expect(entry: dict, key: str, kind: type):
+    """``entry[key]``, which must be of ``kind`` (an int counts as a float, a bool as
+    neither, a float must be finite); else a ``TypeError`` naming the key."""
+    value = entry[key]
+    fits = isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        fits = True
+    if not fits or (kind is float and not math.isfinite(value)):
+        raise TypeError(f"{key} is {value!r}, not a{' finite' if kind is float else ''} "
+                        f"{kind.__name__}")
+    return value
+
+
+def _check_tensors(tensors) -> None:
+    """The tensors of ``backend.pt``: finite float tensors of shapes that fit together."""
+    if not isinstance(tensors, dict) or not set(tensors) <= {"mean", "cohort", "lda_mean",
+                                                              "lda_matrix"} or \
+            not all(isinstance(t, torch.Tensor) and t.is_floating_point()
+                    and bool(torch.isfinite(t).all()) for t in tensors.values()):
+        raise ValueError(f"{BACKEND_TENSORS} is not finite float tensors named mean, cohort, "
+                         f"lda_mean, lda_matrix")
+    if ("lda_matrix" in tensors) != ("lda_mean" in tensors) or \
+            any(tensors[k].dim() != 1 for k in ("mean", "lda_mean") if k in tensors) or \
+            any(tensors[k].dim() != 2 for k in ("cohort", "lda_matrix") if k in tensors):
+        raise ValueError(f"{BACKEND_TENSORS}: tensors of the wrong shapes")
 
 
 def _decisions_json(decisions: Decisions | None) -> dict | None:
@@ -294,9 +335,20 @@ def _decisions_json(decisions: Decisions | None) -> dict | None:
 def _decisions_of(entry: dict | None) -> Decisions | None:
     if entry is None:
         return None
-    return Decisions(**{**entry, "calibration": Calibration(**entry["calibration"]),
-                        "operating_points": {name: OperatingPoint(**point) for name, point
-                                             in entry["operating_points"].items()}})
+    calibration = entry["calibration"]
+    points = entry["operating_points"]
+    if not isinstance(points, dict) or not points:
+        raise TypeError("operating_points is not a non-empty object")
+    for point in points.values():
+        for key in ("threshold", "false_accept", "false_reject"):
+            _expect(point, key, float)
+    for key in ("scale", "offset"):
+        _expect(calibration, key, float)
+    for key in ("targets", "nontargets"):
+        _expect(entry, key, int)
+    return Decisions(**{**entry, "calibration": Calibration(**calibration),
+                        "operating_points": {str(name): OperatingPoint(**point) for name, point
+                                             in points.items()}})
 
 
 def describe(backend: Backend) -> str:
