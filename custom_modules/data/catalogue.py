@@ -73,15 +73,25 @@ def _number(text: str | None, kind: type) -> int | float | None:
 
 def resolve(entries: set[str], catalogue: dict[str, Utterance],
             data_folder: str | None) -> tuple[dict[str, Utterance], list[str]]:
-    """Map trial entries to utterances (through the CSVs, else ``data_folder/entry``);
-    returns them and the entries that could not be found."""
+    """Map trial entries to utterances (through the CSVs, whose IDs have no extension, else
+    ``data_folder/entry``, whose ID is the entry itself: ``x/a.wav`` and ``x/a.flac`` are two
+    files); returns them and the entries that could not be found.
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> for name in ("a.wav", "a.flac"):
+    ...     _ = open(os.path.join(folder, name), "w")
+    >>> found, missing = resolve({"a.wav", "a.flac", "b.wav"}, {}, folder)
+    >>> sorted(u.id for u in found.values()), missing
+    (['a.flac', 'a.wav'], ['b.wav'])
+    """
     found, missing = {}, []
     for entry in sorted(entries):
         key = utterance_id(entry)
         if key in catalogue:
             found[entry] = catalogue[key]
         elif data_folder is not None and os.path.isfile(os.path.join(data_folder, entry)):
-            found[entry] = Utterance(key, os.path.join(data_folder, entry))
+            found[entry] = Utterance(entry, os.path.join(data_folder, entry))
         else:
             missing.append(entry)
     return found, missing
