@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from contextlib import closing
 
 import numpy as np
@@ -28,6 +29,7 @@ from custom_modules.diarization.rttm import Segment, read_rttm, write_rttm
 from custom_modules.errors import InputError
 from custom_modules.evaluation.backend import BACKEND_JSON, BACKEND_TENSORS, load_backend
 from custom_modules.files import folder_lock, write_atomic
+from custom_modules.inference.model_yaml import read_model_yaml
 from custom_modules.inference.pretrained import load_embedder
 from custom_modules.interface.enrolment import EnrolmentDB
 
@@ -334,3 +336,19 @@ class Touch:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
+
+
+def test_model_yaml_reading_is_bounded():
+    doubling = "a0: x\n" + "".join(f"a{n}: !ref <a{n - 1}><a{n - 1}>\n" for n in range(1, 41))
+    started = time.perf_counter()
+    with pytest.raises(InputError, match=r"h.yaml: !ref '<a13><a13>' builds a string of "
+                                         r"16,384 characters \(at most 10,000\)"):
+        read_model_yaml(doubling, "h.yaml")
+    assert time.perf_counter() - started < 1.0                 # 20 levels took 7.9 s
+    huge = ("m: !new:custom_modules.models.ecapa.ECAPA_TDNN\n    input_size: 80\n"
+            "    channels: [8192, 8192, 8192, 8192, 8192]\n")
+    with pytest.raises(InputError, match=r"ECAPA_TDNN declared with [\d,]+ parameters, more "
+                                         r"than 100,000,000"):
+        read_model_yaml(huge, "h.yaml")
+    with pytest.raises(InputError, match="characters, more than a model's YAML has"):
+        read_model_yaml("a: " + "x" * (1 << 20), "h.yaml")

@@ -110,7 +110,7 @@ def test_scalars_read_as_yaml_1_2_reads_them_and_bad_documents_are_one_line():
         "i": None}
     with pytest.raises(InputError, match="x: key 'n' is given twice"):
         read_model_yaml("n: 1\nn: 2\n", "x")
-    with pytest.raises(InputError, match="x: an alias refers to itself"):
+    with pytest.raises(InputError, match="x: nested too deeply, or an alias refers to itself"):
         read_model_yaml("a: &a [*a]\n", "x")
     laughs = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
         f"{k}: &{k} [{', '.join([f'*{p}'] * 10)}]\n" for p, k in zip("abcdefgh", "bcdefghi",

@@ -11,9 +11,14 @@ folder from someone else would run when the folder is loaded. Here the file is p
 
 Any other tag (``!apply:``, ``!include:``, ``!copy``, ``!PLACEHOLDER``, ...), a class outside
 the allow-list or a module name outside ``MODULES`` is a one-line ``InputError`` naming the
-file, before anything is built. Classes that only matter to SpeechBrain's own loader
-(``Pretrainer``, ``CategoricalEncoder``) are read as ``None``. The paths of this package
-before its reorganisation (``custom_modules.ecapa``, ``custom_modules.frontend``) still load.
+file, before anything is built. The reading is bounded: a file over ``MAX_BYTES``, a
+reference that builds a string over ``MAX_STRING`` characters (every ``!ref`` is resolved
+once, so references that double a string at each level cost their length, not 2^levels
+calls) and a model declared with more than ``MAX_PARAMETERS`` parameters (counted on
+PyTorch's meta device, which allocates nothing) are refused. Classes that only matter to
+SpeechBrain's own loader (``Pretrainer``, ``CategoricalEncoder``) are read as ``None``. The
+paths of this package before its reorganisation (``custom_modules.ecapa``,
+``custom_modules.frontend``) still load.
 
 >>> text = "n: 40\\nf: !new:custom_modules.models.frontend.MelFrontend\\n    n_mels: !ref <n>\\n"
 >>> read_model_yaml(text, "hyperparams.yaml")["f"].config["n_mels"]
@@ -21,8 +26,10 @@ before its reorganisation (``custom_modules.ecapa``, ``custom_modules.frontend``
 """
 
 import importlib
+import inspect
 import re
 
+import torch
 import yaml
 
 from custom_modules.errors import InputError
@@ -51,6 +58,12 @@ ACTIVATIONS = {f"torch.nn.{name}" for name in ("ReLU", "LeakyReLU", "PReLU", "GE
 MODULES = {"compute_features", "mean_var_norm", "embedding_model", "mean_var_norm_emb",
            "classifier"}
 REFERENCE = re.compile(r"<([\w.]+)>")
+MAX_BYTES = 1 << 20              # a model's YAML is a few kB
+MAX_STRING = 10_000              # characters a !ref may build
+MAX_PARAMETERS = 100_000_000     # ECAPA-TDNN C=1024 has 20.8 M
+SIZED = {"custom_modules.models.ecapa.ECAPA_TDNN", "custom_modules.ecapa.ECAPA_TDNN",
+         "speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN",
+         "speechbrain.lobes.models.ECAPA_TDNN.Classifier"}
 
 
 class _Tagged:
@@ -126,6 +139,9 @@ _Loader.add_multi_constructor("tag:", _refused)
 def read_model_yaml(text: str, path: str) -> dict:
     """The top-level values of a model folder's YAML, allowed classes built; ``InputError``
     (naming ``path``) for anything that would execute other code."""
+    if len(text) > MAX_BYTES:
+        raise InputError(f"{path}: {len(text)} characters, more than a model's YAML has "
+                         f"({MAX_BYTES})")
     try:
         raw = yaml.load(text, Loader=_Loader)
         if not isinstance(raw, dict):
@@ -140,7 +156,7 @@ def read_model_yaml(text: str, path: str) -> dict:
     except yaml.YAMLError as error:
         raise InputError(f"{path}: malformed YAML ({str(error).splitlines()[0]})") from None
     except RecursionError:
-        raise InputError(f"{path}: an alias refers to itself") from None
+        raise InputError(f"{path}: nested too deeply, or an alias refers to itself") from None
 
 
 def _check(node, path: str, seen: set[int]) -> None:
@@ -182,7 +198,9 @@ def _resolve(node, raw: dict, built: dict, path: str, chain: tuple[str, ...]):
     if not isinstance(node, _Tagged):
         return node
     if node.kind == "ref":
-        return _reference(str(node.value), raw, built, path, chain)
+        if id(node) not in built:
+            built[id(node)] = _reference(str(node.value), raw, built, path, chain)
+        return built[id(node)]
     if node.kind == "name":
         return getattr(importlib.import_module("torch.nn"), node.target.rsplit(".", 1)[1])
     if node.target in IGNORED:
@@ -192,10 +210,25 @@ def _resolve(node, raw: dict, built: dict, path: str, chain: tuple[str, ...]):
         arguments = _resolve(node.value, raw, built, path, chain)
         module, attribute = ALLOWED[node.target]
         cls = getattr(importlib.import_module(module), attribute)
-        try:
-            built[key] = cls(**arguments) if isinstance(arguments, dict) else \
+
+        def build(**where):
+            return cls(**arguments, **where) if isinstance(arguments, dict) else \
                 cls(*(arguments if isinstance(arguments, list) else []))
-        except TypeError as error:
+        try:
+            if node.target in SIZED and isinstance(arguments, dict):
+                where = {"device": "meta"} if "device" in \
+                    inspect.signature(cls).parameters else {}
+                try:
+                    with torch.device("meta"):
+                        count = sum(p.numel() for p in build(**where).parameters())
+                except RuntimeError:   # a class that cannot be built on meta: its sizes
+                    count = max([v for v in arguments.values() if isinstance(v, int)],
+                                default=0) ** 2
+                if count > MAX_PARAMETERS:
+                    raise InputError(f"{path}: {node.target} declared with {count:,} "
+                                     f"parameters, more than {MAX_PARAMETERS:,}")
+            built[key] = build()
+        except (TypeError, ValueError, OverflowError) as error:
             raise InputError(f"{path}: {node.target}: {error}") from None
     return built[key]
 
@@ -221,4 +254,8 @@ def _reference(text: str, raw: dict, built: dict, path: str, chain: tuple[str, .
     whole = REFERENCE.fullmatch(text.strip())
     if whole:
         return value_of(whole.group(1))
-    return REFERENCE.sub(lambda match: str(value_of(match.group(1))), text)
+    result = REFERENCE.sub(lambda match: str(value_of(match.group(1))), text)
+    if len(result) > MAX_STRING:
+        raise InputError(f"{path}: !ref {text!r} builds a string of {len(result):,} "
+                         f"characters (at most {MAX_STRING:,})")
+    return result
