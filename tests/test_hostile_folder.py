@@ -352,3 +352,37 @@ def test_model_yaml_reading_is_bounded():
         read_model_yaml(huge, "h.yaml")
     with pytest.raises(InputError, match="characters, more than a model's YAML has"):
         read_model_yaml("a: " + "x" * (1 << 20), "h.yaml")
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (lambda y: y.replace("modules:", "modules: [a, b]\nunused:"),
+     "modules is a list, not a mapping"),
+    (lambda y: y.replace("    input_size:", "    device: cuda\n    input_size:"),
+     "ECAPA_TDNN: (.*CUDA|Found no NVIDIA driver)"),
+    (lambda y: y.encode("utf-8") + b"\xff\xfe", "not UTF-8 text"),
+])
+def test_malformed_model_yaml_values_are_one_line_errors(tmp_path, edit, problem):
+    folder = tiny_pretrained(tmp_path / "model")
+    changed = edit((folder / "hyperparams.yaml").read_text())
+    (folder / "hyperparams.yaml").write_bytes(changed if isinstance(changed, bytes)
+                                              else changed.encode())
+    with pytest.raises(InputError, match=f"hyperparams.yaml: .*{problem}"):
+        load_embedder(folder)
+
+
+def test_damaged_or_foreign_text_files_are_one_line_errors(tmp_path):
+    db = EnrolmentDB(tmp_path / "e.sqlite", "m1", 2)
+    db.add("ann", "a.wav", torch.tensor([1.0, 0.0]), 1.0, 1.0)
+    data = bytearray(db.path.read_bytes())
+    data[4096:8192] = b"\xa5" * 4096                 # the second page: the tables' rows
+    db.path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="e.sqlite: "):
+        EnrolmentDB(db.path, "m1", 2).profiles()
+    latin = tmp_path / "trials.txt"
+    latin.write_bytes("1 caf\xe9.wav b.wav\n".encode("latin-1"))
+    with pytest.raises(InputError, match="trials.txt: not UTF-8 text"):
+        read_trials(latin)
+    rttm = tmp_path / "x.rttm"
+    rttm.write_bytes(b"SPEAKER \xff 1 0.0 1.0 <NA> <NA> a <NA> <NA>\n")
+    with pytest.raises(InputError, match="x.rttm: not UTF-8 text"):
+        read_rttm(rttm)

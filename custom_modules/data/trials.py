@@ -36,15 +36,19 @@ def read_trials(path: str | os.PathLike) -> list[Trial]:
     if not os.path.isfile(path):
         raise InputError(f"{path}: trial list not found")
     trials = []
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 3 or fields[0] not in ("0", "1"):
-                raise InputError(f"{path}:{number}: expected 'label enrol test' with label 0 "
-                                 f"or 1, got {line.strip()!r}")
-            trials.append(Trial(int(fields[0]), fields[1], fields[2]))
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") \
+            from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 3 or fields[0] not in ("0", "1"):
+            raise InputError(f"{path}:{number}: expected 'label enrol test' with label 0 "
+                             f"or 1, got {line.strip()!r}")
+        trials.append(Trial(int(fields[0]), fields[1], fields[2]))
     if not trials:
         raise InputError(f"{path}: the trial list is empty")
     return trials

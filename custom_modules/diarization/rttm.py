@@ -60,6 +60,9 @@ def read_rttm(path: str | os.PathLike) -> dict[str, list[Segment]]:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise InputError(f"{path}: cannot read it ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") \
+            from None
     for number, line in enumerate(lines, start=1):
         fields = line.split()
         if not fields or fields[0] != "SPEAKER":

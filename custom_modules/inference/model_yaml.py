@@ -32,7 +32,7 @@ import re
 import torch
 import yaml
 
-from custom_modules.errors import InputError
+from custom_modules.errors import InputError, first_line
 
 # Dotted name in a model folder -> the class it builds (module path, attribute).
 ALLOWED = {
@@ -212,7 +212,7 @@ def _resolve(node, raw: dict, built: dict, path: str, chain: tuple[str, ...]):
         cls = getattr(importlib.import_module(module), attribute)
 
         def build(**where):
-            return cls(**arguments, **where) if isinstance(arguments, dict) else \
+            return cls(**{**arguments, **where}) if isinstance(arguments, dict) else \
                 cls(*(arguments if isinstance(arguments, list) else []))
         try:
             if node.target in SIZED and isinstance(arguments, dict):
@@ -228,8 +228,9 @@ def _resolve(node, raw: dict, built: dict, path: str, chain: tuple[str, ...]):
                     raise InputError(f"{path}: {node.target} declared with {count:,} "
                                      f"parameters, more than {MAX_PARAMETERS:,}")
             built[key] = build()
-        except (TypeError, ValueError, OverflowError) as error:
-            raise InputError(f"{path}: {node.target}: {error}") from None
+        except (TypeError, ValueError, OverflowError, RuntimeError, AssertionError) as error:
+            # what the file's values make the class refuse (device: cuda without CUDA too)
+            raise InputError(f"{path}: {node.target}: {first_line(error)}") from None
     return built[key]
 
 

@@ -113,12 +113,19 @@ def load_embedder(source: str | os.PathLike, checkpoint: str | os.PathLike | Non
     weights = Path(checkpoint) if checkpoint is not None else source
     if not (source / HPARAMS).is_file():
         raise InputError(f"{source}: not a pretrained folder (no {HPARAMS})")
-    hparams = read_model_yaml((source / HPARAMS).read_text(encoding="utf-8"),
-                              str(source / HPARAMS))
+    try:
+        text = (source / HPARAMS).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InputError(f"{source / HPARAMS}: not UTF-8 text ({error.reason} at byte "
+                         f"{error.start})") from None
+    hparams = read_model_yaml(text, str(source / HPARAMS))
     for key in ("sample_rate", "threshold", "modules"):
         if key not in hparams:
             raise InputError(f"{source / HPARAMS}: no '{key}'")
     modules = hparams["modules"]
+    if not isinstance(modules, dict):
+        raise InputError(f"{source / HPARAMS}: modules is a {type(modules).__name__}, not a "
+                         f"mapping of names to modules")
     for name in ("compute_features", "embedding_model"):
         if name not in modules:
             raise InputError(f"{source / HPARAMS}: modules has no {name}")

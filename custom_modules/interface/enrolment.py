@@ -181,6 +181,15 @@ class EnrolmentDB:
         return db
 
     @contextmanager
+    def _read(self):
+        """A connection for reading; a damaged file is an ``InputError``."""
+        with closing(self._connect()) as db:
+            try:
+                yield db
+            except sqlite3.DatabaseError as error:
+                raise InputError(f"{self.path}: cannot be read ({error})") from None
+
+    @contextmanager
     def _write(self):
         """One transaction: committed when the block ends, rolled back on an exception. A
         database locked by another writer for a minute, or read-only, is an ``InputError``."""
@@ -191,6 +200,9 @@ class EnrolmentDB:
                 raise InputError(f"{self.path}: cannot write ({error})") from None
             try:
                 yield db
+            except sqlite3.DatabaseError as error:
+                db.execute("ROLLBACK")
+                raise InputError(f"{self.path}: cannot write ({error})") from None
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -231,7 +243,7 @@ class EnrolmentDB:
 
     def speakers(self) -> list[Speaker]:
         """Every speaker, by name, with its number of recordings and speech seconds."""
-        with closing(self._connect()) as db:
+        with self._read() as db:
             rows = db.execute(
                 "SELECT s.name, COUNT(r.id), COALESCE(SUM(r.speech_seconds), 0), s.added "
                 "FROM speakers s LEFT JOIN recordings r ON r.speaker = s.id "
@@ -242,7 +254,7 @@ class EnrolmentDB:
         """The recordings of ``name`` (every speaker's when ``None``), oldest first."""
         query = ("SELECT r.id, s.name, r.file, r.duration, r.speech_seconds, r.added "
                  "FROM recordings r JOIN speakers s ON s.id = r.speaker")
-        with closing(self._connect()) as db:
+        with self._read() as db:
             rows = db.execute(query + " WHERE s.name = ? ORDER BY r.id", (name,)).fetchall() \
                 if name is not None else db.execute(query + " ORDER BY r.id").fetchall()
             if name is not None and not rows:
@@ -284,7 +296,7 @@ class EnrolmentDB:
     def profiles(self) -> tuple[list[str], torch.Tensor]:
         """Speaker names and their profiles ``(speakers, dim)``: the normalised mean of each
         speaker's unit embeddings."""
-        with closing(self._connect()) as db:
+        with self._read() as db:
             rows = db.execute("SELECT s.name, r.embedding FROM recordings r JOIN speakers s ON "
                               "s.id = r.speaker ORDER BY s.name, r.id").fetchall()
         if not rows:
