@@ -7,6 +7,7 @@ can show it to the user.
 
 import os
 import struct
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
@@ -143,19 +144,51 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000, start: int = 0
         raise AudioError(path, f"cannot decode audio ({first_line(error)})") from None
     if samples.shape[0] == 0:
         raise AudioError(path, "no audio samples could be decoded (truncated file?)")
-    if not np.isfinite(samples).all():
-        raise AudioError(path, "audio contains NaN or infinite samples")
-    peak = float(np.abs(samples).max())
-    if peak > MAX_PEAK:
-        raise AudioError(path, f"samples up to {peak:.3g}: not audio at any sane scale "
-                               f"(at most {MAX_PEAK:g})")
-    waveform = resample(torch.from_numpy(samples.mean(axis=1)), info.sample_rate, sample_rate)
+    waveform = resample(_mono(path, samples), info.sample_rate, sample_rate)
     if float(waveform.abs().max()) < SILENCE_PEAK:
         raise AudioError(path, f"silent (peak amplitude below {SILENCE_PEAK})")
     if waveform.numel() < min_duration * sample_rate:
         raise AudioError(path, f"too short: {waveform.numel() / sample_rate:.2f} s, the "
                                f"minimum is {min_duration:.2f} s")
     return waveform
+
+
+def _mono(path: str | os.PathLike, samples: np.ndarray) -> torch.Tensor:
+    """Decoded ``(frames, channels)`` samples checked (finite, of a sane scale) and averaged
+    to mono."""
+    if not np.isfinite(samples).all():
+        raise AudioError(path, "audio contains NaN or infinite samples")
+    peak = float(np.abs(samples).max())
+    if peak > MAX_PEAK:
+        raise AudioError(path, f"samples up to {peak:.3g}: not audio at any sane scale "
+                               f"(at most {MAX_PEAK:g})")
+    return torch.from_numpy(samples.mean(axis=1))
+
+
+def read_blocks(path: str | os.PathLike, sample_rate: int, block_seconds: float
+                ) -> Iterator[torch.Tensor]:
+    """A long recording as consecutive mono blocks ``(samples,)`` of ``block_seconds`` at
+    ``sample_rate`` (the last one shorter), decoded one at a time: memory stays that of a
+    block whatever the file's length. The checks of ``read_audio`` apply to each block
+    (a silent block is returned as it is: silence inside a recording is no error).
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "a.wav"
+    >>> write_wav(path, torch.full((40000,), 0.1), 16000)
+    >>> [len(b) for b in read_blocks(path, 16000, 1.0)]
+    [16000, 16000, 8000]
+    """
+    info = audio_info(path)
+    frames = max(1, int(round(block_seconds * info.sample_rate)))
+    try:
+        with soundfile.SoundFile(str(path)) as source:
+            while True:
+                samples = source.read(frames, dtype="float32", always_2d=True)
+                if not len(samples):
+                    return
+                yield resample(_mono(path, samples), info.sample_rate, sample_rate)
+    except (RuntimeError, soundfile.LibsndfileError) as error:
+        raise AudioError(path, f"cannot decode audio ({first_line(error)})") from None
 
 
 def resample(waveform: torch.Tensor, rate: int, target: int) -> torch.Tensor:

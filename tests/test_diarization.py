@@ -19,10 +19,21 @@ from pyannote.metrics.diarization import DiarizationErrorRate
 from sklearn.metrics import adjusted_rand_score
 
 from custom_modules import SpeakerEncoder
+from custom_modules.diarization import pipeline
 from custom_modules.diarization.evaluation import score
-from custom_modules.diarization.pipeline import DEFAULT_SETTINGS, Analysis, cluster, resegment
+from custom_modules.diarization.pipeline import (
+    DEFAULT_SETTINGS,
+    Analysis,
+    DiarizationOptions,
+    analyse,
+    cluster,
+    resegment,
+    speech_regions,
+)
 from custom_modules.diarization.rttm import Segment, read_rttm, write_rttm
+from custom_modules.diarization.streaming import analyse_file
 from custom_modules.errors import InputError
+from custom_modules.inference.pretrained import load_embedder
 from data_prep import synthetic_audio
 from data_prep.demo.conversations import generate_conversations
 
@@ -200,3 +211,48 @@ def test_recipe_report_equals_pyannote_on_its_files_and_the_interface(tmp_path):
     (fresh / "diarization.json").write_text('{"pruning": "x"}')
     with pytest.raises(InputError, match="diarization.json: not readable diarization"):
         SpeakerEncoder.from_hparams(source=fresh).diarize(first["wav"])
+
+
+def test_many_windows_are_clustered_through_a_subsample(monkeypatch):
+    """Above MAX_CLUSTERED windows, an even subsample is clustered and every window goes to
+    the nearest centroid: the speakers are still found exactly (brute-force labels)."""
+    gen = torch.Generator().manual_seed(2)
+    centres = F.normalize(torch.randn(3, 32, generator=gen), dim=1)
+    truth = torch.randint(0, 3, (900,), generator=gen)
+    vectors = F.normalize(centres[truth] + 0.15 * torch.randn(900, 32, generator=gen), dim=1)
+    monkeypatch.setattr(pipeline, "MAX_CLUSTERED", 200)
+    labels = cluster(vectors, 0.2, 10, None)
+    assert labels.shape == (900,) and adjusted_rand_score(truth.numpy(), labels) == 1.0
+    assert labels[0] == 0 and set(labels.tolist()) == {0, 1, 2}
+
+
+class LoudFrames:
+    """A speech detector without memory (Silero's state carries across a recording): the
+    10 ms frames whose peak is above 0.01."""
+
+    def segments(self, wave, threshold=None):
+        loud = np.concatenate([[False], wave[:len(wave) // 160 * 160].reshape(-1, 160)
+                               .abs().amax(dim=1).numpy() > 0.01, [False]])
+        edges = np.flatnonzero(np.diff(loud.astype(int)))
+        return [(int(a) * 160, int(b) * 160) for a, b in edges.reshape(-1, 2)]
+
+
+def test_a_recording_read_in_blocks_gives_the_whole_files_analysis(tmp_path):
+    """Blocks that meet in silence: the same regions, windows and embeddings as the whole
+    recording read at once."""
+    rate = 16000
+    speech = [synthetic_audio.speech_like(2.5, rate, np.random.default_rng(s)) for s in range(3)]
+    silence = np.zeros(rate)
+    wave = np.concatenate([speech[0], silence, speech[1], silence, speech[2]]).astype(np.float32)
+    path = tmp_path / "talk.wav"
+    soundfile.write(path, wave, rate, subtype="FLOAT")
+    embedder = load_embedder(tiny_pretrained(tmp_path / "model"))
+    options = DiarizationOptions(0.2, 0.3, 0.2, 1.5, 0.75, 8, 10)
+    detector = LoudFrames()
+    whole = analyse(embedder, torch.from_numpy(wave),
+                    speech_regions(torch.from_numpy(wave), detector, options, rate), options)
+    blocks = analyse_file(embedder, path, detector, options, block_seconds=3.25)
+    assert blocks.duration == whole.duration and len(whole.regions) == 3
+    assert np.allclose(blocks.regions, whole.regions, atol=0.04)
+    assert len(blocks.vectors) == len(whole.vectors)
+    assert torch.allclose(blocks.vectors, whole.vectors, atol=1e-3)

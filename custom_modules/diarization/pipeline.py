@@ -40,6 +40,10 @@ from custom_modules.models.embedder import Embedder
 logger = logging.getLogger(__name__)
 FRAME = 0.01                 # seconds: the resolution of the segments
 SETTINGS = "diarization.json"  # a model folder's tuned settings
+# More windows than this (25 minutes of speech) are clustered through an even subsample of
+# this many, every window then going to the nearest centroid: the spectral clustering's
+# affinity and eigendecomposition stay this size (10 hours: 9.2 GB and an hour otherwise).
+MAX_CLUSTERED = 2000
 # Used for a folder without tuned settings (an imported model, a fresh export): the same
 # file format, tuned for SpeechBrain's VoxCeleb ECAPA on real conversations.
 DEFAULT_SETTINGS = Path(__file__).with_name("default_settings.json")
@@ -147,9 +151,16 @@ def cluster(vectors: torch.Tensor, pruning: float, max_speakers: int,
     k-means. When the number was estimated and ``merge`` is set, the two clusters whose
     centroids are closest are joined while their cosine is at least ``merge`` (the eigengap
     splits one voice in two more often than it joins two), and the clustering is done again
-    for the number left.
+    for the number left. Above ``MAX_CLUSTERED`` windows, an even subsample is clustered
+    and every window takes the nearest of its clusters' centroids.
     """
     count = len(vectors)
+    if count > MAX_CLUSTERED:
+        chosen = torch.from_numpy(np.linspace(0, count - 1, MAX_CLUSTERED).round().astype(int))
+        found = cluster(vectors[chosen], pruning, max_speakers, num_speakers, merge)
+        centres = F.normalize(torch.zeros(int(found.max()) + 1, vectors.shape[1]).index_add_(
+            0, torch.from_numpy(found), vectors[chosen].float()), dim=1)
+        return by_first_appearance((vectors.float() @ centres.T).argmax(dim=1).numpy())
     if count < 3:
         return np.zeros(count, dtype=np.int64)
     affinity = (vectors @ vectors.T).float().numpy()
@@ -207,6 +218,15 @@ def merge_close_clusters(vectors: torch.Tensor, labels: np.ndarray, merge: float
         if float(similarity[a, b]) < merge:
             break
         labels[labels == present[b]] = present[a]
+    return by_first_appearance(labels)
+
+
+def by_first_appearance(labels: np.ndarray) -> np.ndarray:
+    """Labels renumbered from 0 in order of first appearance.
+
+    >>> by_first_appearance(np.array([4, 4, 1, 4, 7])).tolist()
+    [0, 0, 1, 0, 2]
+    """
     _, first = np.unique(labels, return_index=True)
     order = {int(labels[i]): n for n, i in enumerate(sorted(first))}
     return np.array([order[int(c)] for c in labels], dtype=np.int64)

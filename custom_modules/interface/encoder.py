@@ -29,18 +29,17 @@ from typing import NamedTuple
 
 import torch
 
-from custom_modules.audio import audio_info, read_audio
+from custom_modules.audio import audio_info
 from custom_modules.data.catalogue import Utterance
 from custom_modules.data.trials import read_trials
 from custom_modules.diarization.pipeline import (
-    analyse,
     centroids,
     cluster,
     read_settings,
     resegment,
-    speech_regions,
 )
 from custom_modules.diarization.rttm import Segment
+from custom_modules.diarization.streaming import BLOCK_SECONDS, analyse_file
 from custom_modules.errors import InputError
 from custom_modules.evaluation.backend import (
     Backend,
@@ -330,11 +329,8 @@ class SpeakerEncoder:
         if num_speakers is not None and not 1 <= num_speakers <= options.max_speakers:
             raise InputError(f"num_speakers={num_speakers}: give 1 to {options.max_speakers} "
                              f"(this model's diarization settings, max_speakers)")
-        wave = read_audio(path, self.embedder.sample_rate)
         detector = self.speech if self.speech is not None else SpeechDetector()
-        analysis = analyse(self.embedder, wave,
-                           speech_regions(wave, detector, options, self.embedder.sample_rate),
-                           options)
+        analysis = analyse_file(self.embedder, path, detector, options, BLOCK_SECONDS)
         labels = cluster(analysis.vectors, pruning, options.max_speakers, num_speakers, merge)
         names = None
         if name_speakers and len(labels):
