@@ -138,10 +138,10 @@ def load_embedder(source: str | os.PathLike, checkpoint: str | os.PathLike | Non
     if isinstance(rate, bool) or rate != frontend.config["sample_rate"]:
         raise InputError(f"{source / HPARAMS}: sample_rate {rate!r} is not the rate its "
                          f"compute_features takes ({frontend.config['sample_rate']})")
-    if isinstance(hparams["threshold"], bool) or \
-            not isinstance(hparams["threshold"], int | float):
+    if hparams["threshold"] is not None and (isinstance(hparams["threshold"], bool) or
+                                             not isinstance(hparams["threshold"], int | float)):
         raise InputError(f"{source / HPARAMS}: threshold {hparams['threshold']!r} is not a "
-                         f"number")
+                         f"number (or null)")
     if norm is not None and (not isinstance(norm, SentenceNormalisation) or
                              (norm.mean_norm, norm.std_norm) !=
                              (frontend.mean_norm, frontend.std_norm)):
