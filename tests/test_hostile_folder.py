@@ -5,6 +5,7 @@ damaged or non-finite embeddings refused), ids are never reused, and enrolments 
 in the model folder."""
 
 import json
+import os
 import pickle
 import shutil
 import sqlite3
@@ -386,3 +387,39 @@ def test_damaged_or_foreign_text_files_are_one_line_errors(tmp_path):
     rttm.write_bytes(b"SPEAKER \xff 1 0.0 1.0 <NA> <NA> a <NA> <NA>\n")
     with pytest.raises(InputError, match="x.rttm: not UTF-8 text"):
         read_rttm(rttm)
+
+
+LOAD_PROBE = """
+import sys
+from custom_modules.errors import InputError
+from custom_modules.evaluation.backend import load_backend
+from custom_modules.evaluation.backend_fit import model_classifier
+from custom_modules.inference.pretrained import load_embedder
+for load in (load_embedder, load_backend, model_classifier):
+    try:
+        load(sys.argv[1])
+        print("loaded")
+    except InputError as error:
+        print("refused:", error)
+"""
+
+
+@pytest.mark.parametrize("name, read", [("embedding_model.ckpt", True),
+                                        ("classifier.ckpt", True), (BACKEND_TENSORS, True),
+                                        ("mean_var_norm_emb.ckpt", False)])
+def test_no_pickle_in_a_folder_runs_even_when_the_environment_asks_for_it(experiment, tmp_path,
+                                                                         name, read):
+    """``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (common in the wild) makes ``torch.load``
+    unpickle wherever ``weights_only`` is not given explicitly: every file of a folder is
+    read by our code with it given (a file the folder's YAML does not declare is not read).
+    Statistics declared as SpeechBrain's ``InputNormalization`` go through the same reader
+    (``test_published_import``)."""
+    folder = tmp_path / "model"
+    shutil.copytree(experiment / "pretrained", folder)
+    marker = tmp_path / "ran"
+    (folder / name).write_bytes(pickle.dumps(Touch(str(marker))))
+    done = subprocess.run([sys.executable, "-c", LOAD_PROBE, str(folder)], capture_output=True,
+                          text=True, check=True,
+                          env={**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
+    assert not marker.exists()
+    assert (f"{name}" in done.stdout and "refused:" in done.stdout) == read, done.stdout
