@@ -10,7 +10,7 @@ from custom_modules.diarization.rttm import write_json, write_rttm
 from custom_modules.errors import InputError, one_line_errors
 from custom_modules.evaluation.backend import describe, load_backend
 from custom_modules.evaluation.precision_check import check_lines
-from custom_modules.files import folder_lock
+from custom_modules.files import folder_lock, within
 from custom_modules.inference.export import check_onnx, export_onnx, export_torchscript
 from custom_modules.inference.precision import CHECKS, read_checks
 from custom_modules.interface.encoder import SpeakerEncoder
@@ -124,7 +124,7 @@ def info(args: argparse.Namespace) -> None:
     print(f"{args.model}: ECAPA-TDNN channels {config['channels']}, {config['lin_neurons']}-d "
           f"embeddings, {encoder.embedder.sample_rate} Hz; precision {encoder.embedder.precision}"
           f" (asked: {args.precision})")
-    checks = Path(args.model, CHECKS)
+    checks = within(args.model, CHECKS)
     if checks.is_file():
         print("\n".join(check_lines(read_checks(checks))))
     print(describe(encoder.backend))

@@ -9,6 +9,9 @@ anything that exists, link or not), writes and flushes it, then renames it over 
 sees the old file or the new one, never part of one; an interrupted write leaves only the
 temporary file (``.<name>.*.part``), never a damaged target.
 
+``within`` is how a file of such a folder is named before it is read: a link that leads out
+of the folder (``embedding_model.ckpt -> ~/.ssh/id_rsa``) is refused, not followed.
+
 ``folder_lock`` serialises writers of one folder (two ``calibrate`` runs at once): an
 advisory ``flock`` on ``<folder>/.lock``, opened without following a link.
 
@@ -55,6 +58,17 @@ def write_atomic(path: str | os.PathLike, content: str | bytes | Callable[[Binar
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def within(folder: str | os.PathLike, name: str) -> Path:
+    """``folder/name``, or a one-line ``InputError`` when it is a link out of ``folder``."""
+    path = Path(folder, name)
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.is_relative_to(Path(folder).resolve()):
+            raise InputError(f"{path}: a link out of the model folder (to {target}); it is "
+                             f"not read")
+    return path
 
 
 @contextlib.contextmanager

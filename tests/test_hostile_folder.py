@@ -31,6 +31,7 @@ from custom_modules.errors import InputError
 from custom_modules.evaluation.backend import BACKEND_JSON, BACKEND_TENSORS, load_backend
 from custom_modules.files import folder_lock, write_atomic
 from custom_modules.inference.model_yaml import read_model_yaml
+from custom_modules.inference.precision import auto_precision
 from custom_modules.inference.pretrained import load_embedder
 from custom_modules.interface.enrolment import EnrolmentDB
 
@@ -394,6 +395,7 @@ import sys
 from custom_modules.errors import InputError
 from custom_modules.evaluation.backend import load_backend
 from custom_modules.evaluation.backend_fit import model_classifier
+from custom_modules.inference.precision import auto_precision
 from custom_modules.inference.pretrained import load_embedder
 for load in (load_embedder, load_backend, model_classifier):
     try:
@@ -423,3 +425,27 @@ def test_no_pickle_in_a_folder_runs_even_when_the_environment_asks_for_it(experi
                           env={**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
     assert not marker.exists()
     assert (f"{name}" in done.stdout and "refused:" in done.stdout) == read, done.stdout
+
+
+def test_links_out_of_the_folder_are_not_read(experiment, tmp_path):
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"precisions": {"int8": {"passed": true, "embeddings_per_second": 1e9}}}')
+    for name, load in [("backend.json", load_backend), ("diarization.json", read_settings),
+                       ("precisions.json", lambda f: auto_precision(f, "cpu")),
+                       ("embedding_model.ckpt", load_embedder)]:
+        folder = tmp_path / name
+        shutil.copytree(experiment / "pretrained", folder)
+        (folder / name).unlink(missing_ok=True)
+        (folder / name).symlink_to(secret)
+        with pytest.raises(InputError, match=f"{name}: a link out of the model folder"):
+            load(folder)
+    inside = tmp_path / "inside"
+    shutil.copytree(experiment / "pretrained", inside)
+    (inside / "copy.pt").write_bytes((inside / BACKEND_TENSORS).read_bytes())
+    (inside / BACKEND_TENSORS).unlink()
+    (inside / BACKEND_TENSORS).symlink_to(inside / "copy.pt")     # a link inside is fine
+    assert load_backend(inside).scoring.variant == "lda+as-norm"
+    (inside / "precisions.json").write_text(
+        '{"precisions": {"int8": {"passed": "yes", "embeddings_per_second": 9}}}')
+    with pytest.raises(InputError, match="passed must be true or false"):
+        auto_precision(inside, "cpu")

@@ -34,6 +34,7 @@ from sklearn.cluster import KMeans
 
 from custom_modules.diarization.rttm import Segment
 from custom_modules.errors import InputError
+from custom_modules.files import within
 from custom_modules.inference.speech import SpeechDetector
 from custom_modules.models.embedder import Embedder
 
@@ -312,7 +313,7 @@ def read_settings(folder: str | os.PathLike
     >>> options.window, pruning, merge
     (1.5, 0.3, None)
     """
-    path = Path(folder, SETTINGS)
+    path = within(folder, SETTINGS)
     if not path.is_file():
         logger.info("%s: no tuned diarization settings; using the shipped defaults (%s)",
                     folder, DEFAULT_SETTINGS.name)

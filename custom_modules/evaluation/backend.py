@@ -46,7 +46,7 @@ from custom_modules.evaluation.scoring import (
     fit_calibration,
     normalize_scores,
 )
-from custom_modules.files import write_atomic
+from custom_modules.files import within, write_atomic
 
 BACKEND_JSON, BACKEND_TENSORS = "backend.json", "backend.pt"
 SCHEMA_VERSION = 1
@@ -265,7 +265,7 @@ def load_backend(folder: str | os.PathLike) -> Backend:
     """Read the back-end of a pretrained folder; a missing or malformed one (a value of the
     wrong type or out of range, tensors that are a pickle or of the wrong shape) is an
     ``InputError`` naming the file."""
-    path = Path(folder) / BACKEND_JSON
+    path = within(folder, BACKEND_JSON)
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(meta, dict) or meta.get("schema_version") != SCHEMA_VERSION:
@@ -279,7 +279,7 @@ def load_backend(folder: str | os.PathLike) -> Backend:
         if not 0 < _expect(meta, "prior", float) < 1:
             raise ValueError(f"prior {meta['prior']} is not between 0 and 1")
         try:
-            tensors = torch.load(Path(folder) / BACKEND_TENSORS, map_location="cpu",
+            tensors = torch.load(within(folder, BACKEND_TENSORS), map_location="cpu",
                                  weights_only=True)
         except Exception as error:  # a pickle, a damaged file: the folder's problem
             raise ValueError(f"{BACKEND_TENSORS} cannot be read safely "

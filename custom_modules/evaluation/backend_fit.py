@@ -19,6 +19,7 @@ from custom_modules.data.trials import Trial, read_trials
 from custom_modules.errors import InputError
 from custom_modules.evaluation.backend import Backend, Decisions, Scoring, fit_decisions
 from custom_modules.evaluation.scoring import fit_lda, speaker_means
+from custom_modules.files import within
 from custom_modules.inference.embedding import embed_utterances
 from custom_modules.inference.precision import with_precision
 from custom_modules.inference.pretrained import read_tensor_file
@@ -208,8 +209,8 @@ def fit_model_backend(embedder: Embedder, folder: str | os.PathLike, training_cs
 def model_classifier(folder: str | os.PathLike) -> torch.Tensor:
     """The classifier rows ``(speakers, dim)`` of a pretrained folder (``classifier.ckpt``,
     read with ``weights_only``), each a training speaker's direction."""
-    path = os.path.join(folder, "classifier.ckpt")
-    if not os.path.isfile(path):
+    path = within(folder, "classifier.ckpt")
+    if not path.is_file():
         raise InputError(f"{folder}: no classifier.ckpt for cohort: classifier")
     state = read_tensor_file(path)
     weight = state.get("weight") if isinstance(state, dict) else None

@@ -21,6 +21,7 @@ frontend, and embeddings come back as float32.
 
 import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -31,6 +32,7 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from custom_modules.errors import InputError
+from custom_modules.files import within
 from custom_modules.inference.fast_graph import FastECAPA
 from custom_modules.models.embedder import Embedder
 
@@ -101,7 +103,7 @@ def with_precision(embedder: Embedder, precision: str, folder: str | os.PathLike
 def auto_precision(folder: str | os.PathLike | None, device: str) -> str:
     """The fastest supported precision that passed its check in ``folder/precisions.json``,
     else fp32."""
-    path = None if folder is None else Path(folder) / CHECKS
+    path = None if folder is None else within(folder, CHECKS)
     if path is None or not path.is_file():
         return "fp32"
     checks = read_checks(path)
@@ -118,6 +120,11 @@ def read_checks(path: str | os.PathLike) -> dict:
         for name, entry in checks["precisions"].items():
             if not {"passed", "embeddings_per_second"} <= set(entry):
                 raise KeyError(f"{name} has no passed / embeddings_per_second")
+            speed = entry["embeddings_per_second"]
+            if not isinstance(entry["passed"], bool) or isinstance(speed, bool) or \
+                    not isinstance(speed, int | float) or not math.isfinite(speed):
+                raise TypeError(f"{name}: passed must be true or false and "
+                                f"embeddings_per_second a number")
         return checks
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise InputError(f"{path}: not a readable precision check ({type(error).__name__}: "

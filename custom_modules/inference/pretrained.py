@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from custom_modules.errors import InputError
+from custom_modules.files import within
 from custom_modules.inference.model_yaml import read_model_yaml
 from custom_modules.models.ecapa import ECAPA_TDNN
 from custom_modules.models.embedder import Embedder
@@ -111,7 +112,7 @@ def load_embedder(source: str | os.PathLike, checkpoint: str | os.PathLike | Non
     ``checkpoint`` when given). One-line ``InputError`` for a folder that is not usable."""
     source = Path(source)
     weights = Path(checkpoint) if checkpoint is not None else source
-    if not (source / HPARAMS).is_file():
+    if not within(source, HPARAMS).is_file():
         raise InputError(f"{source}: not a pretrained folder (no {HPARAMS})")
     try:
         text = (source / HPARAMS).read_bytes().decode("utf-8")
@@ -148,10 +149,10 @@ def load_embedder(source: str | os.PathLike, checkpoint: str | os.PathLike | Non
         raise InputError(f"{source / HPARAMS}: mean_var_norm is not the frontend's own "
                          f"normalisation (SentenceNormalisation with its mean_norm and "
                          f"std_norm): SpeechBrain's loader would embed differently")
-    if not (weights / "embedding_model.ckpt").is_file():
+    if not within(weights, "embedding_model.ckpt").is_file():
         raise InputError(f"{weights}: no embedding_model.ckpt")
     for name, module in modules.items():
-        path = weights / f"{name}.ckpt"
+        path = within(weights, f"{name}.ckpt")
         if not path.is_file():
             continue
         if hasattr(module, "_load_statistics_dict"):  # SpeechBrain's InputNormalization
