@@ -362,6 +362,8 @@ def test_model_yaml_reading_is_bounded():
     (lambda y: y.replace("    input_size:", "    device: cuda\n    input_size:"),
      "ECAPA_TDNN: (.*CUDA|Found no NVIDIA driver)"),
     (lambda y: y.encode("utf-8") + b"\xff\xfe", "not UTF-8 text"),
+    (lambda y: y.replace("lin_neurons: 24", "lin_neurons: 99999999999999999999999"),
+     "ECAPA_TDNN: "),
 ])
 def test_malformed_model_yaml_values_are_one_line_errors(tmp_path, edit, problem):
     folder = tiny_pretrained(tmp_path / "model")
@@ -380,6 +382,12 @@ def test_damaged_or_foreign_text_files_are_one_line_errors(tmp_path):
     db.path.write_bytes(bytes(data))
     with pytest.raises(InputError, match="e.sqlite: "):
         EnrolmentDB(db.path, "m1", 2).profiles()
+    bare = EnrolmentDB(tmp_path / "bare.sqlite", "m1", 2)
+    with closing(sqlite3.connect(bare.path)) as raw:
+        raw.execute("DELETE FROM meta WHERE key = 'model_fingerprint'")
+        raw.commit()
+    with pytest.raises(InputError, match="bare.sqlite: made with another model"):
+        EnrolmentDB(bare.path, "m1", 2)
     latin = tmp_path / "trials.txt"
     latin.write_bytes("1 caf\xe9.wav b.wav\n".encode("latin-1"))
     with pytest.raises(InputError, match="trials.txt: not UTF-8 text"):
