@@ -52,9 +52,9 @@ from custom_modules.evaluation.backend_fit import Embedding, trial_decisions
 from custom_modules.files import folder_lock
 from custom_modules.inference.embedding import embed_utterances, model_fingerprint
 from custom_modules.inference.precision import with_precision
-from custom_modules.inference.pretrained import load_embedder, read_tensor_file
+from custom_modules.inference.pretrained import load_embedder
 from custom_modules.inference.speech import SpeechDetector
-from custom_modules.interface.enrolment import EnrolmentDB
+from custom_modules.interface.enrolment import EnrolmentDB, default_store, import_old_store
 from custom_modules.models.embedder import Embedder
 
 logger = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class SpeakerEncoder:
             dim = self.embedder.embedding_model.config["lin_neurons"]
             self._enrolments = EnrolmentDB(self.database, model_fingerprint(self.embedder), dim,
                                            self.earlier_fingerprint)
-            _import_old_store(self.database.with_name(OLD_STORE), self._enrolments)
+            import_old_store(self.database.with_name(OLD_STORE), self._enrolments)
         return self._enrolments
 
     @classmethod
@@ -368,38 +368,3 @@ class SpeakerEncoder:
                                  f"cannot be scored)")
             results.append(Embedded(embedded[utterance.id], used, duration))
         return results
-
-
-def default_store(fingerprint: str) -> Path:
-    """Where a model's enrolments are kept when no folder is given:
-    ``$ECAPA_SPEAKER_DATA`` (else ``$XDG_DATA_HOME/ecapa-speaker``, else
-    ``~/.local/share/ecapa-speaker``) ``/enrolments/<fingerprint>.sqlite``."""
-    root = os.environ.get("ECAPA_SPEAKER_DATA") or Path(
-        os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share", "ecapa-speaker")
-    return Path(root, "enrolments", f"{fingerprint[:16]}.sqlite")
-
-
-def _import_old_store(store: Path, database: EnrolmentDB) -> None:
-    """Move an earlier version's ``enrolled.pt`` (one profile per name) into the database,
-    once: each profile becomes one recording named after the file; the old file is renamed
-    ``enrolled.pt.imported``. A file that is not such profiles (finite, of the database's
-    size) is a one-line error and stays where it is."""
-    if not store.is_file():
-        return
-    profiles = read_tensor_file(store)
-    if not isinstance(profiles, dict) or not all(
-            isinstance(n, str) and isinstance(p, torch.Tensor) and p.numel() == database.dim
-            and bool(torch.isfinite(p).all()) for n, p in profiles.items()):
-        raise InputError(f"{store}: not an earlier version's enrolments (names with finite "
-                         f"{database.dim}-d profiles); move it away to go on")
-    imported = store.with_name(store.name + ".imported")
-    try:                       # whichever process renames it first imports it
-        os.replace(store, imported)
-    except FileNotFoundError:
-        return
-    known = {speaker.name for speaker in database.speakers()}
-    for name, profile in profiles.items():
-        if name not in known:
-            database.add(name, f"{store.name} (imported)", profile, 0.0, 0.0)
-    logger.warning("imported %d speakers of %s into %s (its model is not recorded: check they "
-                   "were enrolled with this one)", len(profiles), store, database.path)

@@ -27,6 +27,7 @@ error naming the database.
 (['ann'], [0.7071, 0.7071])
 """
 
+import logging
 import os
 import sqlite3
 import time
@@ -40,6 +41,9 @@ import torch.nn.functional as F
 
 from custom_modules.errors import InputError
 from custom_modules.evaluation.scoring import speaker_means
+from custom_modules.inference.pretrained import read_tensor_file
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 RECORDINGS = """CREATE TABLE {name} (
@@ -317,3 +321,38 @@ class EnrolmentDB:
     def _known(self, name: str, db: sqlite3.Connection) -> None:
         if not db.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone():
             raise InputError(f"no speaker named {name!r} in {self.path}")
+
+
+def default_store(fingerprint: str) -> Path:
+    """Where a model's enrolments are kept when no folder is given:
+    ``$ECAPA_SPEAKER_DATA`` (else ``$XDG_DATA_HOME/ecapa-speaker``, else
+    ``~/.local/share/ecapa-speaker``) ``/enrolments/<fingerprint>.sqlite``."""
+    root = os.environ.get("ECAPA_SPEAKER_DATA") or Path(
+        os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share", "ecapa-speaker")
+    return Path(root, "enrolments", f"{fingerprint[:16]}.sqlite")
+
+
+def import_old_store(store: Path, database: EnrolmentDB) -> None:
+    """Move an earlier version's ``enrolled.pt`` (one profile per name) into the database,
+    once: each profile becomes one recording named after the file; the old file is renamed
+    ``enrolled.pt.imported``. A file that is not such profiles (finite, of the database's
+    size) is a one-line error and stays where it is."""
+    if not store.is_file():
+        return
+    profiles = read_tensor_file(store)
+    if not isinstance(profiles, dict) or not all(
+            isinstance(n, str) and isinstance(p, torch.Tensor) and p.numel() == database.dim
+            and bool(torch.isfinite(p).all()) for n, p in profiles.items()):
+        raise InputError(f"{store}: not an earlier version's enrolments (names with finite "
+                         f"{database.dim}-d profiles); move it away to go on")
+    imported = store.with_name(store.name + ".imported")
+    try:                       # whichever process renames it first imports it
+        os.replace(store, imported)
+    except FileNotFoundError:
+        return
+    known = {speaker.name for speaker in database.speakers()}
+    for name, profile in profiles.items():
+        if name not in known:
+            database.add(name, f"{store.name} (imported)", profile, 0.0, 0.0)
+    logger.warning("imported %d speakers of %s into %s (its model is not recorded: check they "
+                   "were enrolled with this one)", len(profiles), store, database.path)
