@@ -25,8 +25,9 @@ MAX_PEAK = 1e5       # larger samples are no audio at any scale (int16 values as
 RATES = (4000, 192000)  # sample rates accepted, in Hz
 # Resampling by the ratio of two rates whose reduced terms are larger than this (16,001 Hz
 # to 16,000: 16000/16001) would build a filter bank of gigabytes; the ratio is then the
-# nearest one with terms this small (16,001 Hz: 1/1, off by 6e-5).
-MAX_RESAMPLE_TERMS = 500
+# nearest one with terms this small (16,001 Hz: 1/1, off by 6e-5; 160,163 Hz: 1/10, 1e-3).
+MAX_RESAMPLE_TERMS = 500     # the ratio is then off by at most about 1e-3
+MAX_BLOCK_VALUES = 8_000_000  # decoded values per block of a long recording (32 MB)
 
 
 class AudioError(InputError):
@@ -166,27 +167,34 @@ def _mono(path: str | os.PathLike, samples: np.ndarray) -> torch.Tensor:
 
 
 def read_blocks(path: str | os.PathLike, sample_rate: int, block_seconds: float
-                ) -> Iterator[torch.Tensor]:
-    """A long recording as consecutive mono blocks ``(samples,)`` of ``block_seconds`` at
-    ``sample_rate`` (the last one shorter), decoded one at a time: memory stays that of a
-    block whatever the file's length. The checks of ``read_audio`` apply to each block
-    (a silent block is returned as it is: silence inside a recording is no error).
+                ) -> Iterator[tuple[float, torch.Tensor]]:
+    """A long recording as consecutive mono blocks ``(samples,)`` of at most
+    ``block_seconds`` at ``sample_rate``, each with its start in seconds (counted in the
+    file's own samples, so a resampling ratio rounded by ``resample`` does not drift),
+    decoded one at a time: memory stays that of a block (at most ``MAX_BLOCK_VALUES``
+    decoded values, whatever the rate and channels) whatever the file's length. The checks
+    of ``read_audio`` apply to each block (a silent block is returned as it is: silence
+    inside a recording is no error).
 
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "a.wav"
     >>> write_wav(path, torch.full((40000,), 0.1), 16000)
-    >>> [len(b) for b in read_blocks(path, 16000, 1.0)]
-    [16000, 16000, 8000]
+    >>> [(start, len(b)) for start, b in read_blocks(path, 16000, 1.0)]
+    [(0.0, 16000), (1.0, 16000), (2.0, 8000)]
     """
     info = audio_info(path)
-    frames = max(1, int(round(block_seconds * info.sample_rate)))
+    frames = max(1, min(int(round(block_seconds * info.sample_rate)),
+                        MAX_BLOCK_VALUES // info.channels))
+    done = 0
     try:
         with soundfile.SoundFile(str(path)) as source:
             while True:
                 samples = source.read(frames, dtype="float32", always_2d=True)
                 if not len(samples):
                     return
-                yield resample(_mono(path, samples), info.sample_rate, sample_rate)
+                yield done / info.sample_rate, resample(_mono(path, samples),
+                                                        info.sample_rate, sample_rate)
+                done += len(samples)
     except (RuntimeError, soundfile.LibsndfileError) as error:
         raise AudioError(path, f"cannot decode audio ({first_line(error)})") from None
 

@@ -64,7 +64,11 @@ def within(folder: str | os.PathLike, name: str) -> Path:
     """``folder/name``, or a one-line ``InputError`` when it is a link out of ``folder``."""
     path = Path(folder, name)
     if path.is_symlink():
-        target = path.resolve()
+        try:
+            target = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            raise InputError(f"{path}: a link that leads nowhere (or to itself); it is not "
+                             f"read") from None
         if not target.is_relative_to(Path(folder).resolve()):
             raise InputError(f"{path}: a link out of the model folder (to {target}); it is "
                              f"not read")

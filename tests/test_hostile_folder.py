@@ -33,7 +33,7 @@ from custom_modules.files import folder_lock, write_atomic
 from custom_modules.inference.model_yaml import read_model_yaml
 from custom_modules.inference.precision import auto_precision
 from custom_modules.inference.pretrained import load_embedder
-from custom_modules.interface.enrolment import EnrolmentDB
+from custom_modules.interface.enrolment import SCHEMA, EnrolmentDB
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +140,15 @@ def test_enrolment_database_from_someone_else_is_refused_in_one_line(tmp_path):
     with pytest.raises(InputError, match="not an enrolment database of ours "
                                          r"\(table hidden, trigger swap\)"):
         EnrolmentDB(rigged, "m1", 2)
+    # Our tables' names with other definitions: names compared without case.
+    folded = tmp_path / "folded.sqlite"
+    EnrolmentDB(folded, "m1", 2)
+    with closing(sqlite3.connect(folded)) as raw:
+        raw.executescript("DROP TABLE recordings; DROP TABLE speakers; CREATE TABLE speakers "
+                          "(id INTEGER PRIMARY KEY, name TEXT COLLATE NOCASE NOT NULL UNIQUE, "
+                          "added REAL NOT NULL);" + SCHEMA[2] + ";" + SCHEMA[3])
+    with pytest.raises(InputError, match=r"table speakers \(not as we make it\)"):
+        EnrolmentDB(folded, "m1", 2)
 
 
 def test_recording_ids_are_never_given_again_and_bad_values_are_refused(tmp_path):
@@ -344,8 +353,15 @@ def test_model_yaml_reading_is_bounded():
     doubling = "a0: x\n" + "".join(f"a{n}: !ref <a{n - 1}><a{n - 1}>\n" for n in range(1, 41))
     started = time.perf_counter()
     with pytest.raises(InputError, match=r"h.yaml: !ref '<a13><a13>' builds a string of "
-                                         r"16,384 characters \(at most 10,000\)"):
+                                         r"more than 10,000 characters"):
         read_model_yaml(doubling, "h.yaml")
+    nested = "a: &a [1, 2, 3, 4, 5, 6, 7, 8]\nb: &b [*a, *a, *a, *a]\nd: !ref 'x <b>'\n"
+    with pytest.raises(InputError, match="<b> is a list; only a text or a number"):
+        read_model_yaml(nested, "h.yaml")
+    big = ("f: !new:custom_modules.models.frontend.MelFrontend\n    n_fft: 400000\n"
+           "    n_mels: 20000\n")
+    with pytest.raises(InputError, match="n_fft 400000 is not an integer from 1 to 16384"):
+        read_model_yaml(big, "h.yaml")
     assert time.perf_counter() - started < 1.0                 # 20 levels took 7.9 s
     huge = ("m: !new:custom_modules.models.ecapa.ECAPA_TDNN\n    input_size: 80\n"
             "    channels: [8192, 8192, 8192, 8192, 8192]\n")

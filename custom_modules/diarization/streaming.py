@@ -31,14 +31,13 @@ def analyse_file(embedder: Embedder, path: str | os.PathLike, detector: SpeechDe
     """``pipeline.analyse`` of the speech of the recording at ``path``, block by block;
     regions and windows in seconds from the recording's start."""
     rate = embedder.sample_rate
-    regions, windows, vectors, done = [], [], [], 0
-    for block in read_blocks(path, rate, block_seconds):
+    regions, windows, vectors, end = [], [], [], 0.0
+    for start, block in read_blocks(path, rate, block_seconds):
         part = analyse(embedder, block, speech_regions(block, detector, options, rate),
                        options)
-        start = done / rate
         regions.append(part.regions + start)
         windows.append(part.windows + start)
         vectors.append(part.vectors)
-        done += len(block)
-    return Analysis(done / rate, np.concatenate(regions).reshape(-1, 2),
+        end = start + len(block) / rate
+    return Analysis(end, np.concatenate(regions).reshape(-1, 2),
                     np.concatenate(windows).reshape(-1, 2), torch.cat(vectors))

@@ -164,13 +164,13 @@ def fit_decisions(scores: torch.Tensor, labels: torch.Tensor, target_false_accep
     points = {"eer": rates_at(float(eer(targets, nontargets)[1]), targets, nontargets)}
     ranked = nontargets.sort(descending=True).values
     for rate in target_false_accepts:
-        if not 0 < rate < 1:
-            raise InputError(f"target false-accept rate {rate} must be between 0 and 1")
+        if not 1e-9 <= rate < 1:
+            raise InputError(f"target false-accept rate {rate} must be from 1e-9 to below 1")
         allowed = math.floor(rate * len(ranked))   # non-targets that may stay above
         threshold = float(ranked[min(allowed, len(ranked) - 1)])
         if allowed < FEW_FALSE_ACCEPTS and len(ranked) > 1:
             tail = float(nontargets.mean() + nontargets.std() * NormalDist().inv_cdf(1 - rate))
-            threshold = max(threshold, tail)
+            threshold = max(threshold, tail) if math.isfinite(tail) else threshold
         points[far_name(rate)] = rates_at(threshold, targets, nontargets)
     return Decisions(fit_calibration(scores, labels.long()), points, fitted_on,
                      len(targets), len(nontargets), time.strftime("%Y-%m-%d %H:%M:%S",
@@ -292,7 +292,7 @@ def load_backend(folder: str | os.PathLike) -> Backend:
         return Backend(scoring, _decisions_of(meta["decisions"]), meta["operating_point"],
                        float(meta["prior"]), meta["speech_detection"],
                        [_decisions_of(d) for d in _expect(meta, "history", list)])
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, OverflowError) as error:
         raise InputError(f"{path}: not a readable back-end ({type(error).__name__}: "
                          f"{error})") from None
 

@@ -15,9 +15,10 @@ file, before anything is built. The reading is bounded: a file over ``MAX_BYTES`
 reference that builds a string over ``MAX_STRING`` characters (every ``!ref`` is resolved
 once, so references that double a string at each level cost their length, not 2^levels
 calls) and a model declared with more than ``MAX_PARAMETERS`` parameters (counted on
-PyTorch's meta device, which allocates nothing) are refused. Classes that only matter to
-SpeechBrain's own loader (``Pretrainer``, ``CategoricalEncoder``) are read as ``None``. The
-paths of this package before its reorganisation (``custom_modules.ecapa``,
+PyTorch's meta device, which allocates nothing) or with a frontend larger than
+``FRONTEND_LIMITS`` are refused, and only a text or a number goes into a string. Classes
+that only matter to SpeechBrain's own loader (``Pretrainer``, ``CategoricalEncoder``) are
+read as ``None``. The paths of this package before its reorganisation (``custom_modules.ecapa``,
 ``custom_modules.frontend``) still load.
 
 >>> text = "n: 40\\nf: !new:custom_modules.models.frontend.MelFrontend\\n    n_mels: !ref <n>\\n"
@@ -64,6 +65,8 @@ MAX_PARAMETERS = 100_000_000     # ECAPA-TDNN C=1024 has 20.8 M
 SIZED = {"custom_modules.models.ecapa.ECAPA_TDNN", "custom_modules.ecapa.ECAPA_TDNN",
          "speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN",
          "speechbrain.lobes.models.ECAPA_TDNN.Classifier"}
+# The frontends' sizes (their filter banks are (n_fft / 2 + 1) x n_mels): the most accepted.
+FRONTEND_LIMITS = {"n_fft": 16384, "n_mels": 1024, "sample_rate": 192000}
 
 
 class _Tagged:
@@ -214,6 +217,12 @@ def _resolve(node, raw: dict, built: dict, path: str, chain: tuple[str, ...]):
         def build(**where):
             return cls(**{**arguments, **where}) if isinstance(arguments, dict) else \
                 cls(*(arguments if isinstance(arguments, list) else []))
+        if isinstance(arguments, dict):
+            for name, most in FRONTEND_LIMITS.items():
+                value = arguments.get(name)
+                if value is not None and (type(value) is not int or not 0 < value <= most):
+                    raise InputError(f"{path}: {node.target}: {name} {value!r} is not an "
+                                     f"integer from 1 to {most}")
         try:
             if node.target in SIZED and isinstance(arguments, dict):
                 where = {"device": "meta"} if "device" in \
@@ -255,8 +264,18 @@ def _reference(text: str, raw: dict, built: dict, path: str, chain: tuple[str, .
     whole = REFERENCE.fullmatch(text.strip())
     if whole:
         return value_of(whole.group(1))
-    result = REFERENCE.sub(lambda match: str(value_of(match.group(1))), text)
-    if len(result) > MAX_STRING:
-        raise InputError(f"{path}: !ref {text!r} builds a string of {len(result):,} "
-                         f"characters (at most {MAX_STRING:,})")
-    return result
+    pieces, size, end = [], 0, 0
+    for match in REFERENCE.finditer(text):
+        value = value_of(match.group(1))
+        if not isinstance(value, str | int | float | bool | None):
+            raise InputError(f"{path}: !ref {text!r}: <{match.group(1)}> is a "
+                             f"{type(value).__name__}; only a text or a number goes into "
+                             f"a string")
+        for piece in (text[end:match.start()], str(value)):
+            size += len(piece)
+            if size > MAX_STRING:
+                raise InputError(f"{path}: !ref {text!r} builds a string of more than "
+                                 f"{MAX_STRING:,} characters")
+            pieces.append(piece)
+        end = match.end()
+    return "".join(pieces) + text[end:]

@@ -126,7 +126,7 @@ def read_checks(path: str | os.PathLike) -> dict:
                 raise TypeError(f"{name}: passed must be true or false and "
                                 f"embeddings_per_second a number")
         return checks
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:
         raise InputError(f"{path}: not a readable precision check ({type(error).__name__}: "
                          f"{error})") from None
 

@@ -28,6 +28,7 @@ SpeechBrain's ``Checkpointer``) when one is given. Weights are read with ``weigh
 """
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -136,13 +137,15 @@ def load_embedder(source: str | os.PathLike, checkpoint: str | os.PathLike | Non
                          f"first (custom_modules.interop.speechbrain.import_speechbrain)")
     frontend, norm = modules["compute_features"], modules.get("mean_var_norm")
     rate = hparams["sample_rate"]
-    if isinstance(rate, bool) or rate != frontend.config["sample_rate"]:
+    if type(rate) is not int or rate != frontend.config["sample_rate"]:
         raise InputError(f"{source / HPARAMS}: sample_rate {rate!r} is not the rate its "
                          f"compute_features takes ({frontend.config['sample_rate']})")
-    if hparams["threshold"] is not None and (isinstance(hparams["threshold"], bool) or
-                                             not isinstance(hparams["threshold"], int | float)):
-        raise InputError(f"{source / HPARAMS}: threshold {hparams['threshold']!r} is not a "
-                         f"number (or null)")
+    threshold = hparams["threshold"]
+    if threshold is not None and (isinstance(threshold, bool) or
+                                  not isinstance(threshold, int | float) or
+                                  not math.isfinite(threshold)):
+        raise InputError(f"{source / HPARAMS}: threshold {threshold!r} is not a finite number "
+                         f"(or null)")
     if norm is not None and (not isinstance(norm, SentenceNormalisation) or
                              (norm.mean_norm, norm.std_norm) !=
                              (frontend.mean_norm, frontend.std_norm)):

@@ -29,6 +29,7 @@ error naming the database.
 
 import logging
 import os
+import re
 import sqlite3
 import time
 from contextlib import closing, contextmanager
@@ -63,6 +64,18 @@ SCHEMA = [
 EXPECTED = {("table", "meta"), ("table", "speakers"), ("table", "recordings"),
             ("index", "recordings_by_speaker"), ("index", "sqlite_autoindex_meta_1"),
             ("index", "sqlite_autoindex_speakers_1"), ("table", "sqlite_sequence")}
+
+
+def _normalised(sql: str) -> str:
+    """A ``CREATE`` statement as compared: white space and identifier quotes left out."""
+    return re.sub(r"\s*([(),])\s*", r"\1", re.sub(r"\s+", " ", sql.replace('"', ""))).strip()
+
+
+# And each object as we create it (schema 1's recordings too, until it is moved): a table of
+# the right name but other columns, collation or constraints is not ours either.
+EXPECTED_SQL = {_normalised(statement) for statement in [
+    *SCHEMA, "CREATE TABLE sqlite_sequence(name,seq)",
+    RECORDINGS.format(name="recordings").replace(" AUTOINCREMENT", "")]}
 
 
 class Recording(NamedTuple):
@@ -134,11 +147,14 @@ class EnrolmentDB:
                              f"this model")
 
     def _objects(self, db: sqlite3.Connection) -> set[tuple[str, str]]:
+        """The database's objects; one whose SQL is not ours is named ``(kind, name*)``."""
         try:
-            return {(kind, name) for kind, name in db.execute(
-                "SELECT type, name FROM sqlite_master")}
+            rows = db.execute("SELECT type, name, sql FROM sqlite_master").fetchall()
         except sqlite3.DatabaseError as error:
             raise InputError(f"{self.path}: not an enrolment database ({error})") from None
+        return {(kind, name if (kind, name) not in EXPECTED or sql is None or
+                 _normalised(sql) in EXPECTED_SQL else f"{name} (not as we make it)")
+                for kind, name, sql in rows}
 
     def _meta(self) -> dict[str, str]:
         """The ``meta`` table (empty for a file that does not exist yet) of a database whose
@@ -178,6 +194,7 @@ class EnrolmentDB:
     def _connect(self) -> sqlite3.Connection:
         try:
             db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            db.execute("PRAGMA trusted_schema = OFF")
             db.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as error:
             raise InputError(f"{self.path}: cannot open the enrolment database "

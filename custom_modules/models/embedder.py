@@ -75,11 +75,18 @@ class Embedder(torch.nn.Module):
         ``sample_rate`` with the same weights is another model."""
         if self.source_fingerprint is not None:
             return self.source_fingerprint
+        model = dict(getattr(self.embedding_model, "config", None) or {})
+        model.pop("dropout", None)                 # no effect on an embedding
         settings = {"sample_rate": self.sample_rate,
                     "frontend": getattr(self.compute_features, "config", None),
-                    "model": getattr(self.embedding_model, "config", None),
-                    "embedding_norm": self.mean_var_norm_emb is not None}
-        digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
+                    "model": model, "embedding_norm": self.mean_var_norm_emb is not None}
+        digest = hashlib.sha1(json.dumps(_numbers_as_floats(settings), sort_keys=True,
+                                         default=str).encode())
+        norm = self.mean_var_norm_emb           # SpeechBrain's keeps its statistics outside
+        for name in ("glob_mean", "glob_std"):  # its state_dict
+            value = getattr(norm, name, None)
+            if isinstance(value, torch.Tensor):
+                digest.update(value.detach().cpu().float().contiguous().numpy().tobytes())
         return self._hashed(digest)
 
     def weights_fingerprint(self) -> str:
@@ -117,3 +124,13 @@ class Embedder(torch.nn.Module):
             embeddings = self.mean_var_norm_emb(embeddings, torch.ones(len(wavs),
                                                                        device=wavs.device))
         return embeddings.squeeze(1)
+
+
+def _numbers_as_floats(value):
+    """``25`` and ``25.0`` written in a YAML are one setting: numbers become floats."""
+    if isinstance(value, dict):
+        return {k: _numbers_as_floats(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_numbers_as_floats(v) for v in value]
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else value
