@@ -18,7 +18,7 @@ import torch
 
 from custom_modules.errors import InputError
 from custom_modules.inference.model_yaml import read_model_yaml
-from custom_modules.inference.pretrained import HPARAMS, write_pretrained
+from custom_modules.inference.pretrained import HPARAMS, read_tensor_file, write_pretrained
 from custom_modules.models.ecapa import ECAPA_TDNN
 from custom_modules.models.frontend import MelFrontend
 
@@ -61,7 +61,8 @@ def frontend_config(fbank: torch.nn.Module, normalization: torch.nn.Module | Non
 
 
 def import_speechbrain(source: str | os.PathLike, target: str | os.PathLike) -> Path:
-    """Write our pretrained folder at ``target`` from SpeechBrain's folder ``source``."""
+    """Write our pretrained folder at ``target`` from SpeechBrain's folder ``source`` (read as
+    data; its files may be links, as SpeechBrain's hub cache makes them)."""
     source, target = Path(source), Path(target)
     if not (source / HPARAMS).is_file() or not (source / "embedding_model.ckpt").is_file():
         raise InputError(f"{source}: not a SpeechBrain speaker model folder (needs "
@@ -73,15 +74,13 @@ def import_speechbrain(source: str | os.PathLike, target: str | os.PathLike) -> 
     if norm is not None and norm.norm_type != "sentence":
         raise InputError(f"{source / HPARAMS}: mean_var_norm must be sentence-level")
     model = ECAPA_TDNN(**ecapa_config(sb_model))
-    model.load_state_dict(torch.load(source / "embedding_model.ckpt", map_location="cpu",
-                                     weights_only=True))
+    model.load_state_dict(read_tensor_file(source / "embedding_model.ckpt"))
     frontend = MelFrontend(**frontend_config(hparams["compute_features"], norm))
     has_emb_norm = "mean_var_norm_emb" in hparams and \
         (source / "mean_var_norm_emb.ckpt").is_file()
     classifier = hparams.get("classifier")
     if classifier is not None and (source / "classifier.ckpt").is_file():
-        classifier.load_state_dict(torch.load(source / "classifier.ckpt", map_location="cpu",
-                                              weights_only=True))
+        classifier.load_state_dict(read_tensor_file(source / "classifier.ckpt"))
         if set(classifier.state_dict()) != {"weight"}:  # hidden layers: not a cosine head
             classifier = None
     else:
