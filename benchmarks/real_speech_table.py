@@ -2,7 +2,8 @@
 the model folder's operating points, on the test speakers of the real-speech sets.
 
     python -m benchmarks.real_speech_table [--sets exps/real_speech/sets] \
-        [--model exps/spkrec-ecapa-voxceleb/pretrained] [--demo exps/demo/pretrained]
+        [--model exps/spkrec-ecapa-voxceleb/pretrained] [--demo exps/demo/pretrained] \
+        [--demo-only]
 
 Systems, each embedding every test piece once:
 
@@ -121,6 +122,8 @@ def main() -> None:
                         default=Path("exps/spkrec-ecapa-voxceleb/pretrained"))
     parser.add_argument("--demo", type=Path, default=Path("exps/demo/pretrained"))
     parser.add_argument("--downloads", type=Path, default=Path("exps/downloads"))
+    parser.add_argument("--demo-only", action="store_true",
+                        help="only the demo model's rows (the others take 14 minutes)")
     args = parser.parse_args()
     OUTPUT.mkdir(parents=True, exist_ok=True)
     print(describe())
@@ -128,8 +131,12 @@ def main() -> None:
     pieces = {u.id: u for catalogue, _ in sets.values() for u in catalogue.values()}
     utterances = sorted(pieces.values())
     cache = args.model.parent / "embeddings"   # the verification recipe's cache too
-    backend = load_backend(args.model)
     speech = SpeechDetector()
+    if args.demo_only:
+        write_table({"demo model + its back-end": demo_system(args.demo, utterances, cache,
+                                                              speech)}, sets, "demo")
+        return
+    backend = load_backend(args.model)
     started = time.perf_counter()
     systems: dict[str, tuple[dict, object, object]] = {}
     anchor = speechbrain_embeddings(utterances, args.downloads)
@@ -151,16 +158,35 @@ def main() -> None:
     systems["ours + back-end (speech detection)"] = (with_vad, backend.scoring, backend)
     systems["ours + back-end, no speech detection"] = (batched, backend.scoring, backend)
     if has_backend(args.demo):
-        demo, _ = embed_utterances(load_embedder(args.demo), utterances, cache,
-                                   skip_bad=True, speech=speech)
-        demo_backend = load_backend(args.demo)
-        systems["demo model + its back-end"] = (demo, demo_backend.scoring, demo_backend)
+        systems["demo model + its back-end"] = demo_system(args.demo, utterances, cache, speech)
     started = time.perf_counter()
     systems["Resemblyzer (GE2E, cosine)"] = (resemblyzer_peer.embeddings(
         {u.id: u.wav for u in utterances}, Path("exps/peers/resemblyzer"), args.downloads),
         COSINE, None)
     seconds["resemblyzer"] = time.perf_counter() - started
     systems["MFCC mean+std (cosine)"] = (mfcc_embeddings(utterances), COSINE, None)
+    table = write_table(systems, sets, "table")
+    print(f"parity: lowest cosine ours vs EncoderClassifier over {len(ours)} files "
+          f"{parity:.6f} (each file alone), {in_batches:.6f} (in the recipes' padded batches, "
+          f"as verification embeds); embedding {len(utterances)} files one by one: "
+          f"EncoderClassifier {seconds['speechbrain']:.0f} s, ours {seconds['ours']:.0f} s")
+    (OUTPUT / "table.json").write_text(json.dumps({"rows": table, "parity": parity,
+                                                   "parity_in_batches": in_batches,
+                                                   "seconds": seconds}, indent=2))
+
+
+def demo_system(folder: Path, utterances: list, cache: Path, speech: SpeechDetector) -> tuple:
+    """The demo model's embeddings (speech detection on, as its interface embeds), its
+    scoring and its back-end."""
+    demo, _ = embed_utterances(load_embedder(folder), utterances, cache, skip_bad=True,
+                               speech=speech)
+    backend = load_backend(folder)
+    return demo, backend.scoring, backend
+
+
+def write_table(systems: dict, sets: dict, name: str) -> dict:
+    """Print the Markdown table of ``systems`` on every set and the pooled one; write it to
+    ``OUTPUT/<name>.md``; return its rows."""
     table = {}
     pooled = [t for _, trials in sets.values() for t in trials]
     for system, (vectors, scoring, decisions) in systems.items():
@@ -178,14 +204,8 @@ def main() -> None:
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     print(text)
-    print(f"parity: lowest cosine ours vs EncoderClassifier over {len(ours)} files "
-          f"{parity:.6f} (each file alone), {in_batches:.6f} (in the recipes' padded batches, "
-          f"as verification embeds); embedding {len(utterances)} files one by one: "
-          f"EncoderClassifier {seconds['speechbrain']:.0f} s, ours {seconds['ours']:.0f} s")
-    (OUTPUT / "table.md").write_text(text + "\n")
-    (OUTPUT / "table.json").write_text(json.dumps({"rows": table, "parity": parity,
-                                                   "parity_in_batches": in_batches,
-                                                   "seconds": seconds}, indent=2))
+    (OUTPUT / f"{name}.md").write_text(text + "\n")
+    return table
 
 
 if __name__ == "__main__":
