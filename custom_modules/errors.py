@@ -18,6 +18,7 @@ error: lists.txt:3: expected 'label enrol test'
 """
 
 
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,16 @@ from contextlib import contextmanager
 
 class InputError(ValueError):
     """A problem with the user's input; the message is one line naming it."""
+
+
+def finite_number(value) -> bool:
+    """Whether a value read from a file is a finite int or float (a boolean is not).
+
+    >>> [finite_number(v) for v in (3, 0.5, True, "1", float("nan"), 10 ** 400)]
+    [True, True, False, False, False, True]
+    """
+    return isinstance(value, int | float) and not isinstance(value, bool) and \
+        (isinstance(value, int) or math.isfinite(value))
 
 
 def first_line(error: BaseException) -> str:

@@ -75,6 +75,16 @@ def within(folder: str | os.PathLike, name: str) -> Path:
     return path
 
 
+def read_utf8(path: str | os.PathLike) -> str:
+    """The text of ``path``; text that is not UTF-8 is a one-line ``InputError`` (a missing
+    or unreadable file stays the caller's ``OSError``)."""
+    try:
+        return Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") \
+            from None
+
+
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive advisory lock on ``folder`` (waits for another holder)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from custom_modules.errors import InputError
+from custom_modules.files import read_utf8
 
 
 class Trial(NamedTuple):
@@ -36,12 +37,7 @@ def read_trials(path: str | os.PathLike) -> list[Trial]:
     if not os.path.isfile(path):
         raise InputError(f"{path}: trial list not found")
     trials = []
-    try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise InputError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") \
-            from None
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(read_utf8(path).splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue

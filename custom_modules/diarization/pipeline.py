@@ -33,7 +33,7 @@ from scipy.linalg import eigh
 from sklearn.cluster import KMeans
 
 from custom_modules.diarization.rttm import Segment
-from custom_modules.errors import InputError
+from custom_modules.errors import InputError, finite_number
 from custom_modules.files import within
 from custom_modules.inference.speech import SpeechDetector
 from custom_modules.models.embedder import Embedder
@@ -349,8 +349,7 @@ def checked_settings(options: DiarizationOptions, pruning: float, merge: float |
         value = values[name]
         if name == "merge" and value is None:
             continue
-        fits = isinstance(value, int | float) and not isinstance(value, bool) and \
-            (kind is float or isinstance(value, int))
+        fits = finite_number(value) and (kind is float or isinstance(value, int))
         if not fits or not low <= value <= high:
             what = "an integer" if kind is int else "a number"
             raise ValueError(f"{name} is {value!r}, not {what} from {low:g} to {high:g}")

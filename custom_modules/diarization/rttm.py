@@ -15,6 +15,7 @@ from typing import NamedTuple
 from urllib.parse import unquote
 
 from custom_modules.errors import InputError
+from custom_modules.files import read_utf8
 
 
 class Segment(NamedTuple):
@@ -57,12 +58,9 @@ def read_rttm(path: str | os.PathLike) -> dict[str, list[Segment]]:
     the file and the line."""
     recordings: dict[str, list[Segment]] = {}
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = read_utf8(path).splitlines()
     except OSError as error:
         raise InputError(f"{path}: cannot read it ({error.strerror})") from None
-    except UnicodeDecodeError as error:
-        raise InputError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") \
-            from None
     for number, line in enumerate(lines, start=1):
         fields = line.split()
         if not fields or fields[0] != "SPEAKER":

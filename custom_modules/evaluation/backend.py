@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import torch
 
-from custom_modules.errors import InputError
+from custom_modules.errors import InputError, finite_number
 from custom_modules.evaluation.metrics import eer
 from custom_modules.evaluation.scoring import (
     Calibration,
@@ -301,10 +301,9 @@ def _expect(entry: dict, key: str, kind: type):
     """``entry[key]``, which must be of ``kind`` (an int counts as a float, a bool as
     neither, a float must be finite); else a ``TypeError`` naming the key."""
     value = entry[key]
-    fits = isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        fits = True
-    if not fits or (kind is float and not math.isfinite(value)):
+    fits = finite_number(value) if kind is float else \
+        isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+    if not fits:
         raise TypeError(f"{key} is {value!r}, not a{' finite' if kind is float else ''} "
                         f"{kind.__name__}")
     return value

@@ -21,7 +21,6 @@ frontend, and embeddings come back as float32.
 
 import json
 import logging
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -31,7 +30,7 @@ import onnxruntime
 import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from custom_modules.errors import InputError
+from custom_modules.errors import InputError, finite_number
 from custom_modules.files import within
 from custom_modules.inference.fast_graph import FastECAPA
 from custom_modules.models.embedder import Embedder
@@ -120,9 +119,8 @@ def read_checks(path: str | os.PathLike) -> dict:
         for name, entry in checks["precisions"].items():
             if not {"passed", "embeddings_per_second"} <= set(entry):
                 raise KeyError(f"{name} has no passed / embeddings_per_second")
-            speed = entry["embeddings_per_second"]
-            if not isinstance(entry["passed"], bool) or isinstance(speed, bool) or \
-                    not isinstance(speed, int | float) or not math.isfinite(speed):
+            if not isinstance(entry["passed"], bool) or \
+                    not finite_number(entry["embeddings_per_second"]):
                 raise TypeError(f"{name}: passed must be true or false and "
                                 f"embeddings_per_second a number")
         return checks

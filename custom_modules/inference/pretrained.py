@@ -28,15 +28,14 @@ SpeechBrain's ``Checkpointer``) when one is given. Weights are read with ``weigh
 """
 
 import json
-import math
 import os
 import shutil
 from pathlib import Path
 
 import torch
 
-from custom_modules.errors import InputError
-from custom_modules.files import within
+from custom_modules.errors import InputError, finite_number
+from custom_modules.files import read_utf8, within
 from custom_modules.inference.model_yaml import read_model_yaml
 from custom_modules.models.ecapa import ECAPA_TDNN
 from custom_modules.models.embedder import Embedder
@@ -115,12 +114,7 @@ def load_embedder(source: str | os.PathLike, checkpoint: str | os.PathLike | Non
     weights = Path(checkpoint) if checkpoint is not None else source
     if not within(source, HPARAMS).is_file():
         raise InputError(f"{source}: not a pretrained folder (no {HPARAMS})")
-    try:
-        text = (source / HPARAMS).read_bytes().decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise InputError(f"{source / HPARAMS}: not UTF-8 text ({error.reason} at byte "
-                         f"{error.start})") from None
-    hparams = read_model_yaml(text, str(source / HPARAMS))
+    hparams = read_model_yaml(read_utf8(source / HPARAMS), str(source / HPARAMS))
     for key in ("sample_rate", "threshold", "modules"):
         if key not in hparams:
             raise InputError(f"{source / HPARAMS}: no '{key}'")
@@ -141,9 +135,7 @@ def load_embedder(source: str | os.PathLike, checkpoint: str | os.PathLike | Non
         raise InputError(f"{source / HPARAMS}: sample_rate {rate!r} is not the rate its "
                          f"compute_features takes ({frontend.config['sample_rate']})")
     threshold = hparams["threshold"]
-    if threshold is not None and (isinstance(threshold, bool) or
-                                  not isinstance(threshold, int | float) or
-                                  not math.isfinite(threshold)):
+    if threshold is not None and not finite_number(threshold):
         raise InputError(f"{source / HPARAMS}: threshold {threshold!r} is not a finite number "
                          f"(or null)")
     if norm is not None and (not isinstance(norm, SentenceNormalisation) or
