@@ -124,6 +124,18 @@ def test_time_budget_plans_the_epochs_that_fit_and_compresses_the_schedule(monke
     assert schedule.apply(optimizer, 2, 10, share=0.4) == pytest.approx(0.005)  # warm-up too
 
 
+def test_time_budget_plans_again_upwards_when_a_slowdown_has_passed(monkeypatch):
+    # 1,000 s for up to 10 epochs of 50 s; epochs 2 and 3 take 150 s (another process held a
+    # core). After epoch 3 (350 s spent, the last three epochs' median 150 s) 4 more fit: 7.
+    # Once epochs are fast again the plan grows back to all 10 (they end at 700 s). Planning
+    # from the mean of every epoch and never upwards stopped at 8.
+    clock = iter([0.0, 50.0, 200.0, 350.0, 400.0, 450.0, 500.0, 550.0, 600.0, 650.0, 700.0])
+    monkeypatch.setattr("custom_modules.training.schedules.time.monotonic", lambda: next(clock))
+    counter = TimeBudgetEpochCounter(limit=10, max_minutes=1000 / 60)
+    plans = [counter.plan() for _ in counter]
+    assert plans == [10, 10, 7, 8, 10, 10, 10, 10, 10, 10]
+
+
 def test_a_resumed_run_keeps_its_time_budget_plan_and_a_finished_one_trains_no_more(
         monkeypatch, tmp_path):
     times = iter([0.0, 100.0, 300.0,         # the first process: 6, then 4 epochs planned

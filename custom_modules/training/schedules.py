@@ -10,9 +10,11 @@ counter), and with several processes each step is one synchronised global step.
 import json
 import logging
 import math
+import statistics
 import time
 from pathlib import Path
 
+import numpy
 from speechbrain.utils.checkpoints import (
     Checkpointer,
     mark_as_loader,
@@ -123,9 +125,12 @@ class WarmupSchedule:
 @register_checkpoint_hooks
 class TimeBudgetEpochCounter(EpochCounter):
     """SpeechBrain's checkpointable ``EpochCounter`` that also fits a wall-clock budget: at the
-    end of each epoch it estimates, from the mean length of the epochs run so far in this
-    process, how many epochs end within ``max_minutes`` (``planned``: at most ``limit``, and
-    never more than before), and does not start one that would end after it. The
+    end of each epoch it plans, from the budget left and the median length of the last
+    ``RECENT`` epochs of this process, how many epochs end within ``max_minutes``
+    (``planned``: at most ``limit``), and does not start one that would end after it. The plan
+    is made anew each epoch from what is left, so it grows back when a passing slowdown (another
+    process on the machine) is over: a slow epoch or two cost what they took, not the epochs
+    that the rest of the budget still pays for. The
     learning-rate schedule is compressed to ``planned / limit`` of its length
     (``WarmupSchedule.apply``), so that a slower machine still anneals to the end in fewer
     epochs. ``max_minutes=None`` is a plain ``EpochCounter``.
@@ -143,6 +148,8 @@ class TimeBudgetEpochCounter(EpochCounter):
     [(1, False, 2), (2, True, 2)]
     """
 
+    RECENT = 3   # epochs whose median length plans the rest
+
     def __init__(self, limit: int, max_minutes: float | None = None):
         super().__init__(limit)
         self.max_seconds = None if max_minutes is None else 60.0 * max_minutes
@@ -150,6 +157,8 @@ class TimeBudgetEpochCounter(EpochCounter):
         self.first_epoch = 0          # epochs already done when this process started timing
         self.planned = self.limit     # epochs this run will end with: the latest estimate
         self.decided_at: int | None = None   # the epoch at whose end it was made
+        self.epoch_ends: list[float] = []    # this process's clock at each epoch's end
+        self.ceiling = self.limit     # a resumed run never plans beyond its checkpoint's plan
 
     def __next__(self) -> int:
         if self.max_seconds is not None and self.started is None:
@@ -167,7 +176,7 @@ class TimeBudgetEpochCounter(EpochCounter):
     def plan(self) -> int:
         """The epochs this run will end with, estimated once at the end of each epoch."""
         if self.decided_at != self.current:
-            self.decide(min(self.planned, self._estimate()))
+            self.decide(self._estimate())
         return self.planned
 
     def decide(self, planned: int) -> None:
@@ -181,11 +190,12 @@ class TimeBudgetEpochCounter(EpochCounter):
     def _estimate(self) -> int:
         epochs_timed = self.current - self.first_epoch
         if self.max_seconds is None or self.started is None or not epochs_timed:
-            return self.limit
-        spent = time.monotonic() - self.started
-        epoch_seconds = max(spent / epochs_timed, 1e-9)
-        more = math.floor((self.max_seconds - spent) / epoch_seconds)
-        return max(self.current, min(self.limit, self.current + more))
+            return self.planned
+        self.epoch_ends.append(time.monotonic())
+        ends = ([self.started] + self.epoch_ends)[-(self.RECENT + 1):]
+        epoch_seconds = max(statistics.median(numpy.diff(ends)), 1e-9)
+        more = math.floor((self.max_seconds - (ends[-1] - self.started)) / epoch_seconds)
+        return max(self.current, min(self.ceiling, self.current + more))
 
     @mark_as_saver
     def _save(self, path: str) -> None:
@@ -202,7 +212,7 @@ class TimeBudgetEpochCounter(EpochCounter):
         saved = _counter_state(Path(path))
         self.current = saved["current"] - (not end_of_epoch)
         if (saved.get("limit"), saved.get("max_seconds")) == (self.limit, self.max_seconds):
-            self.planned = saved["planned"]
+            self.planned = self.ceiling = saved["planned"]
 
 
 def saved_plan(save_folder: str, counter_key: str = "counter") -> dict | None:
