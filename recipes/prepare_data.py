@@ -20,4 +20,4 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with one_line_errors():
         for step in load_recipe(sys.argv[1:], KEYS).hparams["preparation"]:
-            print(json.dumps(step(), indent=2))
+            print(json.dumps(step(), indent=2, default=str))

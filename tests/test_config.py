@@ -31,7 +31,8 @@ READERS = {"ecapa.yaml": ["train_speaker_embeddings", "export_backend"],
            "identify_real_speech.yaml": ["identification"],
            "diarize_real_speech.yaml": ["diarize"],
            "diarize_pyannote_sample.yaml": ["diarize"],
-           "precisions_real_speech.yaml": ["check_precisions"]}
+           "precisions_real_speech.yaml": ["check_precisions"],
+           "demo_real_speech.yaml": ["prepare_data"], "demo_real_diarize.yaml": ["diarize"]}
 VOXCELEB = ["--data_folder=/data/vox2", "--voxceleb1_folder=/data/vox1"]
 PLACEHOLDERS = {"ecapa.yaml": VOXCELEB, "ecapa_c512.yaml": VOXCELEB,
                 "ecapa_folder.yaml": ["--data_folder=/data"],
@@ -144,12 +145,14 @@ def test_every_make_demo_command_is_accepted_by_its_recipe(tmp_path):
     """What make demo passes reaches keys its recipes read (an option SpeechBrain owns, such as
     --precision, is refused by a recipe that does not take it as a run option)."""
     makefile = Path("Makefile").read_text().replace("$(DEMO_TRAINING)", "").replace(
-        "$(DEMO)", str(tmp_path / "demo"))
+        "$(DEMO)", str(tmp_path / "demo")).replace("$(REAL)", str(tmp_path / "real"))
     commands = re.findall(r"\$\(PYTHON\) recipes/(\w+)\.py (hparams/\S+\.yaml)([^)\n]*)",
                           makefile)
     assert [name for name, _, _ in commands] == [
         "prepare_data", "train_speaker_embeddings", "train_speaker_embeddings",
-        "speaker_verification", "visualize", "identification", "diarize", "demo_summary"]
+        "speaker_verification", "visualize", "identification", "diarize", "demo_summary",
+        "import_speechbrain", "prepare_data", "export_backend", "speaker_verification",
+        "identification", "diarize", "diarize"]
     for name, path, options in commands:
         argv = [path, *(word for word in options.split() if word.startswith("--"))]
         if name == "prepare_data":

@@ -18,7 +18,7 @@ from custom_modules.data.trials import Trial, write_trials
 from custom_modules.errors import InputError
 from custom_modules.training.schedules import TimeBudgetEpochCounter
 from data_prep.demo.prepare import prepare_demo
-from recipes.demo_summary import demo_summary
+from recipes.demo_summary import BLOCK, demo_summary, publish
 
 METRICS = {"eer": 2.5, "eer_threshold": 0.4, "min_dcf_0.01": 0.31, "min_dcf_0.05": 0.12,
            "trials": 8000}
@@ -68,7 +68,7 @@ def summary_of(folder) -> str:
     """The summary of a run written by ``write_run`` into ``folder``."""
     return demo_summary(str(folder), str(folder / "base"),
                         str(folder / "large_margin/train_log.txt"), str(folder / "corpus"),
-                        str(folder / "pretrained"), TARGETS)
+                        str(folder / "pretrained"), TARGETS, 5.0)
 
 
 def test_summary_reports_both_lists_the_targets_and_the_three_lines(tmp_path):
@@ -93,6 +93,8 @@ def test_summary_reports_both_lists_the_targets_and_the_three_lines(tmp_path):
     assert ("Diarization (12 generated conversations of held-out voices, 43 min): DER 2.30 % "
             "(collar 0.25 s, overlap scored; missed 1.61, false alarm 0.04, confusion 0.64), "
             "number of speakers exact on 92 % of them, real-time factor 0.019.") in text
+    assert "Target DER < 5 % on the generated conversations: met (2.30 %)." in text
+    assert text.startswith("Real speech: not run (make real-speech).")
     assert f'SpeakerEncoder.from_hparams(source="{tmp_path / "pretrained"}")' in text
     assert "trained on synthetic voices only" in text and "spkrec-ecapa-voxceleb" in text
     assert "make demo took" not in text          # steps run by hand: no stage times
@@ -109,6 +111,60 @@ def test_summary_reports_both_lists_the_targets_and_the_three_lines(tmp_path):
     counter_file.write_text('{"planned": ')
     with pytest.raises(InputError, match=rf"^{re.escape(str(counter_file))}: not an epoch"):
         summary_of(tmp_path)
+
+
+def write_real_speech(folder) -> None:
+    """What ``make real-speech`` leaves behind, with chosen figures."""
+    def put(path: str, content: dict) -> None:
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_text(json.dumps(content))
+
+    points = {"eer": {"false_accept": 0.0246, "false_reject": 0.0105},
+              "far_0.1%": {"false_accept": 0.0026, "false_reject": 0.0474}}
+    put("verification/council/metrics.json", {
+        "primary_variant": "model", "lists": {"standard": {
+            "variants": {"model": {**METRICS, "eer": 1.71, "trials": 4578}},
+            "calibrated": {"cllr": 0.0572}, "operating_points": points}}})
+    put("identification/council/report.json", {
+        "enrolled_speakers": 2, "impostor_speakers": 3, "enrol_files": 3, "top1": 1.0,
+        "operating_points": {"far_0.1%": {"detection": 0.9722, "false_alarm": 0.0351}}})
+    put("diarization/conversations/report.json", {
+        "test_recordings": 6, "test_seconds": 542.1, "speaker_count_exact": 5 / 6,
+        "estimated": {"der": 0.98}})
+    put("diarization/pyannote_sample/report.json", {"estimated": {"der": 1.35}})
+    put("data/sets/sets.json", {"development": {"speakers": ["a", "b", "c", "d"]},
+                                "test_speakers": ["e", "f", "g", "h", "i"]})
+
+
+def test_summary_opens_with_the_real_speech_block(tmp_path):
+    write_run(tmp_path, standard_eer=2.5, hard_eer=3.2)
+    write_real_speech(tmp_path / "real_speech")
+    lines = summary_of(tmp_path).splitlines()
+    assert lines[0].endswith("its back-end fitted on 4 council members, reported on 5 others.")
+    assert lines[1] == ("  verification (4578 trials): EER 1.71 %, minDCF(0.01) 0.310, Cllr "
+                        "0.057; false accepts at eer 2.46 %, far_0.1% 0.26 % (false rejects "
+                        "1.05 / 4.74 %)")
+    assert lines[2] == ("  identification (2 members enrolled from 3 files, 3 never enrolled): "
+                        "top-1 100.0 %; open set at far_0.1%: 97.2 % identified, 3.5 % false "
+                        "alarms")
+    assert lines[3].endswith("DER 0.98 %, number of speakers exact on 83 %; pyannote.audio's "
+                             "sample: DER 1.35 %")
+    assert lines[6].startswith("Synthetic voices: the training recipe's demonstration")
+
+
+def test_the_readme_block_is_the_summary_a_run_wrote(tmp_path):
+    write_run(tmp_path, standard_eer=2.5, hard_eer=3.2)
+    text = summary_of(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\n{BLOCK[0]}\nan old run\n{BLOCK[1]}\n\n## Next\n")
+    publish(text, readme)
+    assert readme.read_text() == (f"# Title\n\n{BLOCK[0]}\n```text\n{text}\n```\n"
+                                  f"{BLOCK[1]}\n\n## Next\n")
+    publish(text, readme)                                # again: the same page
+    assert readme.read_text().count("an old run") == 0 and readme.read_text().count(text) == 1
+    readme.write_text("# Title without the block\n")
+    with pytest.raises(ValueError, match=r"README.md: no <!-- demo-summary:begin -->"):
+        publish(text, readme)
 
 
 def test_summary_opens_with_the_stage_times_make_demo_measured(tmp_path):
