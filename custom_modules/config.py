@@ -14,9 +14,11 @@ reads, with one-line errors for everything the user can get wrong.
 experiment folder (a complete, self-contained copy of what ran).
 """
 
+import dataclasses
 import difflib
 import io
 import re
+import typing
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -66,6 +68,7 @@ def load_recipe(argv: list[str], keys: Sequence[str],
     from speechbrain import parse_arguments
 
     path, run_opts, overrides = parse_arguments(argv)
+    run_opts = _typed(run_opts)
     refused = sorted(set(run_opts.overridden_args) - set(run_options))
     if refused:
         honoured = ", ".join(f"--{o}" for o in sorted(run_options)) or "none"
@@ -84,6 +87,23 @@ def load_recipe(argv: list[str], keys: Sequence[str],
     hparams = instantiate(text, path)
     require(hparams, keys, path)
     return Recipe(hparams, run_opts, text, path)
+
+
+def _typed(run_opts: "RunOptions") -> "RunOptions":
+    """Each run option given on the command line with its declared type: SpeechBrain parses
+    an option whose default is ``None`` (``--optimizer_step_limit``) as a string, which its
+    training loop then compares with an int at the first batch."""
+    declared, typed = typing.get_type_hints(type(run_opts)), {}
+    for name in run_opts.overridden_args:
+        value, kinds = getattr(run_opts, name), typing.get_args(declared.get(name)) or ()
+        number = next((k for k in (int, float) if k in kinds), None)
+        if isinstance(value, str) and number is not None:
+            try:
+                typed[name] = number(value)
+            except ValueError:
+                wanted = "an integer" if number is int else "a number"
+                raise InputError(f"--{name}={value}: not {wanted}") from None
+    return dataclasses.replace(run_opts, **typed)
 
 
 def compose(path: str | Path, seen: tuple[Path, ...] = ()) -> dict:

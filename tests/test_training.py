@@ -308,6 +308,36 @@ def test_optimiser_groups_carry_the_two_weight_decays(vectors_exempt):
         brain.init_optimizers()
 
 
+def test_the_gradient_norm_is_clipped_over_every_group_the_head_included():
+    frontend, model = MelFrontend(n_mels=40), ECAPA_TDNN(**TINY_MODEL)
+    classifier = AAMSoftmaxHead(24, num_classes=3)
+    brain = SpeakerBrain(
+        modules={"compute_features": frontend, "embedding_model": model,
+                 "classifier": classifier},
+        opt_class=lambda groups: torch.optim.SGD(groups, lr=1.0),
+        hparams={"weight_decay": 0.0, "classifier_weight_decay": 0.0, "freeze": [],
+                 "pretrained_lr_scale": 1.0},
+        run_opts={"device": "cpu", "max_grad_norm": 5.0})
+    brain.init_optimizers()
+    WarmupSchedule(1.0, 0, 10, "constant").apply(brain.optimizer, 0, 5)
+    assert brain.optimizer.param_groups[-1]["params"] == [classifier.weight]   # a later group
+    params = [p for g in brain.optimizer.param_groups for p in g["params"]]
+    before = [p.detach().clone() for p in params]
+    for p in params:   # gradients of norm 1000 in the head, 0.01 per element in the model
+        p.grad = torch.full_like(p, 0.01)
+    size = classifier.weight.numel()
+    classifier.weight.grad = torch.full_like(classifier.weight, 1000.0 / size ** 0.5)
+    norm = torch.cat([p.grad.flatten() for p in params]).norm().item()
+    brain.optimizers_step()
+    # SGD with lr 1 moves each parameter by its (clipped) gradient: one step of norm 5, the
+    # head's share scaled as much as the model's (SpeechBrain's own step left the head at 1000)
+    moved = torch.cat([(b - p.detach()).flatten() for b, p in zip(before, params, strict=True)])
+    assert moved.norm().item() == pytest.approx(5.0, rel=1e-4)
+    head = (before[-1] - classifier.weight.detach()).norm().item()
+    assert head == pytest.approx(1000.0 * 5.0 / norm, rel=1e-4)
+    assert brain.optimizer_step == 1 and all(p.grad is None for p in params)
+
+
 @pytest.mark.parametrize(("flags", "device", "expected"), [
     ({"avx2", "avx512f"}, "cpu", "fp32"), ({"avx512_bf16"}, "cpu", "bf16"),
     ({"amx_bf16"}, "cpu", "bf16"), ({"avx2"}, "cuda:0", "bf16")])

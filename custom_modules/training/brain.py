@@ -200,6 +200,25 @@ class SpeakerBrain(sb.Brain):
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)
 
+    def optimizers_step(self):
+        """SpeechBrain's optimiser step with the gradient norm clipped over every parameter
+        group (its own clips ``param_groups[0]`` only, which left the AAM-softmax head, a later
+        group, unclipped): unscale, clip to ``max_grad_norm``, step, zero the gradients."""
+        optimizers = list(self.freeze_optimizers(self.optimizers_dict).values())
+        for optimizer in optimizers:
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(
+                [p for group in optimizer.param_groups for p in group["params"]],
+                self.max_grad_norm)
+        if not self.scaler.is_enabled() and self.skip_nonfinite_grads:
+            self.check_gradients()
+        for optimizer in optimizers:
+            self.scaler.step(optimizer)
+        self.scaler.update()
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        self.optimizer_step += 1
+
     def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
         loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
         if stage == sb.Stage.TRAIN:  # optimiser steps (batches / --grad_accumulation_factor)
