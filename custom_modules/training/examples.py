@@ -65,6 +65,44 @@ class TrainingSet(NamedTuple):
     num_classes: int
 
 
+class CroppedExamples:
+    """What makes each training example (a module-level class, so the dataset pickles for
+    DataLoader workers started by spawn or forkserver, Python 3.14's default): ``pipeline``
+    is the dataset's dynamic item, ``sig`` / ``spk_id_encoded`` / ``replaced``."""
+
+    def __init__(self, dataset: DynamicItemDataset, encoder: CategoricalEncoder,
+                 train_csv: str, crop_seconds: float, sample_rate: int,
+                 speeds: Sequence[float], augmenter: ExampleAugmenter | None):
+        self.dataset, self.encoder, self.train_csv = dataset, encoder, train_csv
+        self.crop_seconds, self.sample_rate = crop_seconds, sample_rate
+        self.speeds, self.augmenter = list(speeds), augmenter
+
+    def example(self, wav: str, start: str, stop: str, spk_id: str
+                ) -> tuple[torch.Tensor, int, int]:
+        """The crop, its class and how many unreadable examples it replaces."""
+        for replaced in range(MAX_ATTEMPTS):
+            choice = int(torch.randint(0, len(self.speeds), (1,)).item())
+            try:
+                crop = random_crop(wav, int(start), int(stop), self.crop_seconds,
+                                   self.sample_rate, self.speeds[choice])
+            except AudioError as error:
+                logger.warning("training example replaced: %s", error)
+                data = self.dataset
+                row = data.data[data.data_ids[int(torch.randint(len(data), (1,)))]]
+                wav, start, stop, spk_id = row["wav"], row["start"], row["stop"], row["spk_id"]
+                continue
+            label = self.encoder.encode_label(spk_id) + choice * len(self.encoder)
+            return (crop if self.augmenter is None else self.augmenter(crop)), label, replaced
+        raise InputError(f"{MAX_ATTEMPTS} training examples in a row could not be read (the "
+                         f"last: {wav}); check {self.train_csv}")
+
+    def pipeline(self, wav: str, start: str, stop: str, spk_id: str):
+        crop, label, replaced = self.example(wav, start, stop, spk_id)
+        yield crop
+        yield torch.LongTensor([label])
+        yield torch.LongTensor([replaced])
+
+
 def training_set(train_csv: str, label_encoder_file: str, crop_seconds: float,
                  sample_rate: int, speeds: Sequence[float],
                  augmenter: ExampleAugmenter | None) -> TrainingSet:
@@ -84,33 +122,11 @@ def training_set(train_csv: str, label_encoder_file: str, crop_seconds: float,
         augmenter.load()
     dataset = DynamicItemDataset.from_csv(csv_path=train_csv)
     encoder = CategoricalEncoder()
-
-    def example(wav: str, start: str, stop: str, spk_id: str) -> tuple[torch.Tensor, int, int]:
-        """The crop, its class and how many unreadable examples it replaces."""
-        for replaced in range(MAX_ATTEMPTS):
-            choice = int(torch.randint(0, len(speeds), (1,)).item())
-            try:
-                crop = random_crop(wav, int(start), int(stop), crop_seconds, sample_rate,
-                                   speeds[choice])
-            except AudioError as error:
-                logger.warning("training example replaced: %s", error)
-                row = dataset.data[dataset.data_ids[int(torch.randint(len(dataset), (1,)))]]
-                wav, start, stop, spk_id = row["wav"], row["start"], row["stop"], row["spk_id"]
-                continue
-            label = encoder.encode_label(spk_id) + choice * len(encoder)
-            return (crop if augmenter is None else augmenter(crop)), label, replaced
-        raise InputError(f"{MAX_ATTEMPTS} training examples in a row could not be read (the "
-                         f"last: {wav}); check {train_csv}")
-
-    @sb.utils.data_pipeline.takes("wav", "start", "stop", "spk_id")
-    @sb.utils.data_pipeline.provides("sig", "spk_id_encoded", "replaced")
-    def example_pipeline(wav, start, stop, spk_id):
-        crop, label, replaced = example(wav, start, stop, spk_id)
-        yield crop
-        yield torch.LongTensor([label])
-        yield torch.LongTensor([replaced])
-
-    sb.dataio.dataset.add_dynamic_item([dataset], example_pipeline)
+    examples = CroppedExamples(dataset, encoder, train_csv, crop_seconds, sample_rate, speeds,
+                               augmenter)
+    pipeline = sb.utils.data_pipeline.takes("wav", "start", "stop", "spk_id")(
+        sb.utils.data_pipeline.provides("sig", "spk_id_encoded", "replaced")(examples.pipeline))
+    sb.dataio.dataset.add_dynamic_item([dataset], pipeline)
     encoder.load_or_create(path=label_encoder_file, from_didatasets=[dataset],
                            output_key="spk_id")
     encoder.expect_len(len({row["spk_id"] for row in dataset.data.values()}))
