@@ -213,10 +213,19 @@ def three_epochs(tmp_path):
     return checkpointer, Embedder(frontend, model), classifier, str(labels), saved
 
 
-def test_export_takes_the_lowest_eer_checkpoint_and_its_threshold(tmp_path):
+def test_export_takes_the_last_epoch_or_the_lowest_eer_checkpoint_and_its_threshold(tmp_path):
     checkpointer, embedder, classifier, labels, saved = three_epochs(tmp_path)
+    meta = export_best(checkpointer, embedder, classifier, labels, str(tmp_path / "last"),
+                       "hparams/x.yaml", None, "last", None, {})
+    assert (meta["epoch"], meta["EER"], meta["threshold"]) == (3, 6.0, 0.53)  # annealed
+    assert torch.equal(load_embedder(tmp_path / "last").embedding_model.fc.conv.weight,
+                       saved[3])
+    with pytest.raises(ValueError, match="export weights 'lowest': choose one of last, best"):
+        export_best(checkpointer, embedder, classifier, labels, str(tmp_path / "x"), "x", None,
+                    "lowest", None, {})
     meta = export_best(checkpointer, embedder, classifier, labels, str(tmp_path / "pretrained"),
-                       "hparams/x.yaml", None, None, {"noise": "musan", "reverb": "generated"})
+                       "hparams/x.yaml", None, "best", None,
+                       {"noise": "musan", "reverb": "generated"})
     assert (meta["epoch"], meta["EER"], meta["threshold"]) == (2, 4.5, 0.42)
     exported = load_embedder(tmp_path / "pretrained")
     assert exported.threshold == 0.42
@@ -241,7 +250,7 @@ def test_the_exported_classifier_has_one_row_a_speaker_and_the_full_head_beside_
     checkpointer.recoverables["classifier"] = two
     checkpointer.save_checkpoint(meta={"epoch": 4, "EER": 1.0, "threshold": 0.5})
     export_best(checkpointer, embedder, two, labels, str(tmp_path / "pretrained"), "x", None,
-                None, {})
+                "best", None, {})
     exported = torch.load(tmp_path / "pretrained/classifier.ckpt", weights_only=True)
     assert torch.allclose(exported["weight"], speaker_rows(two.weight, [1.0, 1.1], 1))
     assert exported["weight"].shape == (2, 24)
@@ -258,7 +267,7 @@ def test_export_can_average_the_last_epochs_and_validates_the_average(tmp_path):
         return {"EER": 3.25, "threshold": 0.6, "seconds": 0.1}
 
     meta = export_best(checkpointer, embedder, classifier, labels, str(tmp_path / "pretrained"),
-                       "hparams/x.yaml", 2, validation, {})
+                       "hparams/x.yaml", 2, "last", validation, {})
     mean = (saved[2] + saved[3]) / 2
     assert meta == {"EER": 3.25, "threshold": 0.6, "epochs": [2, 3]}
     assert torch.allclose(seen[0], mean)
@@ -268,7 +277,7 @@ def test_export_can_average_the_last_epochs_and_validates_the_average(tmp_path):
     assert "the mean of epochs 2 to 3" in (tmp_path / "pretrained/README.md").read_text()
     with pytest.raises(ValueError, match="average_checkpoints=5, but .* keeps 3"):
         export_best(checkpointer, embedder, classifier, labels, str(tmp_path / "p5"), "x", 5,
-                    validation, {})
+                    "last", validation, {})
 
 
 def test_the_epochs_to_average_survive_eer_and_intra_epoch_checkpoints(tmp_path):

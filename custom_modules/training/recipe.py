@@ -30,7 +30,8 @@ from custom_modules.training.init_from import (
 
 logger = logging.getLogger(__name__)
 STARTED_FROM = "started_from.json"   # what init_from loaded, kept for resumed runs
-KEYS = ("output_folder", "save_folder", "pretrained_folder", "preparation", "train_csv",
+KEYS = ("export_weights", "output_folder", "save_folder", "pretrained_folder", "preparation",
+        "train_csv",
         "crop_seconds", "speaker_speeds", "example_augment", "dataloader_options",
         "compute_features", "embedding_model", "classifier", "modules", "opt_class",
         "epoch_counter", "checkpointer", "init_from", "backend", "precision",
@@ -95,7 +96,8 @@ def train(recipe: Recipe) -> dict:
         logger.info("weights identical on %d processes", torch.distributed.get_world_size())
     meta = export_best(checkpointer, brain.embedder(), classifier, label_encoder,
                        hparams["pretrained_folder"], recipe.path,
-                       hparams["average_checkpoints"], brain.validation, corpora,
+                       hparams["average_checkpoints"], hparams["export_weights"],
+                       brain.validation, corpora,
                        started_from)
     logger.info("exported %s (validation EER %s)", hparams["pretrained_folder"],
                 validation_eer(meta))
