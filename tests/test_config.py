@@ -32,11 +32,22 @@ READERS = {"ecapa.yaml": ["train_speaker_embeddings", "export_backend"],
            "diarize_real_speech.yaml": ["diarize"],
            "diarize_pyannote_sample.yaml": ["diarize"],
            "precisions_real_speech.yaml": ["check_precisions"],
-           "demo_real_speech.yaml": ["prepare_data"], "demo_real_diarize.yaml": ["diarize"]}
+           "demo_real_speech.yaml": ["prepare_data"], "demo_real_diarize.yaml": ["diarize"],
+           "ecapa_lm.yaml": ["train_speaker_embeddings"],
+           "ecapa_folder_lm.yaml": ["train_speaker_embeddings"],
+           "demo_lm.yaml": ["train_speaker_embeddings", "demo_summary"]}
 VOXCELEB = ["--data_folder=/data/vox2", "--voxceleb1_folder=/data/vox1"]
 PLACEHOLDERS = {"ecapa.yaml": VOXCELEB, "ecapa_c512.yaml": VOXCELEB,
                 "ecapa_folder.yaml": ["--data_folder=/data"],
-                "diarize.yaml": ["--recordings=/data/recordings.csv"]}
+                "diarize.yaml": ["--recordings=/data/recordings.csv"],
+                "ecapa_lm.yaml": VOXCELEB,
+                "ecapa_folder_lm.yaml": ["--data_folder=/data", "--base_experiment=/exps/base"]}
+# Keys a YAML defines (through its base) that nothing reads, on purpose: the large-margin
+# stages switch the per-batch waveform drops off (wav_augment: null), and the base's drop
+# objects stay defined for the recipes that use them.
+ALLOWED_UNUSED = {"ecapa_lm.yaml": {"drop_freq", "drop_chunk"},
+                  "ecapa_folder_lm.yaml": {"drop_freq", "drop_chunk"},
+                  "demo_lm.yaml": {"drop_freq", "drop_chunk", "speed_perturb"}}
 
 
 def write(path, text: str):
@@ -131,7 +142,7 @@ def test_every_top_level_value_of_a_shipped_yaml_reaches_the_code(name, tmp_path
     assert read <= set(tree), f"{name} lacks {sorted(read - set(tree))}"
     referenced = {ref for value in tree.values() for ref in references(value)}
     unused = {key for key in tree if not key.startswith("__")} - referenced - read
-    assert not unused, f"{name}: {sorted(unused)} reach nothing"
+    assert unused == ALLOWED_UNUSED.get(name, set()), f"{name}: {sorted(unused)} reach nothing"
     for reader in READERS[name]:
         module = RECIPES[reader]
         run_options = getattr(module, "RUN_OPTIONS", ())

@@ -8,11 +8,12 @@ the margin follow the global step. Every ``valid_every`` epochs (and after the l
 is scored on a bounded subset of speaker-disjoint validation trials on the main process, and
 checkpoints are kept by that EER (best and latest; more when checkpoints are averaged).
 
-Each epoch's log line also says what the step cost: seconds per optimiser step, the share of
-them spent waiting for the data loader, the training examples whose audio could not be read
-(replaced by others, ``training.examples``), the validation's seconds and, on CUDA, the peak
-GPU memory. On CPU with several processes, batch norm is not converted to ``SyncBatchNorm``
-(which needs CUDA); DDP broadcasts rank 0's statistics instead.
+Each epoch's log line also says what the step cost: seconds per optimiser step and the share of
+them spent waiting for the data loader (both from the second batch on: ``start_up`` is the wait
+for the first, while the loader's workers start), the training examples whose audio could not
+be read (replaced by others, ``training.examples``), the validation's seconds and, on CUDA, the
+peak GPU memory. On CPU with several processes, batch norm is not converted to
+``SyncBatchNorm`` (which needs CUDA); DDP broadcasts rank 0's statistics instead.
 """
 
 import logging
@@ -76,7 +77,8 @@ class SpeakerBrain(sb.Brain):
     def on_fit_batch_start(self, batch, should_step):
         """Learning rate and margin from the global optimiser step; the data wait ends."""
         now = time.perf_counter()
-        self.totals["data_wait"] += now - self.step_ended
+        # The first batch's wait is the loader's start-up (its workers start each epoch).
+        self.totals["data_wait" if self.totals["steps"] else "start_up"] += now - self.step_ended
         # Brain puts every module in train mode each epoch; looked up by name, as DDP's
         # SyncBatchNorm conversion replaces batch-norm objects.
         model = unwrap(self.modules.embedding_model)
@@ -100,8 +102,9 @@ class SpeakerBrain(sb.Brain):
 
     def on_stage_start(self, stage, epoch=None):
         self.totals = dict.fromkeys(("accuracy", "examples", "replaced", "data_wait",
-                                     "compute", "steps"), 0)
-        self.step_ended = time.perf_counter()      # the first batch's wait counts too
+                                     "start_up", "compute", "steps"), 0)
+        self.totals["processes"] = 1                # summed over ranks: how many there are
+        self.step_ended = time.perf_counter()
         if self.device_type == "cuda":
             torch.cuda.reset_peak_memory_stats()
 
@@ -142,14 +145,16 @@ class SpeakerBrain(sb.Brain):
 
     def epoch_costs(self) -> dict[str, float]:
         """What the epoch's steps cost, over every process: accuracy, replaced examples,
-        seconds per step, the share of time waiting for data and, on CUDA, the peak GPU memory
-        in GB (this process's)."""
+        seconds per step and the share of them spent waiting for data, both once the loader
+        has started (``start_up``: seconds to the first batch, per process) and, on CUDA, the
+        peak GPU memory in GB (this process's)."""
         totals = summed_over_ranks(self.totals, self.device)
         busy = totals["compute"] + totals["data_wait"]
         costs = {"accuracy": totals["accuracy"] / max(1, totals["examples"]),
                  "replaced": int(totals["replaced"]),
                  "step_seconds": busy / max(1, totals["steps"]),
-                 "data_wait": totals["data_wait"] / busy if busy > 0 else math.nan}
+                 "data_wait": totals["data_wait"] / busy if busy > 0 else math.nan,
+                 "start_up": totals["start_up"] / totals["processes"]}
         if self.device_type == "cuda":
             costs["gpu_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
         return costs

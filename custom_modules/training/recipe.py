@@ -9,6 +9,7 @@ it honours; ``custom_modules.config.load_recipe`` checks both.
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import speechbrain as sb
@@ -60,6 +61,12 @@ def train(recipe: Recipe) -> dict:
         Path(hparams["output_folder"], "hyperparams.yaml").write_text(
             f"# Composed from {recipe.path} and the command line\n{recipe.text}",
             encoding="utf-8")
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes > 1 and hparams["preparation"] and not Path(hparams["train_csv"]).is_file():
+        logger.warning("preparing the data on rank 0 while %d processes wait at most 2 hours: "
+                       "for VoxCeleb (hours of conversion) run recipes/prepare_data.py with "
+                       "the same YAML and options before a multi-process launch",
+                       processes - 1)
     for step in hparams["preparation"]:
         run_on_main(step)
     label_encoder = f"{hparams['save_folder']}/label_encoder.txt"
