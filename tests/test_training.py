@@ -347,12 +347,15 @@ def test_the_gradient_norm_is_clipped_over_every_group_the_head_included():
     assert brain.optimizer_step == 1 and all(p.grad is None for p in params)
 
 
-@pytest.mark.parametrize(("flags", "device", "expected"), [
-    ({"avx2", "avx512f"}, "cpu", "fp32"), ({"avx512_bf16"}, "cpu", "bf16"),
-    ({"amx_bf16"}, "cpu", "bf16"), ({"avx2"}, "cuda:0", "bf16")])
+@pytest.mark.parametrize(("flags", "device", "capability", "expected"), [
+    ({"avx2", "avx512f"}, "cpu", None, "fp32"), ({"avx512_bf16"}, "cpu", None, "bf16"),
+    ({"amx_bf16"}, "cpu", None, "bf16"), ({"avx2"}, "cuda:0", (9, 0), "bf16"),
+    ({"avx2"}, "cuda:0", (8, 0), "bf16"), ({"avx512_bf16"}, "cuda:0", (7, 0), "fp16")])
 def test_training_precision_auto_is_bf16_only_where_the_device_runs_it(monkeypatch, flags,
-                                                                      device, expected):
+                                                                      device, capability,
+                                                                      expected):
     monkeypatch.setattr(precision, "cpu_description", lambda: ("a CPU", flags))
+    monkeypatch.setattr(precision.torch.cuda, "get_device_capability", lambda d: capability)
     assert training_precision("auto", device, "demo.yaml") == expected
     assert training_precision("fp16", device, "demo.yaml") == "fp16"    # asked for by name
     with pytest.raises(InputError, match=r"^demo.yaml: precision 'half': choose one of fp32"):

@@ -63,13 +63,19 @@ def supported(precision: str, device: str) -> bool:
         raise InputError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)} "
                          f"or auto")
     cuda = device.startswith("cuda")
-    if precision == "bf16":
-        return cuda or bool(cpu_description()[1] & {"avx512_bf16", "amx_bf16"})
+    if precision == "bf16":   # natively: a GPU before Ampere only emulates it, slowly
+        return cuda_bf16(device) if cuda else \
+            bool(cpu_description()[1] & {"avx512_bf16", "amx_bf16"})
     if precision == "fp16":
         return cuda
     if precision == "int8":
         return not cuda
     return True
+
+
+def cuda_bf16(device: str) -> bool:
+    """Whether the CUDA ``device`` computes in bfloat16 natively (compute capability 8.0 on)."""
+    return torch.cuda.get_device_capability(torch.device(device))[0] >= 8
 
 
 def with_precision(embedder: Embedder, precision: str, folder: str | os.PathLike | None = None

@@ -115,7 +115,8 @@ def train(recipe: Recipe) -> dict:
 
 def training_precision(requested: str, device: str, source: str) -> str:
     """The YAML's ``precision`` as SpeechBrain's Brain takes it: ``auto`` becomes bf16 where
-    ``device`` runs bfloat16 natively (``inference.precision.supported``), else fp32.
+    ``device`` runs bfloat16 natively (``inference.precision.supported``), else fp16 on a CUDA
+    GPU (one before Ampere: mixed precision with loss scaling) and fp32 on a CPU.
 
     >>> training_precision("fp32", "cpu", "demo.yaml")
     'fp32'
@@ -125,7 +126,8 @@ def training_precision(requested: str, device: str, source: str) -> str:
                          f"{', '.join(TRAINING_PRECISIONS)}")
     if requested != "auto":
         return requested
-    chosen = "bf16" if supported("bf16", device) else "fp32"
+    chosen = "bf16" if supported("bf16", device) else \
+        "fp16" if device.startswith("cuda") else "fp32"
     logger.info("precision auto: %s on %s", chosen, device)
     return chosen
 
