@@ -52,8 +52,8 @@ def write_validation(save_folder: str | Path, utterances: list[Utterance], num_t
     try:
         trials = make_trials(entries, num_trials, seed)
     except InputError as error:
-        raise InputError(f"validation split: {error}; hold out more speakers (split_ratio) "
-                         f"or use dev_split='utterances'") from None
+        raise InputError(f"validation split: {error}; hold out more (split_ratio) or draw no "
+                         f"validation trials (valid_trials: 0)") from None
     write_test_side(save_folder, "valid", {"valid": trials}, utterances)
     return trials
 

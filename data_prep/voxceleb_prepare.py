@@ -16,7 +16,8 @@ YAML (``!name:data_prep.voxceleb_prepare.prepare_voxceleb``) or on its own.
 Durations come from file headers on all cores. Speakers of the trial lists never reach train or
 dev. By default the validation split holds out whole speakers and writes ``valid.csv`` with
 ``valid_trials.txt``, so training can select checkpoints by EER; ``dev_split="utterances"`` is
-SpeechBrain's utterance-level split. Unusable files are skipped and listed with the reason in
+SpeechBrain's utterance-level split (every speaker trains; the validation trials are then among
+held-out utterances of training speakers, a progress signal rather than an estimate). Unusable files are skipped and listed with the reason in
 ``prep_report.json``; a second run with the same options does nothing.
 """
 
@@ -74,11 +75,12 @@ def prepare_voxceleb(data_folder: str | list[str], save_folder: str, test_folder
     split_ratio : (float, float)
         Percentages of training speakers (or utterances) for train and dev.
     dev_split : str
-        ``"speakers"`` (speaker-disjoint dev, plus ``valid.csv`` and ``valid_trials.txt``)
-        or ``"utterances"`` (SpeechBrain's utterance-level split, made per speaker so that every
-        dev speaker is also a training class).
+        ``"speakers"`` (speaker-disjoint dev) or ``"utterances"`` (SpeechBrain's
+        utterance-level split, made per speaker so that every dev speaker is also a training
+        class); either way with ``valid.csv`` and ``valid_trials.txt`` from the dev side.
     valid_trials : int
-        Number of validation trials to draw (half target, half non-target).
+        Number of validation trials to draw (half target, half non-target); 0: none (no
+        validation during training).
     converted_folder : str, optional
         Where m4a files are converted to (default ``<data folder>/wav``).
     skip_missing_trials : bool
@@ -110,7 +112,7 @@ def prepare_voxceleb(data_folder: str | list[str], save_folder: str, test_folder
                "modified": modification_stamp([*lists.values(), *training_folders, *tests])}
     outputs = ["train.csv", "dev.csv", "enrol.csv", "test.csv", REPORT_FILE,
                *(f"{name}_trials.txt" for name in lists)]
-    outputs += ["valid.csv", "valid_trials.txt"] if dev_split == "speakers" else []
+    outputs += ["valid.csv", "valid_trials.txt"] if valid_trials else []
     if already_prepared(save_folder, options, outputs):
         logger.info("VoxCeleb already prepared in %s with the same options: nothing to do",
                     save_folder)
@@ -145,8 +147,7 @@ def prepare_voxceleb(data_folder: str | list[str], save_folder: str, test_folder
     train, dev = split_train_dev(pool, split_ratio, dev_split, seed)
     write_training(save_folder, train, dev, mode, seg_dur, SAMPLE_RATE)
     write_test_side(save_folder, "test", kept_lists, test_side)
-    valid = write_validation(save_folder, dev, valid_trials, seed) \
-        if dev_split == "speakers" else []
+    valid = write_validation(save_folder, dev, valid_trials, seed) if valid_trials else []
 
     summary = {"files_usable": len(scanned.utterances), "files_skipped": len(skipped),
                "train_utterances": len(train), "train_speakers": len({u.speaker for u in train}),

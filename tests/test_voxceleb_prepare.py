@@ -173,12 +173,16 @@ def test_missing_trial_audio_is_a_clear_error_or_skipped(corpus, tmp_path):
 def test_utterance_level_dev_split_like_speechbrain(corpus, tmp_path):
     summary = prepare_voxceleb([], str(tmp_path), corpus["folders"][0],
                                {"vox1_O": corpus["trials"]}, train_on_test_folder=True,
-                               dev_split="utterances", split_ratio=(75, 25), num_workers=1)
+                               dev_split="utterances", split_ratio=(50, 50), num_workers=1)
     dev = read_csv(tmp_path / "dev.csv")
     train_speakers = {r["spk_id"] for r in read_csv(tmp_path / "train.csv")}
-    assert summary["dev_utterances"] == len(dev) == 8
+    assert summary["dev_utterances"] == len(dev) == 16   # half of each speaker's 4
     assert {r["spk_id"] for r in dev} <= train_speakers
-    assert not (tmp_path / "valid.csv").exists()
+    assert len({r["spk_id"] for r in dev}) == 8
+    # validation trials among the held-out utterances of training speakers
+    valid = {r["ID"]: r["spk_id"] for r in read_csv(tmp_path / "valid.csv")}
+    assert len(valid) > 8 and set(valid.values()) <= train_speakers
+    assert {r["wav"] for r in read_csv(tmp_path / "valid.csv")} <= {r["wav"] for r in dev}
 
 
 def test_not_a_voxceleb_folder(tmp_path):
@@ -197,7 +201,7 @@ def test_the_published_setup_trains_on_voxceleb2_only_and_writes_every_list(corp
                                corpus["folders"][0],
                                {"vox1_O": corpus["trials"], "vox1_E": str(everyone),
                                 "vox1_H": None}, dev_split="utterances",
-                               split_ratio=(50, 50), num_workers=1)
+                               split_ratio=(50, 50), valid_trials=0, num_workers=1)
     out = tmp_path / "out"
     training = {r["spk_id"] for name in ("train.csv", "dev.csv") for r in read_csv(out / name)}
     assert training == {"id00002"}                         # VoxCeleb1 never trains
