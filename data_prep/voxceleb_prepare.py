@@ -17,8 +17,9 @@ Durations come from file headers on all cores. Speakers of the trial lists never
 dev. By default the validation split holds out whole speakers and writes ``valid.csv`` with
 ``valid_trials.txt``, so training can select checkpoints by EER; ``dev_split="utterances"`` is
 SpeechBrain's utterance-level split (every speaker trains; the validation trials are then among
-held-out utterances of training speakers, a progress signal rather than an estimate). Unusable files are skipped and listed with the reason in
-``prep_report.json``; a second run with the same options does nothing.
+held-out utterances of training speakers, a progress signal rather than an estimate). Unusable
+files are skipped and listed with the reason in ``prep_report.json``; a second run with the
+same options does nothing.
 """
 
 import logging
