@@ -3,12 +3,15 @@ preparation, a few hundred training steps with all augmentation, bounded validat
 and verification on a 10,000-trial list, with a small model.
 
     python -m benchmarks.rehearse_voxceleb [speakers]     # default 5994, VoxCeleb2 dev's
+    python -m benchmarks.rehearse_voxceleb --small        # a tiny shape: what make test runs
 
 Reports the preparation's time, the crops per second one DataLoader worker makes, the step
 time split into data wait and compute, the validation's time and each stage's peak memory;
-``exps/rehearsal_cpu/report.json`` keeps them (docs/BENCHMARKS.md quotes them).
+``exps/rehearsal_cpu/report.json`` keeps them (``--root`` moves ``exps``; docs/BENCHMARKS.md
+quotes them).
 """
 
+import argparse
 import json
 import sys
 import time
@@ -16,6 +19,7 @@ from pathlib import Path
 
 from benchmarks.machine import describe
 from benchmarks.rehearsal import (
+    Shape,
     crops_per_second,
     data_arguments,
     generate,
@@ -25,29 +29,42 @@ from benchmarks.rehearsal import (
     training,
 )
 
-OUTPUT = Path("exps/rehearsal_cpu")
+SMALL = Shape(speakers=12, test_speakers=4, corpus_scale=0.02, channels=[16, 16, 16, 16, 48],
+              lin_neurons=16, batch_size=4, num_workers=1, epochs=1, valid_utterances=12)
 
 
 def main() -> None:
-    speakers = int(sys.argv[1]) if len(sys.argv) > 1 else 5994
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("speakers", type=int, nargs="?", default=5994)
+    parser.add_argument("--small", action="store_true", help="a tiny tree and model")
+    parser.add_argument("--root", type=Path, default=Path("exps"),
+                        help="where the tree, the run and the report go")
+    args = parser.parse_args()
+    shape = SMALL if args.small else Shape(
+        speakers=args.speakers, test_speakers=40, corpus_scale=1.0,
+        channels=[64, 64, 64, 64, 192], lin_neurons=64, batch_size=32, num_workers=2, epochs=1,
+        valid_utterances=400)
+    name = "rehearsal_cpu_small" if args.small else "rehearsal_cpu"
+    output = args.root / name
     print(describe())
     start = time.perf_counter()
-    folders = generate(Path("exps/rehearsal_data"), speakers)
+    folders = generate(args.root / f"{name}_data", shape.speakers, shape.test_speakers,
+                       shape.corpus_scale)
     generated = time.perf_counter() - start
-    recipe = ["hparams/ecapa.yaml", f"--output_folder={OUTPUT}", *data_arguments(folders),
-              *training(1), "--batch_size=32", "--num_workers=2"]
+    recipe = ["hparams/ecapa.yaml", f"--output_folder={output}",
+              *data_arguments(folders, output / "data"), *training(shape)]
     prepare = timed([sys.executable, "recipes/prepare_data.py", *recipe])
-    crops = crops_per_second(recipe)
+    crops = crops_per_second(recipe, seconds=2.0 if args.small else 20.0)
     train = timed([sys.executable, "recipes/train_speaker_embeddings.py", *recipe,
                    "--device=cpu"])
-    epoch = train_log(OUTPUT)
+    epoch = train_log(output)
     verify = timed([sys.executable, "recipes/speaker_verification.py",
-                    "hparams/verify_voxceleb.yaml", f"--experiment={OUTPUT}",
+                    "hparams/verify_voxceleb.yaml", f"--experiment={output}",
                     "--cohort_per_speaker=1", "--device=cpu"])
-    metrics = json.loads((OUTPUT / "verification/metrics.json").read_text())
+    metrics = json.loads((output / "verification/metrics.json").read_text())
     trials = metrics["lists"]["vox1_O"]["variants"]["as-norm"]["trials"]
-    report("rehearsal_cpu", {
-        "machine": describe(), "vox2 speakers": speakers,
+    report(output, {
+        "machine": describe(), "vox2 speakers": shape.speakers,
         "generation seconds": generated, "preparation seconds": prepare["seconds"],
         "preparation peak MB": prepare["peak_mb"],
         "crops per second per worker": crops,

@@ -53,6 +53,11 @@ def train(recipe: Recipe) -> dict:
     if "precision" not in run_opts.overridden_args:   # else Brain takes --precision
         hparams["precision"] = training_precision(hparams["precision"], device_of(run_opts),
                                                   recipe.path)
+    schedule, average = hparams["lr_schedule"], hparams["average_checkpoints"]
+    if average and schedule.cycle_epochs and average > schedule.cycle_epochs / 2:
+        logger.warning("average_checkpoints=%d reaches back past the last learning-rate "
+                       "cycle's descent (%g epochs a cycle): the mean takes in its peak",
+                       average, schedule.cycle_epochs)
     sb.utils.distributed.ddp_init_group(run_opts)
     log_config = run_opts.log_config or sb.core.DEFAULT_LOG_CONFIG
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"],
