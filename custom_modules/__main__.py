@@ -17,9 +17,12 @@ from custom_modules.interface.encoder import SpeakerEncoder
 
 
 def _encoder(args: argparse.Namespace) -> SpeakerEncoder:
-    return SpeakerEncoder.from_hparams(args.model, savedir=args.store,
-                                       speech_detection=False if args.no_speech_detection else None,
-                                       precision=args.precision)
+    """The model with the options this command takes (the others are not on its parser)."""
+    off = getattr(args, "no_speech_detection", False)
+    return SpeakerEncoder.from_hparams(args.model, savedir=getattr(args, "store", None),
+                                       run_opts={"device": getattr(args, "device", "cpu")},
+                                       speech_detection=False if off else None,
+                                       precision=getattr(args, "precision", "fp32"))
 
 
 def embed(args: argparse.Namespace) -> None:
@@ -149,6 +152,8 @@ def diarize(args: argparse.Namespace) -> None:
 def export(args: argparse.Namespace) -> None:
     if not args.onnx and not args.torchscript:
         raise InputError("export: give --onnx FILE, --torchscript FILE or both")
+    if args.precision == "auto":   # the exact graph: where it runs decides its precision
+        args.precision = "fp32"
     embedder = _encoder(args).embedder
     if args.torchscript:
         print(f"TorchScript -> {export_torchscript(embedder, args.torchscript)}")
@@ -165,56 +170,75 @@ def parser() -> argparse.ArgumentParser:
                                    description="Speaker embeddings with a pretrained folder.")
     commands = main.add_subparsers(dest="command", required=True)
 
-    def command(name: str, function, help_text: str) -> argparse.ArgumentParser:
+    def command(name: str, function, help_text: str, *options: str
+                ) -> argparse.ArgumentParser:
+        """A command taking --model and the ``options`` it uses: store, speech, precision,
+        device."""
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--model", required=True, help="pretrained folder")
-        sub.add_argument("--store", help="folder of the enrolment database, enrolments.sqlite "
-                                         "(default: one per model in the user's data folder, "
-                                         "$ECAPA_SPEAKER_DATA; never the model folder)")
-        sub.add_argument("--no-speech-detection", action="store_true",
-                         help="embed whole files (default: their speech only, unless "
-                                  "the model's back-end was fitted on whole files)")
-        sub.add_argument("--precision", default="auto",
-                         help="fp32, fp32-fast, bf16, int8, fp16 (CUDA) or auto (default: the "
-                              "fastest that passed its accuracy check for this model, else "
-                              "fp32)")
+        if "store" in options:
+            sub.add_argument("--store", help="folder of the enrolment database, "
+                                             "enrolments.sqlite (default: one per model in "
+                                             "the user's data folder, $ECAPA_SPEAKER_DATA; "
+                                             "never the model folder)")
+        if "speech" in options:
+            sub.add_argument("--no-speech-detection", action="store_true",
+                             help="embed whole files (default: their speech only, unless the "
+                                  "model's back-end was fitted on whole files); whether there "
+                                  "is speech at all is checked either way")
+        if "precision" in options:
+            sub.add_argument("--precision", default="auto",
+                             help="fp32, fp32-fast, bf16, int8 (CPU), fp16 (CUDA) or auto "
+                                  "(default: the fastest that passed its accuracy check for "
+                                  "this model on this device, else fp32)")
+        if "device" in options:
+            sub.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1 ...")
         sub.set_defaults(function=function)
         return sub
 
-    sub = command("embed", embed, "embed audio files into a .pt file {path: embedding}")
+    embedding = ("speech", "precision", "device")
+    sub = command("embed", embed, "embed audio files into a .pt file {path: embedding}",
+                  *embedding)
     sub.add_argument("files", nargs="*")
     sub.add_argument("--list", help="text file with one audio path per line")
     sub.add_argument("--output", default="embeddings.pt")
-    sub = command("verify", verify, "score two files and decide if they share a speaker")
+    sub = command("verify", verify, "score two files and decide if they share a speaker",
+                  *embedding)
     sub.add_argument("first")
     sub.add_argument("second")
     sub.add_argument("--operating-point", help="eer, far_1%%, ... (default: the model's)")
     sub.add_argument("--threshold", type=float, help="decide at this score instead")
     sub.add_argument("--prior", type=float, help="probability of same speaker given at this "
                                                  "prior (default: the model's)")
-    sub = command("enroll", enroll, "enrol a speaker from one or more recordings")
+    sub = command("enroll", enroll, "enrol a speaker from one or more recordings", "store",
+                  *embedding)
     sub.add_argument("--name", required=True)
     sub.add_argument("files", nargs="+")
-    sub = command("identify", identify, "rank the enrolled speakers for a recording")
+    sub = command("identify", identify, "rank the enrolled speakers for a recording", "store",
+                  *embedding)
     sub.add_argument("file")
     sub.add_argument("--top-k", type=int, default=5)
     sub.add_argument("--operating-point", help="eer, far_1%%, ... (default: the model's)")
     sub.add_argument("--threshold", type=float, help="accept at this score instead")
     sub = command("calibrate", calibrate, "refit the model's calibration and operating points "
-                                          "on your labelled pairs (the previous are kept)")
+                                          "on your labelled pairs (the previous are kept)",
+                  *embedding)
     sub.add_argument("--trials", help="lines 'label file_a file_b', 1 same speaker, 0 not")
     sub.add_argument("--audio-folder", help="the trial files are relative to it")
     sub.add_argument("--far", type=float, nargs="+",
                      help="target false-accept rates (default: the current ones)")
     sub.add_argument("--restore", type=int, help="make earlier calibration N current again")
-    sub = command("info", info, "the model, its scoring, calibration and operating points")
-    sub = command("speakers", speakers, "list, remove or rename enrolled speakers")
+    sub = command("info", info, "the model, its scoring, calibration and operating points",
+                  "precision", "device")
+    sub = command("speakers", speakers, "list, remove or rename enrolled speakers", "store")
     sub.add_argument("action", choices=("list", "remove", "rename"))
     sub.add_argument("names", nargs="*", help="remove: NAME; rename: OLD NEW")
     sub.add_argument("--recordings", action="store_true", help="list: each recording too")
-    sub = command("remove-recording", remove_recording, "remove one enrolled recording by id")
+    sub = command("remove-recording", remove_recording, "remove one enrolled recording by id",
+                  "store")
     sub.add_argument("id", type=int)
-    sub = command("diarize", diarize, "who spoke when in a recording (segments, RTTM, JSON)")
+    sub = command("diarize", diarize, "who spoke when in a recording (segments, RTTM, JSON)",
+                  "store", "precision", "device")
     sub.add_argument("file")
     sub.add_argument("--num-speakers", type=int, help="default: estimated")
     sub.add_argument("--name-speakers", action="store_true",
@@ -222,7 +246,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--operating-point", help="for --name-speakers (default: the model's)")
     sub.add_argument("--rttm", help="write the segments as RTTM")
     sub.add_argument("--json", help="write the segments as JSON")
-    sub = command("export", export, "export to ONNX (checked in onnxruntime) / TorchScript")
+    sub = command("export", export, "export to ONNX (checked in onnxruntime) / TorchScript; "
+                                    "auto: the exact fp32 graph", "precision")
     sub.add_argument("--onnx", help="output .onnx file")
     sub.add_argument("--torchscript", help="output .pt file")
     return main

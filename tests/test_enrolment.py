@@ -116,23 +116,23 @@ def test_the_encoder_adds_recordings_and_imports_an_old_store(voices, tmp_path):
 
 
 def test_command_line_enroll_list_rename_remove(voices, tmp_path, capsys):
-    common = ["--model", str(voices / "pretrained"), "--store", str(tmp_path),
-              "--no-speech-detection"]
+    store = ["--model", str(voices / "pretrained"), "--store", str(tmp_path)]
+    common = [*store, "--no-speech-detection"]
     main(["enroll", *common, "--name", "ann", str(voices / "v0.wav"), str(voices / "v1.wav")])
     main(["enroll", *common, "--name", "bob", str(voices / "v2.wav")])
     assert "2 recordings added (ids 1, 2), 2 in all" in capsys.readouterr().out.splitlines()[0]
-    main(["speakers", "list", *common, "--recordings"])
+    main(["speakers", "list", *store, "--recordings"])
     listing = capsys.readouterr().out
     assert "ann: 2 recordings, 4.0 s embedded" in listing and "bob: 1 recordings" in listing
     assert "v1.wav" in listing
-    main(["speakers", "rename", "ann", "anna", *common])
+    main(["speakers", "rename", "ann", "anna", *store])
     main(["identify", *common, str(voices / "v2.wav")])
     assert capsys.readouterr().out.splitlines()[1].split()[1:] == ["accepted", "bob"]
-    main(["speakers", "remove", "bob", *common])
-    main(["speakers", "list", *common])
+    main(["speakers", "remove", "bob", *store])
+    main(["speakers", "list", *store])
     out = capsys.readouterr().out
     assert "removed 'bob' and its 1 recordings" in out and out.strip().endswith(
         "anna: 2 recordings, 4.0 s embedded")
     with pytest.raises(SystemExit) as exited:
-        main(["speakers", "remove", "nobody", *common])
+        main(["speakers", "remove", "nobody", *store])
     assert str(exited.value.code).startswith("error: no speaker named 'nobody'")

@@ -1,5 +1,6 @@
 """ONNX / TorchScript export and the command line, on a tiny pretrained folder."""
 
+import re
 import subprocess
 import sys
 
@@ -54,8 +55,22 @@ def test_command_line(folder, tmp_path):
     model = str(folder / "pretrained")
     a, b = str(folder / "a.wav"), str(folder / "b.wav")
     m = ["--model", model, "--no-speech-detection"]    # the audio is synthetic, not speech
-    for command in ("embed", "verify", "enroll", "identify", "calibrate", "info", "export"):
-        assert run(command, "--help").returncode == 0
+    # Each command takes the options it uses, and only those.
+    takes = {"embed": {"--no-speech-detection", "--precision", "--device"},
+             "verify": {"--no-speech-detection", "--precision", "--device"},
+             "enroll": {"--store", "--no-speech-detection", "--precision", "--device"},
+             "identify": {"--store", "--no-speech-detection", "--precision", "--device"},
+             "calibrate": {"--no-speech-detection", "--precision", "--device"},
+             "info": {"--precision", "--device"}, "speakers": {"--store"},
+             "remove-recording": {"--store"}, "diarize": {"--store", "--precision", "--device"},
+             "export": {"--precision"}}
+    optional = {"--store", "--no-speech-detection", "--precision", "--device"}
+    for command, options in takes.items():
+        shown = set(re.findall(r"--[a-z-]+", run(command, "--help").stdout))
+        assert shown & optional == options, command
+    refused = run("speakers", "list", "--model", model, "--precision", "fp16")
+    assert refused.returncode == 2 and "unrecognized arguments: --precision fp16" in \
+        refused.stderr
     done = run("embed", *m, a, b, "--output", str(tmp_path / "e.pt"))
     assert done.returncode == 0, done.stderr
     assert set(torch.load(tmp_path / "e.pt", weights_only=True)) == {a, b}
@@ -63,9 +78,9 @@ def test_command_line(folder, tmp_path):
     store = str(tmp_path / "store")
     assert run("enroll", *m, "--store", store, "--name", "x", a).returncode == 0
     assert run("identify", *m, "--store", store, b).stdout.split()[2] == "x"
-    nothing = run("export", *m)
+    nothing = run("export", "--model", model)
     assert nothing.stderr.strip() == "error: export: give --onnx FILE, --torchscript FILE or both"
-    done = run("export", *m, "--onnx", str(tmp_path / "m.onnx"))
+    done = run("export", "--model", model, "--onnx", str(tmp_path / "m.onnx"))
     assert done.returncode == 0, done.stderr
     assert float(done.stdout.split("lowest cosine")[1].strip(" )\n")) >= 0.9999
     failed = run("verify", *m, a, str(tmp_path / "missing.wav"))
@@ -94,3 +109,40 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(folder, monkeypa
     with pytest.raises(SystemExit) as exit_:
         main(["embed", "--model", model, "--no-speech-detection", str(folder / "a.wav")])
     assert exit_.value.code == "error: x.wav: silent (peak amplitude below 0.0001)"
+
+
+class NumpyInside(torch.nn.Module):
+    """A model whose output goes through numpy, as the int8 model's onnxruntime call does: a
+    trace records that output as a constant."""
+
+    sample_rate = 16000
+
+    def forward(self, wavs: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(wavs.numpy()[:, :4].copy())
+
+
+def test_an_export_that_would_be_constant_is_refused(folder, tmp_path):
+    with pytest.raises(InputError, match=r"^export: the traced model differs from the model on "
+                                         r"new audio \(lowest cosine"):
+        export_torchscript(NumpyInside(), tmp_path / "constant.pt")
+    assert not (tmp_path / "constant.pt").exists()
+    model = str(folder / "pretrained")
+    for output in (["--torchscript", str(tmp_path / "q.pt")], ["--onnx", str(tmp_path / "q.onnx")]):
+        done = run("export", "--model", model, "--precision", "int8", *output)
+        assert done.returncode == 1
+        assert done.stderr.startswith("error: export: the int8 model runs in onnxruntime")
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "q.pt").exists() and not (tmp_path / "q.onnx").exists()
+    # auto exports the exact graph, whatever precisions.json ranks fastest
+    (folder / "pretrained/precisions.json").write_text(
+        '{"precisions": {"int8": {"passed": true, "embeddings_per_second": 99}}}')
+    try:
+        done = run("export", "--model", model, "--torchscript", str(tmp_path / "auto.pt"))
+    finally:
+        (folder / "pretrained/precisions.json").unlink()
+    assert done.returncode == 0, done.stderr
+    traced = torch.jit.load(str(tmp_path / "auto.pt"))
+    wavs = 0.1 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        first, second = traced(wavs, torch.tensor([16000, 16000]))
+    assert not torch.allclose(first, second)        # not a constant

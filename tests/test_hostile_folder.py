@@ -272,7 +272,7 @@ def test_names_cannot_forge_output_lines_and_survive_rttm(tmp_path, capsys):
     with pytest.raises(SystemExit, match="error: top_k=0: give at least 1"):
         main(["identify", *arguments, str(voice), "--top-k", "0"])
     with pytest.raises(SystemExit, match="error: num_speakers=1000: give 1 to 10"):
-        main(["diarize", *arguments, str(voice), "--num-speakers", "1000"])
+        main(["diarize", "--model", str(folder), str(voice), "--num-speakers", "1000"])
     path = tmp_path / "x.rttm"
     write_rttm(path, "my talk %1", [Segment(0.0, 1.5, forged), Segment(1.5, 2.0, "bo\tb ø")])
     assert all(len(line.split()) == 10 for line in path.read_text().splitlines())
