@@ -92,3 +92,35 @@ def test_no_speech_is_an_error_and_bad_levels_are_warnings(recordings, tmp_path,
     assert any("quiet.wav: very low level" in m for m in messages)
     assert not any("speech.wav" in m for m in messages)
     assert torch.isfinite(encoder.encode_file(recordings / "speech.wav")).all()
+
+
+def test_whether_there_is_speech_is_checked_for_every_folder(recordings, tmp_path, caplog):
+    """A folder whose back-end was fitted on whole files (the demo's) embeds whole files, but
+    noise, music, a hum or half a second of speech in ten seconds of silence are still
+    refused; asked to embed without speech detection, they are a warning."""
+    from custom_modules.evaluation.backend import Backend, Scoring
+    from data_prep.synthetic_audio import tone_music
+
+    folder = tmp_path / "whole_files"
+    shutil.copytree(recordings / "pretrained", folder)
+    Backend(Scoring("cosine"), None, "eer", 0.5, False).save(folder)
+    rng = np.random.default_rng(3)
+    speech = read_audio(recordings / "speech.wav", RATE).numpy()
+    silence_around = np.zeros(10 * RATE, np.float32)
+    silence_around[4 * RATE:4 * RATE + RATE // 2] = speech[RATE // 2:RATE]
+    hum = 0.3 * np.sin(2 * np.pi * 50 * np.arange(10 * RATE) / RATE)
+    for name, wave in {"white": 0.1 * rng.standard_normal(5 * RATE), "hum": hum,
+                       "music": tone_music(5.0, RATE, rng), "half": silence_around}.items():
+        soundfile.write(tmp_path / f"{name}.wav", wave.astype(np.float32), RATE)
+    encoder = SpeakerEncoder.from_hparams(folder, savedir=tmp_path)
+    assert encoder.speech is None                    # whole files are embedded
+    for name in ("white", "hum", "music", "half"):
+        with pytest.raises(InputError, match=rf"{name}.wav: \d\.\d\d s of speech, at least 1 s"):
+            encoder.encode_file(tmp_path / f"{name}.wav")
+    whole = encoder.encode_file(recordings / "speech.wav")
+    alone = SpeakerEncoder.from_hparams(folder, savedir=tmp_path, speech_detection=False)
+    assert torch.equal(whole, alone.encode_file(recordings / "speech.wav"))   # the whole file
+    with caplog.at_level("WARNING"):
+        assert torch.isfinite(alone.encode_file(tmp_path / "hum.wav")).all()
+    assert any("hum.wav: 0.00 s of speech" in r.getMessage() and "embedded anyway" in
+               r.getMessage() for r in caplog.records)

@@ -15,9 +15,10 @@ resampled, stereo is averaged to mono; empty, silent, unreadable or too short au
 Embeddings do not depend on batching (rows are computed at their exact lengths).
 
 Speech detection is on by default (``inference.speech``; off with ``speech_detection=False``
-or for a model whose back-end was fitted without it): the files
-are embedded from their speech only; a file with less than ``MIN_SPEECH_SECONDS`` of speech is
-a one-line error, a clipped or very quiet one a warning. ``embed`` tells the speech seconds an
+or for a model whose back-end was fitted without it): the files are embedded from their speech
+only. Whether a file holds speech at all is checked either way: less than
+``MIN_SPEECH_SECONDS`` of it is a one-line error (a warning when ``speech_detection=False`` was
+asked for), a clipped or very quiet file a warning. ``embed`` tells the speech seconds an
 embedding used; enrolments store them. ``encode_batch`` (waveforms, SpeechBrain's call) embeds
 what it is given.
 """
@@ -29,7 +30,7 @@ from typing import NamedTuple
 
 import torch
 
-from custom_modules.audio import audio_info
+from custom_modules.audio import audio_info, read_audio
 from custom_modules.data.catalogue import Utterance
 from custom_modules.data.trials import read_trials
 from custom_modules.diarization.pipeline import (
@@ -53,7 +54,7 @@ from custom_modules.files import folder_lock
 from custom_modules.inference.embedding import embed_utterances, model_fingerprint
 from custom_modules.inference.precision import with_precision
 from custom_modules.inference.pretrained import load_embedder
-from custom_modules.inference.speech import SpeechDetector
+from custom_modules.inference.speech import SpeechDetector, speech_detector
 from custom_modules.interface.enrolment import EnrolmentDB, default_store, import_old_store
 from custom_modules.models.embedder import Embedder
 
@@ -125,6 +126,7 @@ class SpeakerEncoder:
         self.folder = Path(folder) if folder is not None else None
         # Databases enrolled into by earlier versions name the model by this (its weights).
         self.earlier_fingerprint: str | None = None
+        asked = speech_detection
         if speech_detection is None:
             speech_detection = self.backend.speech_detection
         elif speech_detection != self.backend.speech_detection and \
@@ -133,7 +135,11 @@ class SpeakerEncoder:
                            "with it %s: its LLRs and operating points may not hold (calibrate "
                            "it again)", "on" if speech_detection else "off",
                            "on" if self.backend.speech_detection else "off")
-        self.speech = SpeechDetector() if speech_detection else None
+        self.speech = speech_detector(speech_detection)
+        # Whether there is speech at all is checked whatever the regions embedded; asked to
+        # embed without speech detection, a file without speech is a warning, not an error.
+        self.gate = self.speech if self.speech is not None else SpeechDetector()
+        self.gate_warns = asked is False
 
     @property
     def enrolments(self) -> EnrolmentDB:
@@ -347,6 +353,11 @@ class SpeakerEncoder:
                      for n, (s, i) in enumerate(zip(best.values, best.indices, strict=True))]
         return resegment(analysis, labels, names)
 
+    def _speech_seconds(self, path: str) -> float:
+        """Seconds of speech the gate finds in a file embedded whole."""
+        wave = read_audio(path, self.embedder.sample_rate)
+        return sum(b - a for a, b in self.gate.segments(wave)) / self.embedder.sample_rate
+
     def _encode_files(self, paths: list, window_seconds: float = 60.0) -> list["Embedded"]:
         """Every file embedded, or a one-line error for the first that cannot be (unreadable,
         too short, too little speech)."""
@@ -359,10 +370,13 @@ class SpeakerEncoder:
         for utterance in utterances:
             duration = audio_info(utterance.wav).duration
             used = seconds.get(utterance.id, duration)
-            if self.speech is not None and not self.speech.enough(used):
-                raise InputError(f"{utterance.wav}: {used:.2f} s of speech, at least "
-                                 f"{self.speech.min_speech_seconds:g} s needed (or switch "
-                                 f"speech detection off)")
+            speech = used if self.speech is not None else self._speech_seconds(utterance.wav)
+            if not self.gate.enough(speech):
+                problem = (f"{utterance.wav}: {speech:.2f} s of speech, at least "
+                           f"{self.gate.min_speech_seconds:g} s needed")
+                if not self.gate_warns:
+                    raise InputError(f"{problem} (or switch speech detection off)")
+                logger.warning("%s; embedded anyway (speech detection is off)", problem)
             if not bool(torch.isfinite(embedded[utterance.id]).all()):
                 raise InputError(f"{utterance.wav}: its embedding is not finite (the audio "
                                  f"cannot be scored)")
