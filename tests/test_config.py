@@ -197,3 +197,44 @@ def test_without_cuda_nccl_asked_for_is_an_error_and_otherwise_gloo_is_chosen(tm
         distributed_defaults(run_opts("--distributed_backend=nccl"))
     with pytest.raises(ValueError, match="--device=cuda:0: CUDA is not available here"):
         distributed_defaults(run_opts("--device=cuda:0"))
+
+
+def named_callables(value):
+    """``(tag, mapping)`` of every ``!name:`` node (a step the recipe calls: preparation,
+    back-end, diarization...) with its keyword arguments. ``!new:`` objects are left out: the
+    model classes keep SpeechBrain's constructor and its architecture defaults."""
+    tag = getattr(getattr(value, "tag", None), "value", None)
+    if isinstance(value, dict):
+        if tag and tag.startswith("!name:"):
+            yield tag, value
+        for inner in value.values():
+            yield from named_callables(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from named_callables(inner)
+
+
+def our_callable(tag: str):
+    """The function or class a tag names, when it is this project's (SpeechBrain's and
+    torch's defaults are theirs to document)."""
+    path = tag.split(":", 1)[1]
+    if not path.startswith(("custom_modules.", "data_prep.")):
+        return None
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize("name", sorted(READERS))
+def test_every_argument_of_our_callables_is_set_in_the_yaml(name):
+    """No default hides in a signature: what a YAML runs is what it says."""
+    import inspect
+
+    unset = []
+    for tag, mapping in named_callables(compose(f"hparams/{name}")):
+        function = our_callable(tag)
+        if function is None:
+            continue
+        defaults = [p.name for p in inspect.signature(function).parameters.values()
+                    if p.default is not inspect.Parameter.empty]
+        unset += [f"{tag}({p})" for p in defaults if p not in mapping]
+    assert not unset, f"{name}: {unset}"

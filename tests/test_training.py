@@ -56,7 +56,7 @@ def test_loss_decreases_on_learnable_batches():
 
 
 def test_margin_warmup_schedule_and_per_sample_masks():
-    head = AAMSoftmaxHead(8, 3, margin=0.2, warmup_epochs=2)
+    head = AAMSoftmaxHead(8, 3, margin=0.2, margin_warmup_epochs=2)
     assert [round(head.set_epoch(e), 3) for e in (1, 2, 3, 9)] == [0.0, 0.1, 0.2, 0.2]
     schedule = WarmupSchedule(0.01, warmup_epochs=0, total_epochs=6, decay="triangular2",
                               cycle_epochs=2, final_ratio=0.1)

@@ -19,7 +19,7 @@ from matplotlib.gridspec import GridSpec  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
-from custom_modules.evaluation.identification import Identification  # noqa: E402
+from custom_modules.evaluation.identification import IdentificationRates  # noqa: E402
 from custom_modules.evaluation.metrics import det_curve  # noqa: E402
 from custom_modules.evaluation.verification import Verification, safe_name  # noqa: E402
 
@@ -90,7 +90,7 @@ def verification_figures(verification: Verification, output_folder: str | os.Pat
                              folder / "score_histogram.png", title=f"{name}: {primary} scores")
 
 
-def plot_identification(identification: Identification, path: str | os.PathLike) -> None:
+def plot_identification(identification: IdentificationRates, path: str | os.PathLike) -> None:
     """Two panels: the closed-set rank curve, and the open-set curve (detection and
     identification rate against false-alarm rate) with the operating points marked."""
     report = identification.report

@@ -42,7 +42,9 @@ from custom_modules.inference.speech import SpeechDetector
 from custom_modules.models.embedder import Embedder
 
 
-class Recording(NamedTuple):
+class ReferencedRecording(NamedTuple):
+    """A recording of a diarization set: its part (dev or test), file and reference turns."""
+
     id: str
     part: str
     wav: str
@@ -75,12 +77,12 @@ def score(pairs: list[tuple[list[Segment], list[Segment], float]], collar: float
             "scored_seconds": total}
 
 
-def read_recordings(listing: str | os.PathLike) -> list[Recording]:
+def read_recordings(listing: str | os.PathLike) -> list[ReferencedRecording]:
     """``conversations.csv`` (``ID, part, wav, rttm``) with its references."""
     try:
         with open(listing, newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
-        recordings = [Recording(r["ID"], r["part"], r["wav"],
+        recordings = [ReferencedRecording(r["ID"], r["part"], r["wav"],
                                 read_rttm(r["rttm"]).get(r["ID"], [])) for r in rows]
     except (OSError, KeyError) as error:
         raise InputError(f"{listing}: not a recording list with ID, part, wav, rttm "
@@ -128,7 +130,7 @@ def run_diarization(embedder: Embedder, model_folder: str | os.PathLike, recordi
             audio_seconds += len(wave) / embedder.sample_rate
             analyses[recording.id, "oracle"] = analyse(
                 embedder, wave, oracle_regions(recording.reference), options)
-    def scored(recordings: list[Recording], hypotheses: dict[str, list[Segment]]) -> dict:
+    def scored(recordings: list[ReferencedRecording], hypotheses: dict[str, list[Segment]]) -> dict:
         return score([(r.reference, hypotheses[r.id], analyses[r.id].duration)
                       for r in recordings], collar)
 

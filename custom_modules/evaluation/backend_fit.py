@@ -19,11 +19,12 @@ from custom_modules.data.trials import Trial, read_trials
 from custom_modules.errors import InputError
 from custom_modules.evaluation.backend import Backend, Decisions, Scoring, fit_decisions
 from custom_modules.evaluation.scoring import fit_lda, speaker_means
+from custom_modules.evaluation.trial_rows import EmbeddedRows
 from custom_modules.files import within
 from custom_modules.inference.embedding import embed_utterances
 from custom_modules.inference.precision import with_precision
 from custom_modules.inference.pretrained import read_tensor_file
-from custom_modules.inference.speech import SpeechDetector
+from custom_modules.inference.speech import SpeechDetector, speech_detector
 from custom_modules.models.embedder import Embedder
 
 logger = logging.getLogger(__name__)
@@ -157,18 +158,14 @@ def trial_decisions(embedder: Embedder, scoring: Scoring, trials: list[Trial],
     embedded, problems = embed_utterances(embedder, list(found.values()),
                                           embedding.cache_folder, embedding.batch_seconds,
                                           skip_bad=True, speech=embedding.speech)
-    rows = {entry: n for n, entry in enumerate(e for e, u in found.items() if u.id in embedded)}
-    kept = [t for t in trials if t.enrol in rows and t.test in rows]
-    if len(kept) < len(trials):
+    rows = EmbeddedRows.of(embedded)
+    pairs = rows.pairs(trials, lambda e: found[e].id if e in found else None, name)
+    if len(pairs.kept) < len(trials):
         logger.warning("%s: %d of %d trials left out (%d files missing, %d unusable)", name,
-                       len(trials) - len(kept), len(trials), len(missing), len(problems))
-    if not kept:
-        raise InputError(f"{name}: no trial has both files usable")
-    space = scoring.space(torch.stack([embedded[found[e].id] for e in rows]))
-    scores = scoring.scores(space, space, torch.tensor([rows[t.enrol] for t in kept]),
-                            torch.tensor([rows[t.test] for t in kept]))
-    return fit_decisions(scores, torch.tensor([t.label for t in kept]), target_false_accepts,
-                         name)
+                       len(trials) - len(pairs.kept), len(trials), len(missing),
+                       len(problems))
+    return fit_decisions(rows.scores(scoring, pairs), pairs.labels().long(),
+                         target_false_accepts, name)
 
 
 def fit_model_backend(embedder: Embedder, folder: str | os.PathLike, training_csv: str,
@@ -186,7 +183,7 @@ def fit_model_backend(embedder: Embedder, folder: str | os.PathLike, training_cs
         raise InputError(f"backend variant {variant!r} is not among those these options give "
                          f"({', '.join(names)})")
     embedding = Embedding(cache_folder, batch_seconds,
-                          SpeechDetector() if speech_detection else None)
+                          speech_detector(speech_detection))
     embedder = with_precision(embedder, precision, folder)
     logger.info("back-end embeddings at %s", embedder.precision)
     classifier = model_classifier(folder) if options.cohort == "classifier" else None

@@ -30,7 +30,7 @@ from custom_modules.errors import InputError
 from custom_modules.evaluation.backend import Backend, load_backend
 from custom_modules.evaluation.scoring import speaker_means
 from custom_modules.inference.embedding import embed_utterances
-from custom_modules.inference.speech import SpeechDetector
+from custom_modules.inference.speech import speech_detector
 from custom_modules.models.embedder import Embedder
 
 
@@ -42,7 +42,7 @@ class Split(NamedTuple):
     impostors: list[str]
 
 
-class Identification(NamedTuple):
+class IdentificationRates(NamedTuple):
     """``report`` (the content of ``report.json``), the rank curve (share of genuine queries
     whose own speaker is within the first ``n + 1``), and the open-set curve: false-alarm and
     detection-and-identification rates over every threshold."""
@@ -129,13 +129,13 @@ def identification_rates(scores: torch.Tensor, truth: torch.Tensor, thresholds: 
 def run_identification(embedder: Embedder, model_backend: str | os.PathLike,
                        utterance_csvs: list[str], output_folder: str, enrolled_share: float,
                        enrol_files: int, cache_folder: str | None, batch_seconds: float,
-                       seed: int) -> Identification:
+                       seed: int) -> IdentificationRates:
     """Split, embed, score and write ``report.json`` under ``output_folder``."""
     backend = load_backend(model_backend)
     if backend.decisions is None:
         raise InputError(f"{model_backend}: its back-end has no operating points (calibrate "
                          f"it first)")
-    speech = SpeechDetector() if backend.speech_detection else None
+    speech = speech_detector(backend.speech_detection)
     split = split_speakers(list(read_utterance_csvs(utterance_csvs).values()), enrolled_share,
                            enrol_files, seed)
     everything = [u for us in split.enrolment.values() for u in us] + split.queries
@@ -162,7 +162,7 @@ def run_identification(embedder: Embedder, model_backend: str | os.PathLike,
     folder = Path(output_folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return Identification(report, ranks, false_alarm, detection)
+    return IdentificationRates(report, ranks, false_alarm, detection)
 
 
 def report_lines(report: dict) -> list[str]:

@@ -28,6 +28,7 @@ from custom_modules.data.trials import read_trials
 from custom_modules.errors import InputError
 from custom_modules.evaluation.backend import Scoring, has_backend, load_backend
 from custom_modules.evaluation.metrics import eer
+from custom_modules.evaluation.trial_rows import EmbeddedRows
 from custom_modules.files import write_atomic
 from custom_modules.inference.embedding import embed_utterances
 from custom_modules.inference.precision import (
@@ -39,7 +40,7 @@ from custom_modules.inference.precision import (
     supported,
     with_precision,
 )
-from custom_modules.inference.speech import SpeechDetector
+from custom_modules.inference.speech import speech_detector
 from custom_modules.models.embedder import Embedder
 
 FLAGS_SHOWN = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
@@ -54,7 +55,7 @@ def check_precisions(embedder: Embedder, model_folder: str | os.PathLike,
         raise InputError("check the precisions from the fp32 model")
     backend = load_backend(model_folder) if has_backend(model_folder) else None
     scoring = backend.scoring if backend is not None else Scoring("cosine")
-    speech = SpeechDetector() if backend is not None and backend.speech_detection else None
+    speech = speech_detector(backend is not None and backend.speech_detection)
     lists = {name: read_trials(path) for name, path in trial_lists.items()
              if path is not None}   # null leaves a list of the base YAML out
     catalogue = read_utterance_csvs(utterance_csvs)
@@ -76,16 +77,16 @@ def check_precisions(embedder: Embedder, model_folder: str | os.PathLike,
         embedded, _ = embed_utterances(converted, utterances, None, batch_seconds,
                                        skip_bad=True, speech=speech)
         rate = len(embedded) / (time.perf_counter() - start)
-        ids = sorted(embedded)
-        matrix = torch.stack([embedded[i] for i in ids])
+        rows = EmbeddedRows.of(embedded)
         if reference is None:
-            reference = (ids, matrix)
-        if ids != reference[0]:
+            reference = rows
+        if rows.row != reference.row:
             raise InputError(f"{precision}: other utterances embedded than fp32's")
-        rates = _list_eers(scoring, matrix, {u: n for n, u in enumerate(ids)}, lists, found)
+        matrix = rows.matrix
+        rates = _list_eers(scoring, rows, lists, found)
         baseline = results["fp32"]["eer"] if "fp32" in results else rates
         change = {name: rates[name] - baseline[name] for name in rates}
-        cosine = float(F.cosine_similarity(matrix, reference[1], dim=1).min())
+        cosine = float(F.cosine_similarity(matrix, reference.matrix, dim=1).min())
         results[precision] = {
             "supported": True, "eer": rates, "eer_change": change, "min_cosine": cosine,
             "embeddings_per_second": rate,
@@ -102,16 +103,13 @@ def check_precisions(embedder: Embedder, model_folder: str | os.PathLike,
     return checks
 
 
-def _list_eers(scoring: Scoring, matrix: torch.Tensor, row: dict[str, int], lists: dict,
-               found: dict) -> dict[str, float]:
-    """EER (%) of every list with ``scoring`` on the embeddings ``matrix``."""
-    space = scoring.space(matrix)
+def _list_eers(scoring: Scoring, rows: EmbeddedRows, lists: dict, found: dict
+               ) -> dict[str, float]:
+    """EER (%) of every list with ``scoring`` on the embedded ``rows``."""
     rates = {}
     for name, trials in lists.items():
-        kept = [t for t in trials if found[t.enrol].id in row and found[t.test].id in row]
-        scores = scoring.scores(space, space, torch.tensor([row[found[t.enrol].id] for t in kept]),
-                                torch.tensor([row[found[t.test].id] for t in kept]))
-        labels = torch.tensor([t.label for t in kept], dtype=torch.bool)
+        pairs = rows.pairs(trials, lambda e: found[e].id, name)
+        scores, labels = rows.scores(scoring, pairs), pairs.labels()
         rates[name] = 100 * eer(scores[labels], scores[~labels])[0]
     return rates
 

@@ -47,8 +47,9 @@ from custom_modules.evaluation.backend_fit import (
 )
 from custom_modules.evaluation.metrics import act_dcf, cllr, verification_metrics
 from custom_modules.evaluation.scoring import cosine_scores, fit_calibration
+from custom_modules.evaluation.trial_rows import EmbeddedRows
 from custom_modules.inference.embedding import embed_utterances
-from custom_modules.inference.speech import SpeechDetector
+from custom_modules.inference.speech import speech_detector
 from custom_modules.models.embedder import Embedder
 
 logger = logging.getLogger(__name__)
@@ -78,13 +79,9 @@ def trial_scores(embedded: dict[str, torch.Tensor], trials: list[Trial],
                  name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosine scores and boolean labels of the trials of list ``name`` whose two utterances
     (by ID) were embedded."""
-    ids = sorted(embedded)
-    row = {utt_id: n for n, utt_id in enumerate(ids)}
-    index = {entry: row[utterance_id(entry)] for t in trials for entry in (t.enrol, t.test)
-             if utterance_id(entry) in row}
-    kept, enrol, test = _pairs(trials, index, name)
-    scores = cosine_scores(torch.stack([embedded[i] for i in ids]), enrol, test)
-    return scores, torch.tensor([t.label for t in kept], dtype=torch.bool)
+    rows = EmbeddedRows.of(embedded)
+    pairs = rows.pairs(trials, utterance_id, name)
+    return cosine_scores(rows.matrix, pairs.enrol, pairs.test), pairs.labels()
 
 
 def run_verification(embedder: Embedder, trial_lists: dict[str, str | None], output_folder: str,
@@ -131,24 +128,26 @@ def run_verification(embedder: Embedder, trial_lists: dict[str, str | None], out
         raise InputError(f"{len(missing)} trial utterances are missing, e.g. "
                          f"{', '.join(missing[:3])}; set skip_missing=True to drop their trials")
     embedding = Embedding(cache_folder, batch_seconds,
-                          SpeechDetector() if speech_detection else None)
+                          speech_detector(speech_detection))
     embedded, problems = embed_utterances(embedder, list(found.values()), cache_folder,
                                           batch_seconds, skip_bad=skip_missing,
                                           speech=embedding.speech)
-    ids = sorted(embedded)
-    matrix = torch.stack([embedded[i] for i in ids])
-    position = {utt_id: i for i, utt_id in enumerate(ids)}
-    index = {entry: position[u.id] for entry, u in found.items() if u.id in embedded}
+    rows = EmbeddedRows.of(embedded)
     training = read_utterance_csvs([cohort_csv]) if cohort_csv else None
     scorings = fit_scorings(embedder, training, scoring, embedding)
     if backend is not None:
         scorings["model"] = backend.scoring
-    pairs = {name: _pairs(trials, index, name) for name, (_, trials) in lists.items()}
+
+    def utterance_of(entry: str) -> str | None:
+        return found[entry].id if entry in found else None
+
+    pairs = {name: rows.pairs(trials, utterance_of, name)
+             for name, (_, trials) in lists.items()}
     if calibration:
-        pairs[CALIBRATION] = _pairs(calibration, index, calibration_trials)
+        pairs[CALIBRATION] = rows.pairs(calibration, utterance_of, calibration_trials)
     scored: dict[str, dict[str, torch.Tensor]] = {name: {} for name in pairs}
     for variant, fitted in scorings.items():
-        space = fitted.space(matrix)
+        space = fitted.space(rows.matrix)
         for name, (_, enrol, test) in pairs.items():
             scored[name][variant] = fitted.scores(space, space, enrol, test)
     calibrator, source = None, None
@@ -182,16 +181,6 @@ def run_verification(embedder: Embedder, trial_lists: dict[str, str | None], out
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return Verification(results, scores)
-
-
-def _pairs(trials: list[Trial], index: dict[str, int], name: str
-           ) -> tuple[list[Trial], torch.Tensor, torch.Tensor]:
-    """The trials whose two sides were embedded, with their enrolment and test rows."""
-    kept = [t for t in trials if t.enrol in index and t.test in index]
-    if not kept:
-        raise InputError(f"{name}: no trial has both utterances embedded")
-    return (kept, torch.tensor([index[t.enrol] for t in kept]),
-            torch.tensor([index[t.test] for t in kept]))
 
 
 def _list_metrics(path: str, scores: ListScores, dropped: int) -> dict:

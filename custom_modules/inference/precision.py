@@ -19,6 +19,7 @@ Only the embedding model changes: features are always computed in float32 by the
 frontend, and embeddings come back as float32.
 """
 
+import copy
 import json
 import logging
 import os
@@ -94,7 +95,8 @@ def with_precision(embedder: Embedder, precision: str, folder: str | os.PathLike
         return embedder
     model = embedder.embedding_model
     if precision == "int8":
-        fast = QuantizedModel(FastECAPA(model.cpu()), model.config)
+        # onnxruntime runs on the CPU: a CPU copy, the caller's model stays where it is
+        fast = QuantizedModel(FastECAPA(copy.deepcopy(model).cpu()), model.config)
     else:
         dtype = {"fp32-fast": torch.float32, "bf16": torch.bfloat16,
                  "fp16": torch.float16}[precision]
@@ -135,6 +137,14 @@ def read_checks(path: str | os.PathLike) -> dict:
                          f"{error})") from None
 
 
+class _DropPreProcessingHint(logging.Filter):
+    """Drops onnxruntime's advice to pre-process a model before quantising it (a warning on
+    the root logger at every quantisation), and nothing else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Please consider")
+
+
 class QuantizedModel(torch.nn.Module):
     """A ``FastECAPA`` exported to ONNX, quantised to int8 by onnxruntime and run by it:
     ``(features (batch, frames, n_mels), frames (batch,) or None) -> (batch, 1, dim)``."""
@@ -152,12 +162,13 @@ class QuantizedModel(torch.nn.Module):
                                   input_names=["features", "frames"], output_names=["out"],
                                   dynamic_axes={"features": {0: "batch", 1: "time"},
                                                 "frames": {0: "batch"}, "out": {0: "batch"}})
-            logging.getLogger().disabled = True    # onnxruntime's pre-processing hint
+            hint = _DropPreProcessingHint()     # onnxruntime's, on the root logger
+            logging.getLogger().addFilter(hint)
             try:
                 quantize_dynamic(str(plain), str(quantized), weight_type=QuantType.QInt8,
                                  op_types_to_quantize=["MatMul", "Gemm"], per_channel=True)
             finally:
-                logging.getLogger().disabled = False
+                logging.getLogger().removeFilter(hint)
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = torch.get_num_threads()
             self.session = onnxruntime.InferenceSession(

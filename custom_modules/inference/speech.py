@@ -74,6 +74,12 @@ class SpeechDetector:
         return seconds >= self.min_speech_seconds
 
 
+def speech_detector(enabled: bool) -> SpeechDetector | None:
+    """A detector when ``enabled`` (what a back-end fitted on speech only embeds), else
+    ``None`` (whole files)."""
+    return SpeechDetector() if enabled else None
+
+
 def check(wave: torch.Tensor, speech: torch.Tensor, name: str) -> list[str]:
     """Warnings about a recording: clipped, or speech at a very low level; logged and
     returned."""

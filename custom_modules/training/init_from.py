@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 CLASSES = "classes.json"
 MODEL = "model.json"        # beside a training's checkpoints: its frontend and model configs
 HEAD = "aam_head.ckpt"      # an exported folder's full head; classifier.ckpt has a row a speaker
+# The model settings that hparams/training.yaml has at its top level (the others are set
+# under embedding_model or compute_features).
+OVERRIDABLE = {"n_mels", "channels", "lin_neurons", "sample_rate"}
 
 
 def write_model_configs(folder: str | Path, compute_features: torch.nn.Module,
@@ -110,8 +113,10 @@ def check_same_architecture(source: Source, compute_features: torch.nn.Module,
                       if ours.config.get(k) != v}
             if differ:
                 key, (value, mine) = next(iter(differ.items()))
+                fix = f"set --{key}={value}" if key in OVERRIDABLE else \
+                    f"add {key}: {value} under {name} in the YAML"
                 raise InputError(f"init_from {source.path}: its {name} has {key}={value}, "
-                                 f"this recipe {mine} (set --{key} to match; {len(differ)} "
+                                 f"this recipe {mine} ({fix} to match; {len(differ)} "
                                  f"setting(s) differ)")
     state = source.state("embedding_model")
     mine = embedding_model.state_dict()

@@ -6,7 +6,7 @@ AAM, scoring a class by its closest sub-centre) and computes
 others, followed by cross-entropy. With one sub-centre its ``weight`` has the shape and
 meaning of SpeechBrain's ``ECAPA_TDNN.Classifier`` weight.
 
-The margin grows linearly from 0 to ``margin`` over ``warmup_epochs`` (call ``set_epoch``),
+The margin grows linearly from 0 to ``margin`` over ``margin_warmup_epochs`` (call ``set_epoch``),
 which stabilises the start of training.
 
 The head always computes in float32, as SpeechBrain computes its loss: under CUDA autocast a
@@ -34,7 +34,7 @@ class AAMSoftmaxHead(nn.Module):
         Number of training speakers.
     margin, scale : float
         Additive angular margin (radians) and logit scale (paper: 0.2 and 30).
-    warmup_epochs : float
+    margin_warmup_epochs : float
         Epochs over which the margin rises linearly from 0 (0: full margin at once).
     subcenters : int
         Sub-centres per class (1: plain AAM-softmax).
@@ -51,7 +51,8 @@ class AAMSoftmaxHead(nn.Module):
     """
 
     def __init__(self, input_size: int, num_classes: int, margin: float = 0.2,
-                 scale: float = 30.0, warmup_epochs: float = 0.0, subcenters: int = 1):
+                 scale: float = 30.0, margin_warmup_epochs: float = 0.0,
+                 subcenters: int = 1):
         super().__init__()
         if num_classes < 2 or subcenters < 1 or not 0 <= margin < math.pi / 2 or scale <= 0:
             raise InputError(f"AAMSoftmaxHead: need num_classes >= 2, subcenters >= 1, "
@@ -61,14 +62,15 @@ class AAMSoftmaxHead(nn.Module):
         self.subcenters = subcenters
         self.target_margin = margin
         self.scale = scale
-        self.warmup_epochs = warmup_epochs
-        self.margin = margin if warmup_epochs <= 0 else 0.0
+        self.margin_warmup_epochs = margin_warmup_epochs
+        self.margin = margin if margin_warmup_epochs <= 0 else 0.0
         self.weight = nn.Parameter(torch.empty(num_classes * subcenters, input_size))
         nn.init.xavier_uniform_(self.weight)
 
     def set_epoch(self, epoch: float) -> float:
         """Set the margin for (1-based, possibly fractional) ``epoch``; returns it."""
-        progress = 1.0 if self.warmup_epochs <= 0 else min(1.0, (epoch - 1) / self.warmup_epochs)
+        progress = 1.0 if self.margin_warmup_epochs <= 0 else \
+            min(1.0, (epoch - 1) / self.margin_warmup_epochs)
         self.margin = self.target_margin * max(0.0, progress)
         return self.margin
 
