@@ -84,6 +84,8 @@ def augmenters(method: str, kind: str, csv_path: str, snr: tuple[float, float] |
                             num_workers=WORKERS) if kind == "reverb" else \
             AddNoise(csv_file=csv_path, snr_low=snr[0], snr_high=snr[1], noise_sample_rate=RATE,
                      clean_sample_rate=RATE, num_workers=WORKERS)
+        if kind == "reverb":                               # AddReverb takes the batch alone
+            return lambda clean: augment(clean)
         return lambda clean: augment(clean, lengths)
     csvs = {"noise": None, "babble": None, "reverb": None, kind: csv_path}
     snr = snr or (0.0, 0.0)
@@ -168,7 +170,7 @@ def main() -> None:
         ours, theirs = result["ours"], result["speechbrain"]
         print(f"{name:<16}{ours['seconds_per_batch']:>14.3f}"
               f"{theirs['seconds_per_batch']:>13.3f}"
-              f"{theirs['seconds_per_batch'] / ours['seconds_per_batch']:>7.1f}x"
+              f"{theirs['seconds_per_batch'] / ours['seconds_per_batch']:>7.2f}x"
               f"{ours['peak_mb']:>10.0f}{theirs['peak_mb']:>16.0f}")
 
 

@@ -66,7 +66,9 @@ def generate(root: Path, speakers: int, test_speakers: int = len(TEST_SPEAKERS),
     """Write the tree under ``root`` (skipped when there with the same sizes); returns its
     folders and list."""
     done = root / "generated.json"
-    sizes = {"speakers": speakers, "test_speakers": test_speakers, "corpus_scale": corpus_scale}
+    trials = min(10000, 250 * test_speakers)
+    sizes = {"speakers": speakers, "test_speakers": test_speakers, "corpus_scale": corpus_scale,
+             "trials": trials}
     if done.is_file() and json.loads(done.read_text()).get("sizes") == sizes:
         return json.loads(done.read_text())
     shutil.rmtree(root, ignore_errors=True)   # another size's tree: none of its files stay
@@ -88,7 +90,7 @@ def generate(root: Path, speakers: int, test_speakers: int = len(TEST_SPEAKERS),
                   room_impulse_response(RATE, rng).astype(np.float32), RATE)
     files = {s: [f"{s}/sess{v}/{u:05d}.wav" for v in range(5) for u in range(1, 6)]
              for s in tested}
-    write_trials(root / "trials_O.txt", make_trials(files, min(10000, 25 * len(files)), seed=0))
+    write_trials(root / "trials_O.txt", make_trials(files, trials, seed=0))
     folders = {"voxceleb2": str(root / "voxceleb2"), "voxceleb1": str(root / "voxceleb1"),
                "musan": str(root / "musan"), "rirs": str(root / "RIRS_NOISES"),
                "trials": str(root / "trials_O.txt"), "sizes": sizes}

@@ -13,6 +13,7 @@ quotes them).
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ def main() -> None:
         valid_utterances=400)
     name = "rehearsal_cpu_small" if args.small else "rehearsal_cpu"
     output = args.root / name
+    shutil.rmtree(output, ignore_errors=True)      # a fresh run, not a resumed one
     print(describe())
     start = time.perf_counter()
     folders = generate(args.root / f"{name}_data", shape.speakers, shape.test_speakers,

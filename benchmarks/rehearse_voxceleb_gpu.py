@@ -79,6 +79,7 @@ def rehearse(stand_in: bool, root: Path) -> dict:
     shape = STAND_IN_SHAPE if stand_in else GPU_SHAPE
     name = "rehearsal_stand_in" if stand_in else "rehearsal_gpu"
     output = root / name
+    shutil.rmtree(output, ignore_errors=True)      # fresh runs, not resumed ones
     folders = generate(root / f"{name}_data", shape.speakers, shape.test_speakers,
                        shape.corpus_scale)
     recipe = ["hparams/ecapa.yaml", *data_arguments(folders, output / "data"),
@@ -89,7 +90,6 @@ def rehearse(stand_in: bool, root: Path) -> dict:
                      ["seconds"]}
     for number, mode in enumerate(modes(stand_in)):
         folder = output / mode.name.split()[0]
-        shutil.rmtree(folder, ignore_errors=True)
         try:
             run = timed(command(mode, recipe, folder, fit_backend=number == 0))
         except subprocess.CalledProcessError as error:

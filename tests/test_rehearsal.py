@@ -39,6 +39,6 @@ def test_the_cpu_rehearsal_prepares_trains_and_verifies(tmp_path):
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     report = json.loads((tmp_path / "rehearsal_cpu_small/report.json").read_text())
     assert report["vox2 speakers"] == 12
-    assert report["verification trials"] == 100          # 4 speakers x 25 files: 100 drawn
+    assert report["verification trials"] == 1000         # 4 speakers x 25 files: 1,000 drawn
     assert report["crops per second per worker"] > 0
     assert (tmp_path / "rehearsal_cpu_small/pretrained/backend.json").is_file()
