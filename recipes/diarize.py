@@ -22,9 +22,8 @@ KEYS = (*MODEL_KEYS, "precision", "output_folder", "diarization")
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with one_line_errors():
-        hparams, report = run_model_step(sys.argv[1:], KEYS, "diarization")
-        recording, reference, hypothesis = report.pop("timeline")
-        plot_timeline(reference, hypothesis, Path(hparams["output_folder"], "timeline.png"),
-                      recording)
+        hparams, (report, timeline) = run_model_step(sys.argv[1:], KEYS, "diarization")
+        plot_timeline(timeline.reference, timeline.hypothesis,
+                      Path(hparams["output_folder"], "timeline.png"), timeline.recording)
     print("\n".join(report_lines(report)))
     print(f"results in {hparams['output_folder']}")

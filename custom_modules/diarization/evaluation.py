@@ -98,14 +98,30 @@ def oracle_regions(reference: list[Segment]) -> np.ndarray:
     return merge_regions(regions, 1e-9, 0.0)
 
 
+class DrawnTimeline(NamedTuple):
+    """One test recording to draw: its ID, reference and hypothesis (the hypothesis's
+    clusters named after the reference speakers they map to)."""
+
+    recording: str
+    reference: list[Segment]
+    hypothesis: list[Segment]
+
+
+class DiarizationRun(NamedTuple):
+    """What ``run_diarization`` returns: ``report`` (the content of ``report.json``) and
+    the recording to draw."""
+
+    report: dict
+    timeline: DrawnTimeline
+
+
 def run_diarization(embedder: Embedder, model_folder: str | os.PathLike, recordings: str,
                     output_folder: str, options: DiarizationOptions, prunings: list[float],
                     merges: list[float | None], collar: float, timeline_recording: str | None,
-                    preparation: list) -> dict:
+                    preparation: list) -> DiarizationRun:
     """Run the ``preparation`` steps, tune on the ``dev`` recordings, score the ``test``
     ones; write hypotheses (RTTM and JSON), ``report.json`` and the tuned settings; returns
-    the report (with the timeline recording's reference and hypothesis, its clusters named
-    after the reference speakers they map to, under ``timeline``)."""
+    the report and the timeline recording's reference and hypothesis."""
     for p in prunings:
         for m in merges:
             try:
@@ -189,8 +205,7 @@ def run_diarization(embedder: Embedder, model_folder: str | os.PathLike, recordi
                                                      annotation(hypotheses[chosen.id]))
     named = [s._replace(speaker=mapping.get(s.speaker, s.speaker))
              for s in hypotheses[chosen.id]]
-    report["timeline"] = (chosen.id, chosen.reference, named)
-    return report
+    return DiarizationRun(report, DrawnTimeline(chosen.id, chosen.reference, named))
 
 
 def tuning_rank(setting: tuple[float, float | None], der: float, miscounted: int) -> tuple:

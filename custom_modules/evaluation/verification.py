@@ -54,7 +54,6 @@ from custom_modules.models.embedder import Embedder
 
 logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
-CALIBRATION = "\0calibration"   # the calibration trials, scored with the lists
 
 
 class ListScores(NamedTuple):
@@ -143,18 +142,19 @@ def run_verification(embedder: Embedder, trial_lists: dict[str, str | None], out
 
     pairs = {name: rows.pairs(trials, utterance_of, name)
              for name, (_, trials) in lists.items()}
-    if calibration:
-        pairs[CALIBRATION] = rows.pairs(calibration, utterance_of, calibration_trials)
     scored: dict[str, dict[str, torch.Tensor]] = {name: {} for name in pairs}
+    spaces = {variant: fitted.space(rows.matrix) for variant, fitted in scorings.items()}
     for variant, fitted in scorings.items():
-        space = fitted.space(rows.matrix)
         for name, (_, enrol, test) in pairs.items():
-            scored[name][variant] = fitted.scores(space, space, enrol, test)
+            scored[name][variant] = fitted.scores(spaces[variant], spaces[variant], enrol, test)
     calibrator, source = None, None
     if calibration:
-        labels = torch.tensor([t.label for t in pairs.pop(CALIBRATION)[0]])
+        own = rows.pairs(calibration, utterance_of, calibration_trials)
+        space = spaces[primary_variant]
         try:
-            calibrator = fit_calibration(scored.pop(CALIBRATION)[primary_variant], labels)
+            calibrator = fit_calibration(
+                scorings[primary_variant].scores(space, space, own.enrol, own.test),
+                own.labels().long())
         except InputError as error:
             raise InputError(f"{calibration_trials}: {error}") from None
         source = calibration_trials
