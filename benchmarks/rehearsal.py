@@ -58,6 +58,7 @@ def training(shape: Shape) -> list[str]:
             f"--number_of_epochs={epochs}", f"--lr_schedule={{cycle_epochs: {epochs}}}",
             f"--valid_utterances={shape.valid_utterances}", f"--batch_size={shape.batch_size}",
             f"--num_workers={shape.num_workers}", "--backend_speech_detection=False",
+            "--check_precisions_at_export=False",
             "--split_ratio=[50, 50]"]
 
 

@@ -2,6 +2,7 @@
 agree, and the exported folder loads. Tiny model (C=32), seconds of audio."""
 
 import itertools
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -384,9 +385,14 @@ def test_under_bf16_autocast_the_augmented_waveforms_stay_float32():
 @pytest.mark.slow
 def test_recipe_trains_resumes_and_exports(corpus, tmp_path):
     output = tmp_path / "exp"
-    done = train(corpus, output, "--number_of_epochs=1")
+    done = train(corpus, output, "--number_of_epochs=1", "--check_precisions_at_export=True")
     assert done.returncode == 0, done.stderr[-2000:]
     assert epochs_logged(output) == [1]
+    # The export checked the fast precisions on the validation trials: what auto reads.
+    checks = json.loads((output / "pretrained/precisions.json").read_text())["precisions"]
+    assert set(checks) >= {"fp32", "fp32-fast", "bf16", "int8"}
+    assert list(checks["fp32"]["eer"]) == ["validation"] and checks["fp32"]["passed"]
+    assert checks["fp32-fast"]["min_cosine"] > 0.9999      # the same arithmetic, reordered
     embedder = load_embedder(output / "pretrained")
     for name in ("hyperparams.yaml", "embedding_model.ckpt", "classifier.ckpt",
                  "label_encoder.txt", "README.md"):

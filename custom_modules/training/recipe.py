@@ -31,8 +31,8 @@ from custom_modules.training.init_from import (
 
 logger = logging.getLogger(__name__)
 STARTED_FROM = "started_from.json"   # what init_from loaded, kept for resumed runs
-KEYS = ("export_weights", "output_folder", "save_folder", "pretrained_folder", "preparation",
-        "train_csv",
+KEYS = ("export_weights", "check_precisions_at_export", "precision_check", "output_folder",
+        "save_folder", "pretrained_folder", "preparation", "train_csv",
         "crop_seconds", "speaker_speeds", "example_augment", "dataloader_options",
         "compute_features", "embedding_model", "classifier", "modules", "opt_class",
         "epoch_counter", "checkpointer", "init_from", "backend", "precision",
@@ -118,6 +118,14 @@ def train(recipe: Recipe) -> dict:
                 validation_eer(meta))
     if hparams["backend"] is not None and if_main_process():
         hparams["backend"](brain.embedder().eval(), hparams["pretrained_folder"])
+    if hparams["check_precisions_at_export"] and if_main_process():
+        if hparams["valid_trials"] and Path(hparams["valid_trials"]).is_file():
+            hparams["precision_check"](brain.embedder().eval(), hparams["pretrained_folder"])
+            logger.info("precisions checked on the validation trials: %s",
+                        Path(hparams["pretrained_folder"], "precisions.json"))
+        else:
+            logger.warning("no validation trials: the precisions are not checked (auto "
+                           "is fp32 for this model)")
     return meta
 
 
