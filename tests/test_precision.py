@@ -106,8 +106,11 @@ def test_check_records_each_precision_and_auto_uses_it(experiment):
     checks = check_precisions(load_embedder(folder), folder,
                               {"test": str(experiment / "data/test_trials.txt")},
                               [str(experiment / "data/enrol.csv"),
-                               str(experiment / "data/test.csv")], 120.0)
+                               str(experiment / "data/test.csv")], 120.0,
+                              ["fp32", "fp32-fast", "bf16", "fp16", "int8"])
     assert json.loads((folder / "precisions.json").read_text()) == checks
+    with pytest.raises(InputError, match=r"precisions \['bf16'\]: fp32 first"):
+        check_precisions(load_embedder(folder), folder, {}, [], 120.0, ["bf16"])
     results = checks["precisions"]
     assert results["fp32"]["eer_change"] == {"test": 0.0}
     assert results["fp32"]["min_cosine"] == pytest.approx(1.0, abs=1e-6)

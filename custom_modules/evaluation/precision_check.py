@@ -48,11 +48,16 @@ FLAGS_SHOWN = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx
 
 def check_precisions(embedder: Embedder, model_folder: str | os.PathLike,
                      trial_lists: dict[str, str], utterance_csvs: list[str],
-                     batch_seconds: float) -> dict:
-    """Check every precision on ``trial_lists`` (entries found through ``utterance_csvs``)
-    and write ``precisions.json`` into ``model_folder``; returns its content."""
+                     batch_seconds: float, precisions: list[str]) -> dict:
+    """Check ``precisions`` (fp32, the reference, first) on ``trial_lists`` (entries found
+    through ``utterance_csvs``) and write ``precisions.json`` into ``model_folder``; returns
+    its content. A precision left out is not in the file, so ``auto`` never picks it."""
     if embedder.precision != "fp32":
         raise InputError("check the precisions from the fp32 model")
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown or not precisions or precisions[0] != "fp32":
+        raise InputError(f"precisions {precisions}: fp32 first, then any of "
+                         f"{', '.join(PRECISIONS[1:])}")
     backend = load_backend(model_folder) if has_backend(model_folder) else None
     scoring = backend.scoring if backend is not None else Scoring("cosine")
     speech = speech_detector(backend is not None and backend.speech_detection)
@@ -67,7 +72,7 @@ def check_precisions(embedder: Embedder, model_folder: str | os.PathLike,
     utterances = list({u.id: u for u in found.values()}.values())
     device = str(embedder.device)
     results, reference = {}, None
-    for precision in PRECISIONS:
+    for precision in precisions:
         if not supported(precision, device):
             results[precision] = {"supported": False, "passed": False,
                                   "embeddings_per_second": 0.0}
