@@ -48,6 +48,11 @@ class Shape(NamedTuple):
     valid_utterances: int
 
 
+# The tiny shape every rehearsal runs in make test: the code path, not the figures.
+TINY = Shape(speakers=12, test_speakers=4, corpus_scale=0.02, channels=[16, 16, 16, 16, 48],
+             lin_neurons=16, batch_size=4, num_workers=1, epochs=1, valid_utterances=12)
+
+
 def training(shape: Shape) -> list[str]:
     """The recipe's options for ``shape``: its model, batches and workers, and every
     augmentation, bounded validation (half of each speaker's 4 files: VoxCeleb has ~180) and

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from benchmarks.machine import describe
 from benchmarks.rehearsal import (
+    TINY,
     Shape,
     crops_per_second,
     data_arguments,
@@ -30,9 +31,6 @@ from benchmarks.rehearsal import (
     training,
 )
 
-SMALL = Shape(speakers=12, test_speakers=4, corpus_scale=0.02, channels=[16, 16, 16, 16, 48],
-              lin_neurons=16, batch_size=4, num_workers=1, epochs=1, valid_utterances=12)
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -41,7 +39,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("exps"),
                         help="where the tree, the run and the report go")
     args = parser.parse_args()
-    shape = SMALL if args.small else Shape(
+    shape = TINY if args.small else Shape(
         speakers=args.speakers, test_speakers=40, corpus_scale=1.0,
         channels=[64, 64, 64, 64, 192], lin_neurons=64, batch_size=32, num_workers=2, epochs=1,
         valid_utterances=400)

@@ -87,11 +87,10 @@ def check_precisions(embedder: Embedder, model_folder: str | os.PathLike,
             reference = rows
         if rows.row != reference.row:
             raise InputError(f"{precision}: other utterances embedded than fp32's")
-        matrix = rows.matrix
         rates = _list_eers(scoring, rows, lists, found)
         baseline = results["fp32"]["eer"] if "fp32" in results else rates
         change = {name: rates[name] - baseline[name] for name in rates}
-        cosine = float(F.cosine_similarity(matrix, reference.matrix, dim=1).min())
+        cosine = float(F.cosine_similarity(rows.matrix, reference.matrix, dim=1).min())
         results[precision] = {
             "supported": True, "eer": rates, "eer_change": change, "min_cosine": cosine,
             "embeddings_per_second": rate,
@@ -111,10 +110,12 @@ def check_precisions(embedder: Embedder, model_folder: str | os.PathLike,
 def _list_eers(scoring: Scoring, rows: EmbeddedRows, lists: dict, found: dict
                ) -> dict[str, float]:
     """EER (%) of every list with ``scoring`` on the embedded ``rows``."""
+    space = scoring.space(rows.matrix)     # once for every list
     rates = {}
     for name, trials in lists.items():
         pairs = rows.pairs(trials, lambda e: found[e].id, name)
-        scores, labels = rows.scores(scoring, pairs), pairs.labels()
+        scores = scoring.scores(space, space, pairs.enrol, pairs.test)
+        labels = pairs.labels()
         rates[name] = 100 * eer(scores[labels], scores[~labels])[0]
     return rates
 

@@ -10,7 +10,6 @@ counter), and with several processes each step is one synchronised global step.
 import json
 import logging
 import math
-import statistics
 import time
 from pathlib import Path
 
@@ -193,7 +192,7 @@ class TimeBudgetEpochCounter(EpochCounter):
             return self.planned
         self.epoch_ends.append(time.monotonic())
         ends = ([self.started] + self.epoch_ends)[-(self.RECENT + 1):]
-        epoch_seconds = max(statistics.median(numpy.diff(ends)), 1e-9)
+        epoch_seconds = max(float(numpy.median(numpy.diff(ends))), 1e-9)
         more = math.floor((self.max_seconds - (ends[-1] - self.started)) / epoch_seconds)
         return max(self.current, min(self.ceiling, self.current + more))
 
