@@ -72,18 +72,40 @@ def test_parameter_counts_match_speechbrain():
     assert "blocks.1 (SERes2NetBlock)" in summary
 
 
-def test_attention_outputs(tiny):
+def test_attention_outputs_are_the_ones_speechbrain_computes():
+    """The SE gates and pooling weights returned are those of the forward pass: SpeechBrain's
+    model with the same weights, its gates read at its SE sigmoids and its pooling weights
+    computed by hand (masked softmax) from its attention scores."""
+    torch.manual_seed(2)
+    reference = SpeechBrainECAPA(40, **TINY)
+    randomise(reference, seed=3)
+    reference.eval()
+    ours = ECAPA_TDNN(40, **TINY).eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    seen = {}
+
+    def keep(name):
+        return lambda module, inputs, output: seen.__setitem__(name, output)
+
+    for i, block in enumerate(reference.blocks[1:]):
+        block.se_block.sigmoid.register_forward_hook(keep(i))
+    reference.asp.conv.register_forward_hook(keep("scores"))
     features = torch.randn(2, 60, 40)
     lengths = torch.tensor([1.0, 0.5])
     with torch.no_grad():
-        embedding, weights, gates = tiny.forward_with_attention(features, lengths)
-        assert torch.equal(embedding, tiny(features, lengths))
+        expected = reference(features, lengths)
+        embedding, weights, gates = ours.forward_with_attention(features, lengths)
+        assert torch.equal(embedding, ours(features, lengths))
+    assert (embedding - expected).abs().max() < 1e-5 * expected.abs().max()
+    assert len(gates) == 3
+    for i, got in enumerate(gates):
+        assert got.shape == (2, 32)
+        assert torch.allclose(got, seen[i].squeeze(2), atol=1e-6), i
+    valid = torch.arange(60) < torch.tensor([60, 30]).unsqueeze(1)           # (2, 60)
+    scores = seen["scores"].masked_fill(~valid.unsqueeze(1), float("-inf"))
     assert weights.shape == (2, 96, 60)
-    assert torch.allclose(weights.sum(dim=2), torch.ones(2, 96))
+    assert torch.allclose(weights, torch.softmax(scores, dim=2), atol=1e-6)
     assert weights[1, :, 30:].abs().max() == 0
-    assert weights[1, :, :30].min() > 0
-    assert len(gates) == 3 and all(g.shape == (2, 32) for g in gates)
-    assert all(((g > 0) & (g < 1)).all() for g in gates)
 
 
 def test_pooling_and_gates_ignore_padded_frames():
