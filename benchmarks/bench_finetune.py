@@ -80,7 +80,7 @@ def large_margin() -> dict:
     shutil.rmtree(first_stage, ignore_errors=True)
     run(["recipes/speaker_verification.py", "hparams/demo_verify.yaml", f"--experiment={DEMO}",
          f"--pretrained_path={DEMO / 'base/pretrained'}", f"--output_folder={first_stage}",
-         "--model_backend=null", "--primary_variant=lda+as-norm"])
+         "--model_backend=False", "--primary_variant=lda+as-norm"])
     before, after = metrics(first_stage), metrics(DEMO / "verification")
     times = read_stage_times(DEMO / "stage_times.tsv")
     if "fine-tuning" not in times:

@@ -24,9 +24,12 @@ from pathlib import Path
 import soundfile
 
 from data_prep.fake_voxceleb import write_voxceleb_tree
-from data_prep.voxceleb_prepare import prepare_voxceleb
+from data_prep.splits import SplitOptions
+from data_prep.voxceleb_prepare import VoxCelebInputs, prepare_voxceleb
 
 TEST_SPEAKERS = ["id10270", "id10271"]
+SPLITS = SplitOptions(mode="utterances", seg_dur=3.0, min_duration=1.0, split_ratio=(98, 2),
+                      dev_split="speakers", valid_trials=1000, seed=1234)
 
 
 def build_tree(root: Path, files: int) -> list[Path]:
@@ -67,8 +70,9 @@ def main() -> None:
     save = work / "prepared"
     shutil.rmtree(save, ignore_errors=True)
     start = time.perf_counter()
-    prepare_voxceleb(str(tree), str(save), str(tree), {"test": str(trials)},
-                     train_on_test_folder=True, valid_trials=1000)
+    inputs = VoxCelebInputs([], str(tree), {"test": str(trials)}, train_on_test_folder=True,
+                            converted_folder=None, skip_missing_trials=False)
+    prepare_voxceleb(inputs, str(save), SPLITS, num_workers=None)
     ours = time.perf_counter() - start
     start = time.perf_counter()
     lengths = reference_lengths(paths)

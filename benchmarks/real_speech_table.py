@@ -2,8 +2,9 @@
 the model folder's operating points, on the test speakers of the real-speech sets.
 
     python -m benchmarks.real_speech_table [--sets exps/real_speech/sets] \
-        [--model exps/spkrec-ecapa-voxceleb/pretrained] [--demo exps/demo/pretrained] \
-        [--demo-only]
+        [--model exps/spkrec-ecapa-voxceleb/pretrained] \
+        [--backend exps/spkrec-ecapa-voxceleb/sidecars/council_backend] \
+        [--demo exps/demo/pretrained] [--demo-only]
 
 Systems, each embedding every test piece once:
 
@@ -12,8 +13,9 @@ Systems, each embedding every test piece once:
 - ``ours``: our pretrained folder, each file embedded alone as ``SpeakerEncoder.encode_file``
   does (fp32), plain cosine; its embeddings are compared with the anchor's file by file
   (parity), and so are those of the recipes' padded batches;
-- ``ours+backend``: the folder's back-end (score normalisation, calibration, operating
-  points) with speech detection on, as ``SpeakerEncoder`` scores; ``ours+backend, no VAD``:
+- ``ours+backend``: the back-end sidecar fitted on the development speakers
+  (``hparams/real_speech_backend.yaml``: score normalisation, calibration, operating points)
+  with speech detection on, as ``SpeakerEncoder`` scores; ``ours+backend, no VAD``:
   the same back-end on whole files;
 - ``resemblyzer``: Resemblyzer's GE2E encoder as its own package runs it, cosine (a peer;
   ``benchmarks.resemblyzer_peer``);
@@ -46,6 +48,7 @@ from custom_modules.inference.precision import with_precision
 from custom_modules.inference.pretrained import load_embedder
 from custom_modules.inference.speech import SpeechDetector
 from custom_modules.interop.published import PublishedModel, verified_files
+from custom_modules.sidecars import model_state
 
 OUTPUT = Path("exps/real_speech_table")
 COSINE = Scoring("cosine")
@@ -120,6 +123,9 @@ def main() -> None:
     parser.add_argument("--sets", type=Path, default=Path("exps/real_speech/sets"))
     parser.add_argument("--model", type=Path,
                         default=Path("exps/spkrec-ecapa-voxceleb/pretrained"))
+    parser.add_argument("--backend", type=Path,
+                        default=Path("exps/spkrec-ecapa-voxceleb/sidecars/council_backend"),
+                        help="the model's back-end sidecar")
     parser.add_argument("--demo", type=Path, default=Path("exps/demo/pretrained"))
     parser.add_argument("--downloads", type=Path, default=Path("exps/downloads"))
     parser.add_argument("--demo-only", action="store_true",
@@ -136,13 +142,14 @@ def main() -> None:
         write_table({"demo model + its back-end": demo_system(args.demo, utterances, cache,
                                                               speech)}, sets, "demo")
         return
-    backend = load_backend(args.model)
+    embedder = load_embedder(args.model)
+    backend = load_backend(model_state(args.model, [args.backend],
+                                       embedder.fingerprint()).backend)
     started = time.perf_counter()
     systems: dict[str, tuple[dict, object, object]] = {}
     anchor = speechbrain_embeddings(utterances, args.downloads)
     seconds = {"speechbrain": time.perf_counter() - started}
     systems["speechbrain (EncoderClassifier, cosine)"] = (anchor, COSINE, None)
-    embedder = load_embedder(args.model)
     started = time.perf_counter()
     with torch.inference_mode():   # each file alone, as SpeakerEncoder.encode_file embeds it
         ours = {u.id: embedder(read_audio(u.wav).unsqueeze(0))[0] for u in utterances}

@@ -1,5 +1,5 @@
-"""Command line: ``python -m custom_modules {embed,verify,enroll,identify,speakers,
-remove-recording,calibrate,info,diarize,export} --help``."""
+"""Command line: ``python -m custom_modules {embed,verify,enrol,identify,speakers,
+remove-recording,calibrate,info,diarize,export,sidecars} --help``."""
 
 import argparse
 from pathlib import Path
@@ -8,12 +8,14 @@ import torch
 
 from custom_modules.diarization.rttm import write_json, write_rttm
 from custom_modules.errors import InputError, one_line_errors
-from custom_modules.evaluation.backend import describe, load_backend
+from custom_modules.evaluation.backend import describe
 from custom_modules.evaluation.precision_check import check_lines
-from custom_modules.files import folder_lock, within
+from custom_modules.files import within
 from custom_modules.inference.export import check_onnx, export_onnx, export_torchscript
 from custom_modules.inference.precision import CHECKS, read_checks
+from custom_modules.inference.pretrained import load_embedder
 from custom_modules.interface.encoder import SpeakerEncoder
+from custom_modules.sidecars import compare_sidecars, drop_sidecar, list_sidecars, read_sidecar
 
 
 def _encoder(args: argparse.Namespace) -> SpeakerEncoder:
@@ -22,7 +24,8 @@ def _encoder(args: argparse.Namespace) -> SpeakerEncoder:
     return SpeakerEncoder.from_hparams(args.model, savedir=getattr(args, "store", None),
                                        run_opts={"device": getattr(args, "device", "cpu")},
                                        speech_detection=False if off else None,
-                                       precision=getattr(args, "precision", "fp32"))
+                                       precision=getattr(args, "precision", "fp32"),
+                                       sidecars=getattr(args, "sidecar", None))
 
 
 def embed(args: argparse.Namespace) -> None:
@@ -57,9 +60,9 @@ def verify(args: argparse.Namespace) -> None:
                                                args.threshold, args.prior)))
 
 
-def enroll(args: argparse.Namespace) -> None:
+def enrol(args: argparse.Namespace) -> None:
     encoder = _encoder(args)
-    ids = encoder.enroll(args.name, args.files)
+    ids = encoder.enrol(args.name, args.files)
     count = next(s.recordings for s in encoder.enrolments.speakers() if s.name == args.name)
     print(f"enrolled {args.name!r}: {len(ids)} recordings added (ids {', '.join(map(str, ids))}"
           f"), {count} in all, in {encoder.database}")
@@ -109,16 +112,9 @@ def identify(args: argparse.Namespace) -> None:
 
 def calibrate(args: argparse.Namespace) -> None:
     encoder = _encoder(args)
-    if (args.trials is None) == (args.restore is None):
-        raise InputError("calibrate: give --trials FILE (refit) or --restore N (an earlier "
-                         "calibration)")
-    if args.restore is not None:
-        with folder_lock(encoder.folder):
-            encoder.backend = load_backend(encoder.folder).restored(args.restore)
-            encoder.backend.save(encoder.folder)
-    else:
-        encoder.calibrate(args.trials, args.audio_folder, args.far)
+    encoder.calibrate(args.trials, args.to, args.audio_folder, args.far)
     print(describe(encoder.backend))
+    print(f"back-end sidecar: {read_sidecar(args.to).path} (use it with --sidecar {args.to})")
 
 
 def info(args: argparse.Namespace) -> None:
@@ -127,12 +123,37 @@ def info(args: argparse.Namespace) -> None:
     print(f"{args.model}: ECAPA-TDNN channels {config['channels']}, {config['lin_neurons']}-d "
           f"embeddings, {encoder.embedder.sample_rate} Hz; precision {encoder.embedder.precision}"
           f" (asked: {args.precision})")
-    checks = within(args.model, CHECKS)
+    state = encoder.state
+    for kind, folder in state._asdict().items():
+        if kind != "folder" and folder != state.folder:
+            print(f"{kind}: sidecar {folder}")
+    checks = within(state.precisions, CHECKS)
     if checks.is_file():
         print("\n".join(check_lines(read_checks(checks))))
     print(describe(encoder.backend))
     for number, earlier in enumerate(encoder.backend.history):
         print(f"  earlier calibration {number}: {earlier.fitted_on} ({earlier.fitted} UTC)")
+
+
+def sidecars(args: argparse.Namespace) -> None:
+    if args.action == "list":
+        if len(args.paths) != 1:
+            raise InputError("sidecars list takes one store folder")
+        model = None if args.model is None else load_embedder(args.model).fingerprint()
+        for sidecar in list_sidecars(args.paths[0]):
+            fits = "" if model is None else \
+                ("  (this model)" if sidecar.model == model else "  (another model)")
+            print(f"{_shown(sidecar.name)}/v{sidecar.version}  {sidecar.kind:<11} "
+                  f"{sidecar.made}  {_shown(sidecar.made_by)}{fits}")
+    elif args.action == "compare":
+        if len(args.paths) != 2:
+            raise InputError("sidecars compare takes two sidecars")
+        print("\n".join(compare_sidecars(*args.paths)) or "the same")
+    else:
+        if len(args.paths) != 1:
+            raise InputError("sidecars drop takes one sidecar (a name, or name/vN)")
+        for version in drop_sidecar(args.paths[0]):
+            print(f"removed {version}")
 
 
 def diarize(args: argparse.Namespace) -> None:
@@ -173,7 +194,7 @@ def parser() -> argparse.ArgumentParser:
     def command(name: str, function, help_text: str, *options: str
                 ) -> argparse.ArgumentParser:
         """A command taking --model and the ``options`` it uses: store, speech, precision,
-        device."""
+        device, sidecar."""
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--model", required=True, help="pretrained folder")
         if "store" in options:
@@ -193,10 +214,15 @@ def parser() -> argparse.ArgumentParser:
                                   "this model on this device, else fp32)")
         if "device" in options:
             sub.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1 ...")
+        if "sidecar" in options:
+            sub.add_argument("--sidecar", action="append",
+                             help="state tuned for this model after its export (a back-end, "
+                                  "a precision check, diarization settings), used instead of "
+                                  "the folder's; repeat for several kinds")
         sub.set_defaults(function=function)
         return sub
 
-    embedding = ("speech", "precision", "device")
+    embedding = ("speech", "precision", "device", "sidecar")
     sub = command("embed", embed, "embed audio files into a .pt file {path: embedding}",
                   *embedding)
     sub.add_argument("files", nargs="*")
@@ -210,7 +236,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--threshold", type=float, help="decide at this score instead")
     sub.add_argument("--prior", type=float, help="probability of same speaker given at this "
                                                  "prior (default: the model's)")
-    sub = command("enroll", enroll, "enrol a speaker from one or more recordings", "store",
+    sub = command("enrol", enrol, "enrol a speaker from one or more recordings", "store",
                   *embedding)
     sub.add_argument("--name", required=True)
     sub.add_argument("files", nargs="+")
@@ -220,16 +246,18 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--top-k", type=int, default=5)
     sub.add_argument("--operating-point", help="eer, far_1%%, ... (default: the model's)")
     sub.add_argument("--threshold", type=float, help="accept at this score instead")
-    sub = command("calibrate", calibrate, "refit the model's calibration and operating points "
-                                          "on your labelled pairs (the previous are kept)",
-                  *embedding)
-    sub.add_argument("--trials", help="lines 'label file_a file_b', 1 same speaker, 0 not")
+    sub = command("calibrate", calibrate, "refit the calibration and operating points on your "
+                                          "labelled pairs, as a back-end sidecar (the model "
+                                          "folder is not written)", *embedding)
+    sub.add_argument("--trials", required=True,
+                     help="lines 'label file_a file_b', 1 same speaker, 0 not")
+    sub.add_argument("--to", required=True,
+                     help="the sidecar to write (a folder; an existing one gets a new version)")
     sub.add_argument("--audio-folder", help="the trial files are relative to it")
     sub.add_argument("--far", type=float, nargs="+",
                      help="target false-accept rates (default: the current ones)")
-    sub.add_argument("--restore", type=int, help="make earlier calibration N current again")
     sub = command("info", info, "the model, its scoring, calibration and operating points",
-                  "precision", "device")
+                  "precision", "device", "sidecar")
     sub = command("speakers", speakers, "list, remove or rename enrolled speakers", "store")
     sub.add_argument("action", choices=("list", "remove", "rename"))
     sub.add_argument("names", nargs="*", help="remove: NAME; rename: OLD NEW")
@@ -238,7 +266,7 @@ def parser() -> argparse.ArgumentParser:
                   "store")
     sub.add_argument("id", type=int)
     sub = command("diarize", diarize, "who spoke when in a recording (segments, RTTM, JSON)",
-                  "store", "precision", "device")
+                  "store", "precision", "device", "sidecar")
     sub.add_argument("file")
     sub.add_argument("--num-speakers", type=int, help="default: estimated")
     sub.add_argument("--name-speakers", action="store_true",
@@ -250,6 +278,13 @@ def parser() -> argparse.ArgumentParser:
                                     "auto: the exact fp32 graph", "precision")
     sub.add_argument("--onnx", help="output .onnx file")
     sub.add_argument("--torchscript", help="output .pt file")
+    sub = commands.add_parser("sidecars", help="list, compare or drop sidecars (state tuned "
+                                               "for a model after its export)")
+    sub.add_argument("action", choices=("list", "compare", "drop"))
+    sub.add_argument("paths", nargs="+", help="list: STORE; compare: SIDECAR SIDECAR; drop: "
+                                              "SIDECAR (a name, or name/vN)")
+    sub.add_argument("--model", help="list: mark the sidecars made for this model folder")
+    sub.set_defaults(function=sidecars)
     return main
 
 

@@ -12,9 +12,6 @@ temporary file (``.<name>.*.part``), never a damaged target.
 ``within`` is how a file of such a folder is named before it is read: a link that leads out
 of the folder (``embedding_model.ckpt -> ~/.ssh/id_rsa``) is refused, not followed.
 
-``folder_lock`` serialises writers of one folder (two ``calibrate`` runs at once): an
-advisory ``flock`` on ``<folder>/.lock``, opened without following a link.
-
 >>> import tempfile
 >>> folder = Path(tempfile.mkdtemp())
 >>> (folder / "x.json.part").symlink_to(folder / "victim")
@@ -24,10 +21,9 @@ advisory ``flock`` on ``<folder>/.lock``, opened without following a link.
 """
 
 import contextlib
-import fcntl
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -83,19 +79,3 @@ def read_utf8(path: str | os.PathLike) -> str:
     except UnicodeDecodeError as error:
         raise InputError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") \
             from None
-
-
-@contextlib.contextmanager
-def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``folder`` (waits for another holder)."""
-    path = Path(folder, ".lock")
-    try:
-        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except OSError as error:
-        raise InputError(f"{path}: cannot be locked ({error.strerror or error}; a link "
-                         f"there is refused)") from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(handle)

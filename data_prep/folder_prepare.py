@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from custom_modules.audio import AudioError, AudioInfo, audio_info, read_audio, write_wav
 from custom_modules.data.catalogue import Utterance, by_speaker
-from custom_modules.data.trials import make_trials
+from custom_modules.data.trials import Trial, make_trials
 from custom_modules.errors import InputError
 from data_prep.manifest import (
     REPORT_FILE,
@@ -31,40 +31,25 @@ from data_prep.manifest import (
     worker_count,
     write_json,
 )
-from data_prep.splits import split_train_dev, write_test_side, write_training, write_validation
+from data_prep.splits import SplitOptions, write_test_side, write_train_dev, write_validation
 
 logger = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
 EXTENSIONS = (".wav", ".flac", ".ogg")
 
 
-def prepare_folder(data_folder: str, save_folder: str, test_speakers: float = 0.2,
-                   test_trials: int = 20000, mode: str = "utterances", seg_dur: float = 3.0,
-                   min_duration: float = 1.0, split_ratio: tuple[float, float] = (90, 10),
-                   dev_split: str = "speakers", valid_trials: int = 5000,
-                   num_workers: int | None = None, seed: int = 1234) -> dict:
-    """Prepare a folder-per-speaker corpus; returns a summary (counts, whether it was skipped).
-
-    Arguments
-    ---------
-    data_folder : str
-        The corpus root; each sub-folder is one speaker.
-    save_folder : str
-        Where the CSVs, trial lists, converted audio and ``prep_report.json`` go.
-    test_speakers : float
-        Share of speakers (below 1) or number of speakers (1 or more) held out for testing.
-    test_trials, valid_trials : int
-        Trials to draw among test / validation speakers (half target, half non-target).
-    mode, seg_dur, min_duration, split_ratio, dev_split, num_workers, seed
-        As in ``data_prep.voxceleb_prepare.prepare_voxceleb``.
-    """
+def prepare_folder(data_folder: str, save_folder: str, test_speakers: float, test_trials: int,
+                   splits: SplitOptions, num_workers: int | None) -> dict:
+    """Prepare the corpus ``data_folder`` (each sub-folder one speaker) into ``save_folder``
+    on ``num_workers`` processes (``None``: all cores); returns a summary (counts, whether it
+    was skipped). ``test_speakers`` (a share below 1, else a number) are held out, with
+    ``test_trials`` trials; ``splits`` splits the rest (validation trials only with
+    ``dev_split: speakers``)."""
     root = Path(data_folder).resolve()
     if not root.is_dir():
         raise InputError(f"{root}: corpus folder not found")
     options = {"data_folder": str(root), "test_speakers": test_speakers,
-               "test_trials": test_trials, "mode": mode, "seg_dur": seg_dur,
-               "min_duration": min_duration, "split_ratio": list(split_ratio),
-               "dev_split": dev_split, "valid_trials": valid_trials, "seed": seed,
+               "test_trials": test_trials, **splits.record(),
                "modified": modification_stamp([root])}
     outputs = ["train.csv", "dev.csv", "enrol.csv", "test.csv", "test_trials.txt", REPORT_FILE]
     if already_prepared(save_folder, options, outputs):
@@ -72,38 +57,19 @@ def prepare_folder(data_folder: str, save_folder: str, test_speakers: float = 0.
                     save_folder)
         return {"skipped": True, "save_folder": save_folder}
     Path(save_folder).mkdir(parents=True, exist_ok=True)
-    workers = worker_count(num_workers)
-
-    files = [(os.path.join(d, n), os.path.relpath(os.path.join(d, n), root).replace(os.sep, "/"))
-             for d, _, names in os.walk(root) for n in names if n.lower().endswith(EXTENSIONS)]
-    loose = [{"file": path, "relative": rel, "reason": "not inside a speaker folder"}
-             for path, rel in files if "/" not in rel]
-    scanned = scan(sorted(f for f in files if "/" in f[1]), min_duration, None, workers)
-    skipped = scanned.skipped + loose
-    utterances, failed = _to_16k_mono(scanned.utterances, scanned.headers,
-                                      Path(save_folder, "wav16k"), min_duration, workers)
-    skipped += failed
-
-    rng = random.Random(seed)
+    utterances, skipped = _usable_16k_mono(root, save_folder, splits.min_duration,
+                                           worker_count(num_workers))
     speakers = sorted({u.speaker for u in utterances})
-    count = int(test_speakers) if test_speakers >= 1 else round(test_speakers * len(speakers))
-    if not 2 <= count <= len(speakers) - 2:
-        raise InputError(f"{root}: {len(speakers)} usable speakers cannot give {count} test "
-                         f"speakers and at least 2 training speakers; add speakers or change "
-                         f"test_speakers")
-    held_out = set(rng.sample(speakers, count))
-    test = [u for u in utterances if u.speaker in held_out]
-    trials = make_trials({s: [trial_entry(u) for u in us]
-                          for s, us in by_speaker(test).items()}, test_trials, seed)
-    train, dev = split_train_dev([u for u in utterances if u.speaker not in held_out],
-                                 split_ratio, dev_split, seed)
-    write_training(save_folder, train, dev, mode, seg_dur, SAMPLE_RATE)
-    write_test_side(save_folder, "test", {"test": trials}, test)
-    valid = write_validation(save_folder, dev, valid_trials, seed) \
-        if dev_split == "speakers" else []
+    held_out = _held_out(root, speakers, test_speakers, splits.seed)
+    trials = _write_test(save_folder, [u for u in utterances if u.speaker in held_out],
+                         test_trials, splits.seed)
+    train, dev = write_train_dev(save_folder, [u for u in utterances if u.speaker not in held_out],
+                                 splits, SAMPLE_RATE)
+    valid = write_validation(save_folder, dev, splits.valid_trials, splits.seed) \
+        if splits.dev_split == "speakers" else []
 
     summary = {"files_usable": len(utterances), "files_skipped": len(skipped),
-               "speakers": len(speakers), "test_speakers": count,
+               "speakers": len(speakers), "test_speakers": len(held_out),
                "train_utterances": len(train), "dev_utterances": len(dev),
                "test_trials": len(trials), "valid_trials": len(valid), "skipped": False,
                "save_folder": save_folder}
@@ -111,6 +77,40 @@ def prepare_folder(data_folder: str, save_folder: str, test_speakers: float = 0.
     mark_prepared(save_folder, options)
     logger.info("%s prepared in %s: %s", root, save_folder, summary)
     return summary
+
+
+def _usable_16k_mono(root: Path, save_folder: str, min_duration: float,
+                     workers: int) -> tuple[list[Utterance], list[dict]]:
+    """Every usable audio file under ``root``, as 16 kHz mono wav (``_to_16k_mono``), and a
+    record per file skipped (files outside a speaker folder among them)."""
+    files = [(os.path.join(d, n), os.path.relpath(os.path.join(d, n), root).replace(os.sep, "/"))
+             for d, _, names in os.walk(root) for n in names if n.lower().endswith(EXTENSIONS)]
+    loose = [{"file": path, "relative": rel, "reason": "not inside a speaker folder"}
+             for path, rel in files if "/" not in rel]
+    scanned = scan(sorted(f for f in files if "/" in f[1]), min_duration, None, workers)
+    utterances, failed = _to_16k_mono(scanned.utterances, scanned.headers,
+                                      Path(save_folder, "wav16k"), min_duration, workers)
+    return utterances, scanned.skipped + loose + failed
+
+
+def _held_out(root: Path, speakers: list[str], test_speakers: float, seed: int) -> set[str]:
+    """The test speakers, drawn reproducibly from ``seed``; at least 2, leaving at least 2."""
+    count = int(test_speakers) if test_speakers >= 1 else round(test_speakers * len(speakers))
+    if not 2 <= count <= len(speakers) - 2:
+        raise InputError(f"{root}: {len(speakers)} usable speakers cannot give {count} test "
+                         f"speakers and at least 2 training speakers; add speakers or change "
+                         f"test_speakers")
+    return set(random.Random(seed).sample(speakers, count))
+
+
+def _write_test(save_folder: str, test: list[Utterance], num_trials: int,
+                seed: int) -> list[Trial]:
+    """Balanced trials among the held-out speakers' utterances ``test``, written with their
+    CSVs (``test_trials.txt``, ``enrol.csv``, ``test.csv``)."""
+    trials = make_trials({s: [trial_entry(u) for u in us] for s, us in by_speaker(test).items()},
+                         num_trials, seed)
+    write_test_side(save_folder, "test", {"test": trials}, test)
+    return trials
 
 
 def _convert(job: tuple[str, str, float]) -> str | None:

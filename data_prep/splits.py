@@ -6,13 +6,44 @@ of a test trial list. IDs in ``valid.csv``, ``enrol.csv`` and ``test.csv`` are t
 without their extension (``speaker/session/utt``), so trial lists resolve through them.
 """
 
+import dataclasses
 import random
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from custom_modules.data.catalogue import Utterance, by_speaker
 from custom_modules.data.trials import Trial, make_trials, utterance_id, write_trials
 from custom_modules.errors import InputError
 from data_prep.manifest import training_rows, trial_entry, utterance_rows, write_csv
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    """How a preparation turns a corpus's usable files into ``train.csv``, ``dev.csv`` and the
+    validation trials (the same for VoxCeleb and a folder corpus; set in the training YAML).
+
+    ``mode``: ``"utterances"`` (whole files; the recipe crops at load time) or ``"chunks"``
+    (SpeechBrain's fixed ``seg_dur``-second chunks); ``seg_dur``: the chunks' length in
+    seconds; ``min_duration``: files shorter than this (seconds) are skipped and reported;
+    ``split_ratio``: percentages of training speakers (or utterances) for train and dev;
+    ``dev_split``: ``"speakers"`` (speaker-disjoint dev) or ``"utterances"`` (SpeechBrain's
+    utterance-level split, made per speaker so that every dev speaker is also a training
+    class); ``valid_trials``: validation trials drawn from the dev side (half target, half
+    non-target; 0: none); ``seed``: seed of the splits and of the drawn trials.
+    """
+
+    mode: str
+    seg_dur: float
+    min_duration: float
+    split_ratio: Sequence[float]
+    dev_split: str
+    valid_trials: int
+    seed: int
+
+    def record(self) -> dict:
+        """The options as a preparation records them (``prep_options.json``)."""
+        return {**dataclasses.asdict(self), "split_ratio": list(self.split_ratio)}
 
 
 def split_train_dev(pool: list[Utterance], split_ratio: tuple[float, float], dev_split: str,
@@ -43,6 +74,15 @@ def write_training(save_folder: str | Path, train: list[Utterance], dev: list[Ut
     """``train.csv`` and ``dev.csv``: whole utterances or fixed chunks."""
     write_csv(Path(save_folder, "train.csv"), training_rows(train, mode, seg_dur, sample_rate))
     write_csv(Path(save_folder, "dev.csv"), training_rows(dev, mode, seg_dur, sample_rate))
+
+
+def write_train_dev(save_folder: str | Path, pool: list[Utterance], options: SplitOptions,
+                    sample_rate: int) -> tuple[list[Utterance], list[Utterance]]:
+    """Split ``pool`` into train and dev (``split_train_dev``) and write their CSVs
+    (``write_training``); returns both sides."""
+    train, dev = split_train_dev(pool, options.split_ratio, options.dev_split, options.seed)
+    write_training(save_folder, train, dev, options.mode, options.seg_dur, sample_rate)
+    return train, dev
 
 
 def write_validation(save_folder: str | Path, utterances: list[Utterance], num_trials: int,

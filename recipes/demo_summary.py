@@ -32,7 +32,8 @@ ABOUT_THE_MODEL = (
     "only (Debian's speech synthesis). It is not a model for real recordings: on the real test",
     "sets it gave EER 18.9 % (council) and 22.8 % (Fish Fillets), where SpeechBrain's VoxCeleb",
     "model above gives 1.71 % and 7.90 % (docs/BENCHMARKS.md). For real recordings use that",
-    "model (exps/demo/real_speech/pretrained), or train on VoxCeleb (hparams/ecapa.yaml).",
+    "model (exps/demo/real_speech/pretrained with its back-end sidecar), or train on VoxCeleb",
+    "(hparams/ecapa.yaml).",
 )
 KEYS = ("output_folder", "base_folder", "train_log", "corpus_folder", "pretrained_folder",
         "demo_targets", "demo_der_target", "publish_to")
@@ -146,8 +147,9 @@ def real_speech_lines(folder: Path) -> list[str]:
         f"settings): DER {conversations['estimated']['der']:.2f} %, number of speakers exact "
         f"on {100 * counted:.0f} %; pyannote.audio's sample: DER "
         f"{sample['estimated']['der']:.2f} %",
-        f"  timeline: {folder / 'diarization' / 'conversations' / 'timeline.png'}; model: "
-        f"{folder / 'pretrained'}/",
+        f"  timeline: {folder / 'diarization' / 'conversations' / 'timeline.png'}",
+        f"  model: {folder / 'pretrained'}/ with the back-end sidecar "
+        f"{folder / 'sidecars' / 'council_backend'}",
         ""]
 
 

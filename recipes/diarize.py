@@ -5,7 +5,8 @@ test part (three ways), write hypotheses, the report and a timeline figure.
 
 Runs the YAML's ``preparation`` steps (the demo generates its conversations), loads the model
 on ``--device`` at ``precision``, runs ``custom_modules.diarization.evaluation.run_diarization``
-and draws ``timeline.png``.
+(the tuned settings become the next version of the diarization sidecar ``sidecar``) and draws
+``timeline.png``.
 """
 
 import logging
@@ -17,12 +18,13 @@ from custom_modules.diarization.evaluation import report_lines
 from custom_modules.errors import one_line_errors
 from custom_modules.inference.recipe import MODEL_KEYS, run_model_step
 
-KEYS = (*MODEL_KEYS, "precision", "output_folder", "diarization")
+KEYS = (*MODEL_KEYS, "sidecar", "precision", "output_folder", "diarization")
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with one_line_errors():
-        hparams, (report, timeline) = run_model_step(sys.argv[1:], KEYS, "diarization")
+        hparams, (report, timeline) = run_model_step(sys.argv[1:], KEYS, "diarization",
+                                                     with_state=False, writes="diarization")
         plot_timeline(timeline.reference, timeline.hypothesis,
                       Path(hparams["output_folder"], "timeline.png"), timeline.recording)
     print("\n".join(report_lines(report)))

@@ -1,27 +1,26 @@
-"""Fit the scoring back-end of a trained model again, with the options of its training YAML
-(``backend:``), and write it into the pretrained folder; the training recipe does this as its
-last step. For a model trained before back-ends existed, or to change the options:
+"""Fit a scoring back-end for a model (another domain's development speakers, other options)
+and write it as a back-end sidecar (``custom_modules.sidecars``): the model folder keeps the
+back-end its export fitted.
 
-    python recipes/export_backend.py hparams/demo_lm.yaml      # the demo's final model
+    python recipes/export_backend.py hparams/real_speech_backend.yaml   # the imported model
 
-Earlier calibrations of the folder are not kept (this fits a new scoring); ``python -m
-custom_modules calibrate`` refits only the calibration, keeping them.
+Load the model with it: ``SpeakerEncoder.from_hparams(folder, sidecars=[<sidecar>])``, or
+``--sidecar`` on the command line.
 """
 
 import logging
 import sys
 
-from custom_modules.config import device_of, load_recipe
 from custom_modules.errors import one_line_errors
 from custom_modules.evaluation.backend import describe
-from custom_modules.inference.pretrained import load_embedder
+from custom_modules.inference.recipe import MODEL_KEYS, run_model_step
 
-KEYS = ("pretrained_folder", "backend")
+KEYS = (*MODEL_KEYS, "sidecar", "backend")
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with one_line_errors():
-        recipe = load_recipe(sys.argv[1:], KEYS, ("device",))
-        folder = recipe.hparams["pretrained_folder"]
-        embedder = load_embedder(folder, device=device_of(recipe.run_opts))
-        print(describe(recipe.hparams["backend"](embedder, folder)))
+        hparams, backend = run_model_step(sys.argv[1:], KEYS, "backend", with_state=True,
+                                          writes="backend")
+    print(describe(backend))
+    print(f"back-end sidecar: {hparams['sidecar']}")

@@ -22,7 +22,8 @@ KEYS = (*MODEL_KEYS, "precision", "output_folder", "identification")
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with one_line_errors():
-        hparams, identification = run_model_step(sys.argv[1:], KEYS, "identification")
+        hparams, identification = run_model_step(sys.argv[1:], KEYS, "identification",
+                                                 with_state=True)
         plot_identification(identification, Path(hparams["output_folder"],
                                                   "identification.png"))
     print("\n".join(report_lines(identification.report)))

@@ -21,7 +21,8 @@ KEYS = (*MODEL_KEYS, "precision", "output_folder", "verification")
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with one_line_errors():
-        hparams, verification = run_model_step(sys.argv[1:], KEYS, "verification")
+        hparams, verification = run_model_step(sys.argv[1:], KEYS, "verification",
+                                               with_state=True)
         verification_figures(verification, hparams["output_folder"])
     print(f"embeddings at {verification.metrics['precision']}")
     print(summary_table(verification.metrics))

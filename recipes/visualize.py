@@ -19,7 +19,8 @@ KEYS = (*MODEL_KEYS, "output_folder", "visualization")
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with one_line_errors():
-        hparams, results = run_model_step(sys.argv[1:], KEYS, "visualization")
+        hparams, results = run_model_step(sys.argv[1:], KEYS, "visualization",
+                                          with_state=False)
     attention = results["attention"]
     print(f"{results['speakers']} held-out speakers, {results['utterances']} utterances: "
           f"silhouette (cosine) {results['silhouette_cosine']:.3f}")

@@ -2,6 +2,7 @@
 training recipe at test size."""
 
 import csv
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 from custom_modules import ECAPA_TDNN, MelFrontend
 from custom_modules.inference.pretrained import write_pretrained
 from data_prep import synthetic_audio
+from data_prep.splits import SplitOptions
 
 
 @pytest.fixture(autouse=True)
@@ -149,6 +151,13 @@ def write_corpus(root: Path, speakers: int, utterances: int, seconds: tuple[floa
     return root
 
 
+def split_options(**changes) -> SplitOptions:
+    """The preparations' split options in the tests (whole utterances of at least 1 s, 90/10
+    by speakers, 5000 validation trials, seed 1234), ``changes`` replacing some."""
+    return dataclasses.replace(SplitOptions("utterances", 3.0, 1.0, (90, 10), "speakers", 5000,
+                                            1234), **changes)
+
+
 def read_csv(path) -> list[dict]:
     """Rows of a CSV file as dicts."""
     with open(path, newline="", encoding="utf-8") as handle:
@@ -174,14 +183,16 @@ def experiment_with_backend(root: Path) -> Path:
     them (operating points eer and far_10%)."""
     from custom_modules.evaluation.backend_fit import ScoringOptions, fit_model_backend
     from custom_modules.inference.pretrained import load_embedder
+    from custom_modules.sidecars import exported_state
     from data_prep.folder_prepare import prepare_folder
 
     write_corpus(root / "corpus", 14, 6, (1.0, 2.5), voice_seed=200)
-    prepare_folder(str(root / "corpus"), str(root / "exp/data"), test_speakers=5,
-                   test_trials=80, split_ratio=(75, 25), valid_trials=60, num_workers=1)
+    prepare_folder(str(root / "corpus"), str(root / "exp/data"), 5, 80,
+                   split_options(split_ratio=(75, 25), valid_trials=60), num_workers=1)
     folder = tiny_pretrained(root / "exp/pretrained", seen_data=True)
     data = root / "exp/data"
-    fit_model_backend(load_embedder(folder), folder, str(data / "train.csv"),
+    fit_model_backend(load_embedder(folder), exported_state(folder), folder,
+                      str(data / "train.csv"),
                       str(data / "valid_trials.txt"), str(data / "valid.csv"), "lda+as-norm",
                       ScoringOptions("utterances", 20000, 3, 10, 4, False, 1234), [0.1],
                       "eer", 0.5, False, str(root / "exp/embeddings"), 120.0, "fp32")

@@ -120,10 +120,6 @@ def test_folder_round_trip_recalibration_and_restore(tmp_path):
     loaded.recalibrated(second).save(tmp_path)
     recalibrated = load_backend(tmp_path)
     assert recalibrated.decisions == second and recalibrated.history == [first]
-    restored = recalibrated.restored(0)
-    assert restored.decisions == first and restored.history == [second]
-    with pytest.raises(InputError, match="no earlier calibration 3"):
-        restored.restored(3)
     (tmp_path / "backend.json").write_text("{not json")
     with pytest.raises(InputError, match="backend.json: not a readable back-end"):
         load_backend(tmp_path)
@@ -139,7 +135,7 @@ def test_interface_scores_equal_the_recipe(experiment):
     done = subprocess.run(
         [sys.executable, "recipes/speaker_verification.py", "hparams/verify.yaml",
          f"--experiment={experiment}", "--cohort=utterances", "--lda_dim=4", "--top_k=10",
-         f"--model_backend={experiment}/pretrained", "--primary_variant=model"],
+         "--model_backend=True", "--primary_variant=model"],
         capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     lines = (out / "test/scores.txt").read_text().splitlines()
@@ -180,7 +176,7 @@ def test_interface_scores_equal_the_recipe(experiment):
         assert verdict.same == (verdict.score > encoder.backend.threshold("eer"))
     mismatch = subprocess.run(
         [sys.executable, "recipes/speaker_verification.py", "hparams/verify.yaml",
-         f"--experiment={experiment}", f"--model_backend={experiment}/pretrained",
+         f"--experiment={experiment}", "--model_backend=True",
          "--speech_detection=True", f"--output_folder={experiment}/other"],
         capture_output=True, text=True, check=False)
     assert mismatch.stderr.strip().splitlines()[-1].endswith(
@@ -188,9 +184,10 @@ def test_interface_scores_equal_the_recipe(experiment):
         "score as the model does")
 
 
-def test_calibrate_on_own_pairs_keeps_the_previous(experiment, tmp_path, capsys):
+def test_calibrate_writes_a_sidecar_and_keeps_the_folder(experiment, tmp_path, capsys):
     folder = tmp_path / "model"
     shutil.copytree(experiment / "pretrained", folder)
+    exported = {p.name: p.read_bytes() for p in folder.iterdir()}
     trials = read_trials(experiment / "data/test_trials.txt")
     files = {u.id: u.wav for u in read_utterance_csvs([str(experiment / "data/enrol.csv"),
                                                       str(experiment / "data/test.csv")]).values()}
@@ -198,21 +195,30 @@ def test_calibrate_on_own_pairs_keeps_the_previous(experiment, tmp_path, capsys)
     pairs.write_text("".join(f"{t.label} {files[utterance_id(t.enrol)]} "
                              f"{files[utterance_id(t.test)]}\n" for t in trials)
                      + "1 missing.wav missing2.wav\n")
-    before = load_backend(folder).decisions
-    main(["calibrate", "--model", str(folder), "--trials", str(pairs), "--far", "0.05"])
+    before = load_backend(folder)
+    sidecar = tmp_path / "sidecars/mine"
+    main(["calibrate", "--model", str(folder), "--trials", str(pairs), "--far", "0.05",
+          "--to", str(sidecar)])
     shown = capsys.readouterr().out
     assert f"calibrated on {pairs} ({sum(t.label for t in trials)} target" in shown
     assert "far_5%" in shown and "1 earlier calibrations kept" in shown
-    after = load_backend(folder)
-    assert after.history == [before] and list(after.decisions.operating_points) == [
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == exported
+    after = load_backend(sidecar / "v1")
+    assert after.history == [before.decisions] and list(after.decisions.operating_points) == [
         "eer", "far_5%"]
-    # The API refits the same way: same pairs, same numbers.
-    again = SpeakerEncoder.from_hparams(source=folder).calibrate(pairs)
+    assert torch.equal(after.scoring.cohort, before.scoring.cohort)
+    # The API refits the same way (same pairs, same numbers), as the sidecar's next version.
+    again = SpeakerEncoder.from_hparams(source=folder).calibrate(pairs, sidecar)
     assert again.decisions.calibration == pytest.approx(after.decisions.calibration)
-    main(["calibrate", "--model", str(folder), "--restore", "0"])
-    assert load_backend(folder).decisions == before
-    main(["info", "--model", str(folder)])
-    assert "scoring: lda+as-norm, cohort of" in capsys.readouterr().out
+    assert load_backend(sidecar / "v2").decisions == again.decisions
+    # Chosen, the sidecar decides; without it, the folder as exported.
+    chosen = SpeakerEncoder.from_hparams(source=folder, sidecars=[sidecar / "v1"])
+    assert chosen.backend.threshold("far_5%") == after.threshold("far_5%")
+    assert SpeakerEncoder.from_hparams(source=folder).backend.decisions == before.decisions
+    main(["info", "--model", str(folder), "--sidecar", str(sidecar)])
+    shown = capsys.readouterr().out
+    assert "scoring: lda+as-norm, cohort of" in shown and f"backend: sidecar {sidecar}/v2" \
+        in shown
 
 
 def test_identify_answers_unknown_below_the_operating_point(experiment, tmp_path):
@@ -224,7 +230,7 @@ def test_identify_answers_unknown_below_the_operating_point(experiment, tmp_path
         by_speaker.setdefault(u.speaker, []).append(u.wav)
     enrolled, strangers = sorted(by_speaker)[:3], sorted(by_speaker)[3:]
     for name in enrolled:
-        encoder.enroll(name, by_speaker[name][:2])
+        encoder.enrol(name, by_speaker[name][:2])
     scoring = encoder.backend.scoring
     for name in enrolled + strangers:
         query = by_speaker[name][-1]
@@ -290,7 +296,7 @@ def test_identification_recipe_equals_the_interface(experiment, tmp_path):
     encoder = SpeakerEncoder.from_hparams(source=experiment / "pretrained", savedir=tmp_path,
                                           speech_detection=False)   # synthetic voices
     for name, utterances in split.enrolment.items():
-        encoder.enroll(name, [u.wav for u in utterances])
+        encoder.enrol(name, [u.wav for u in utterances])
     answers = [(u.speaker, encoder.identify(u.wav, top_k=5, operating_point="far_10%"))
                for u in split.queries]
     genuine = [(s, found) for s, found in answers if s in split.enrolment]
@@ -311,12 +317,14 @@ def test_backend_embedded_by_the_fast_graph_has_its_own_cache_and_the_same_cohor
                                                                                    tmp_path):
     from custom_modules.evaluation.backend_fit import ScoringOptions, fit_model_backend
     from custom_modules.inference.pretrained import load_embedder
+    from custom_modules.sidecars import exported_state
 
     folder, data = experiment / "pretrained", experiment / "data"
     reference = load_backend(folder).scoring.cohort
     copy = tmp_path / "pretrained"
     shutil.copytree(folder, copy)
-    fit_model_backend(load_embedder(copy), copy, str(data / "train.csv"), None, None,
+    fit_model_backend(load_embedder(copy), exported_state(copy), copy, str(data / "train.csv"),
+                      None, None,
                       "lda+as-norm", ScoringOptions("utterances", 20000, 3, 10, 4, False, 1234),
                       [0.1], "eer", 0.5, False, str(tmp_path / "embeddings"), 120.0,
                       "fp32-fast")

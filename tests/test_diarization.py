@@ -184,11 +184,14 @@ def test_recipe_report_equals_pyannote_on_its_files_and_the_interface(tmp_path):
             hypothesis[Span(s.start, s.end), n] = s.speaker
         metric(reference, hypothesis, uem=Timeline([Span(0, float(row["duration"]))]))
     assert report["estimated"]["der"] == pytest.approx(100 * abs(metric), abs=0.05)
-    settings = json.loads((experiment / "pretrained/diarization.json").read_text())
-    assert settings["pruning"] == report["pruning"]
+    # The tuned settings are a sidecar; the model folder is as it was exported.
+    assert not (experiment / "pretrained/diarization.json").exists()
+    sidecar = experiment / "sidecars/diarization"
+    settings = json.loads((sidecar / "v1/diarization.json").read_text())
+    assert (settings["pruning"], settings["merge"]) == (report["pruning"], report["merge"])
     # The interface, with the settings the recipe tuned, gives the recipe's hypothesis.
     encoder = SpeakerEncoder.from_hparams(source=experiment / "pretrained",
-                                          savedir=tmp_path)
+                                          savedir=tmp_path, sidecars=[sidecar])
     first = tests[0]
     found = encoder.diarize(first["wav"])
     assert found == read_rttm(experiment / "diarization/hypotheses"
@@ -197,8 +200,9 @@ def test_recipe_report_equals_pyannote_on_its_files_and_the_interface(tmp_path):
     # unknown_<n>, by the verdict of its centroid against the profiles.
     speaker_files = sorted((tmp_path / "corpus/wav").glob("*/sess01/00000.wav"))
     enrolling = SpeakerEncoder.from_hparams(source=experiment / "pretrained",
-                                            savedir=tmp_path, speech_detection=False)
-    enrolling.enroll("first", [speaker_files[0]])
+                                            savedir=tmp_path, speech_detection=False,
+                                            sidecars=[sidecar])
+    enrolling.enrol("first", [speaker_files[0]])
     named = enrolling.diarize(first["wav"], name_speakers=True)
     assert (named[0].start, named[-1].end) == (found[0].start, found[-1].end)
     assert all(s.speaker == "first" or s.speaker.startswith("unknown_") for s in named)

@@ -95,15 +95,15 @@ def voices(tmp_path_factory):
 def test_the_encoder_adds_recordings_and_imports_an_old_store(voices, tmp_path):
     encoder = SpeakerEncoder.from_hparams(source=voices / "pretrained", savedir=tmp_path,
                                           speech_detection=False)
-    encoder.enroll("ann", [voices / "v0.wav"])
-    encoder.enroll("ann", [voices / "v1.wav"])                # adds, does not overwrite
+    encoder.enrol("ann", [voices / "v0.wav"])
+    encoder.enrol("ann", [voices / "v1.wav"])                # adds, does not overwrite
     (recording, second) = encoder.enrolments.recordings("ann")
     assert (recording.duration, recording.speech_seconds) == (2.0, 2.0)
     expected = F.normalize(F.normalize(encoder.encode_file(voices / "v0.wav"), dim=0)
                            + F.normalize(encoder.encode_file(voices / "v1.wav"), dim=0), dim=0)
     assert torch.allclose(encoder.enrolments.profiles()[1][0], expected, atol=1e-5)
     with pytest.raises(InputError, match="v9.wav"):           # nothing written for a bad file
-        encoder.enroll("bob", [voices / "v2.wav", voices / "v9.wav"])
+        encoder.enrol("bob", [voices / "v2.wav", voices / "v9.wav"])
     assert [s.name for s in encoder.enrolments.speakers()] == ["ann"]
     # An earlier version's enrolled.pt moves into the database on first use.
     old = tmp_path / "old"
@@ -115,11 +115,11 @@ def test_the_encoder_adds_recordings_and_imports_an_old_store(voices, tmp_path):
     assert (old / "enrolled.pt.imported").is_file() and not (old / "enrolled.pt").exists()
 
 
-def test_command_line_enroll_list_rename_remove(voices, tmp_path, capsys):
+def test_command_line_enrol_list_rename_remove(voices, tmp_path, capsys):
     store = ["--model", str(voices / "pretrained"), "--store", str(tmp_path)]
     common = [*store, "--no-speech-detection"]
-    main(["enroll", *common, "--name", "ann", str(voices / "v0.wav"), str(voices / "v1.wav")])
-    main(["enroll", *common, "--name", "bob", str(voices / "v2.wav")])
+    main(["enrol", *common, "--name", "ann", str(voices / "v0.wav"), str(voices / "v1.wav")])
+    main(["enrol", *common, "--name", "bob", str(voices / "v2.wav")])
     assert "2 recordings added (ids 1, 2), 2 in all" in capsys.readouterr().out.splitlines()[0]
     main(["speakers", "list", *store, "--recordings"])
     listing = capsys.readouterr().out

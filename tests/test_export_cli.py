@@ -56,15 +56,14 @@ def test_command_line(folder, tmp_path):
     a, b = str(folder / "a.wav"), str(folder / "b.wav")
     m = ["--model", model, "--no-speech-detection"]    # the audio is synthetic, not speech
     # Each command takes the options it uses, and only those.
-    takes = {"embed": {"--no-speech-detection", "--precision", "--device"},
-             "verify": {"--no-speech-detection", "--precision", "--device"},
-             "enroll": {"--store", "--no-speech-detection", "--precision", "--device"},
-             "identify": {"--store", "--no-speech-detection", "--precision", "--device"},
-             "calibrate": {"--no-speech-detection", "--precision", "--device"},
-             "info": {"--precision", "--device"}, "speakers": {"--store"},
-             "remove-recording": {"--store"}, "diarize": {"--store", "--precision", "--device"},
+    embedding = {"--no-speech-detection", "--precision", "--device", "--sidecar"}
+    takes = {"embed": embedding, "verify": embedding, "enrol": {"--store", *embedding},
+             "identify": {"--store", *embedding}, "calibrate": embedding,
+             "info": {"--precision", "--device", "--sidecar"}, "speakers": {"--store"},
+             "remove-recording": {"--store"},
+             "diarize": {"--store", "--precision", "--device", "--sidecar"},
              "export": {"--precision"}}
-    optional = {"--store", "--no-speech-detection", "--precision", "--device"}
+    optional = {"--store", "--no-speech-detection", "--precision", "--device", "--sidecar"}
     for command, options in takes.items():
         shown = set(re.findall(r"--[a-z-]+", run(command, "--help").stdout))
         assert shown & optional == options, command
@@ -76,7 +75,7 @@ def test_command_line(folder, tmp_path):
     assert set(torch.load(tmp_path / "e.pt", weights_only=True)) == {a, b}
     assert "score" in run("verify", *m, a, b).stdout
     store = str(tmp_path / "store")
-    assert run("enroll", *m, "--store", store, "--name", "x", a).returncode == 0
+    assert run("enrol", *m, "--store", store, "--name", "x", a).returncode == 0
     assert run("identify", *m, "--store", store, b).stdout.split()[2] == "x"
     nothing = run("export", "--model", model)
     assert nothing.stderr.strip() == "error: export: give --onnx FILE, --torchscript FILE or both"

@@ -1,16 +1,18 @@
 """Folder-per-speaker preparation: mixed formats, rates and channels; speaker-disjoint trials."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import soundfile
-from conftest import read_csv, speech_like
+from conftest import read_csv, speech_like, split_options
 
 from custom_modules.data.trials import read_trials
 from data_prep.folder_prepare import prepare_folder
 
 FORMATS = [("wav", 16000, 1), ("flac", 44100, 2), ("ogg", 8000, 1), ("wav", 22050, 2)]
+SPLITS = split_options(split_ratio=(70, 30), valid_trials=20)
 
 
 
@@ -35,8 +37,7 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def prepared(corpus, tmp_path_factory):
     save = tmp_path_factory.mktemp("prepared")
-    summary = prepare_folder(str(corpus), str(save), test_speakers=3, test_trials=40,
-                             split_ratio=(70, 30), valid_trials=20, num_workers=2)
+    summary = prepare_folder(str(corpus), str(save), 3, 40, SPLITS, num_workers=2)
     return save, summary
 
 
@@ -73,23 +74,20 @@ def test_test_speakers_are_disjoint_and_trials_balanced(prepared):
 
 
 def test_reproducible_from_seed(corpus, prepared, tmp_path):
-    prepare_folder(str(corpus), str(tmp_path / "same"), test_speakers=3, test_trials=40,
-                   split_ratio=(70, 30), valid_trials=20, num_workers=2)
+    prepare_folder(str(corpus), str(tmp_path / "same"), 3, 40, SPLITS, num_workers=2)
     same = (tmp_path / "same/test_trials.txt").read_text()
     assert same == (prepared[0] / "test_trials.txt").read_text()
-    other = prepare_folder(str(corpus), str(tmp_path / "other"), test_speakers=3,
-                           test_trials=40, split_ratio=(70, 30), valid_trials=20, seed=7,
-                           num_workers=2)
+    other = prepare_folder(str(corpus), str(tmp_path / "other"), 3, 40,
+                           dataclasses.replace(SPLITS, seed=7), num_workers=2)
     assert other["skipped"] is False
     assert (tmp_path / "other/test_trials.txt").read_text() != same
-    again = prepare_folder(str(corpus), str(tmp_path / "same"), test_speakers=3,
-                           test_trials=40, split_ratio=(70, 30), valid_trials=20,
-                           num_workers=2)
+    again = prepare_folder(str(corpus), str(tmp_path / "same"), 3, 40, SPLITS, num_workers=2)
     assert again["skipped"] is True
 
 
 def test_too_few_speakers_is_a_clear_error(corpus, tmp_path):
     with pytest.raises(ValueError, match="10 usable speakers cannot give 9 test speakers"):
-        prepare_folder(str(corpus), str(tmp_path), test_speakers=9)
+        prepare_folder(str(corpus), str(tmp_path), 9, 20000, split_options(), None)
     with pytest.raises(ValueError, match="corpus folder not found"):
-        prepare_folder(str(tmp_path / "nowhere"), str(tmp_path))
+        prepare_folder(str(tmp_path / "nowhere"), str(tmp_path), 0.2, 20000, split_options(),
+                       None)

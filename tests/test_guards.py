@@ -57,14 +57,21 @@ def test_the_bounded_validation_cuts_each_utterance_to_its_limit(tmp_path):
 
 def test_a_recipe_builds_its_model_on_the_device_asked_for(tmp_path, monkeypatch):
     asked = []
+
+    class Built(str):
+        """What the step sees: the device the model was built on."""
+
+        def fingerprint(self) -> str:
+            return "0" * 16
+
     monkeypatch.setattr(recipe, "load_embedder",
-                        lambda path, checkpoint, device: asked.append(device) or device)
+                        lambda path, checkpoint, device: asked.append(device) or Built(device))
     (tmp_path / "step.yaml").write_text("pretrained_path: p\ncheckpoint_path: null\n"
-                                        "step: !name:builtins.str\n")
+                                        "sidecars: []\nstep: !name:builtins.str\n")
     for device in ("meta", "cpu"):
         hparams, result = recipe.run_model_step([str(tmp_path / "step.yaml"),
                                                  f"--device={device}"],
-                                                ("pretrained_path", "checkpoint_path", "step"),
-                                                "step")
+                                                (*recipe.MODEL_KEYS, "step"), "step",
+                                                with_state=False)
         assert result == device
     assert asked == ["meta", "cpu"]

@@ -1,6 +1,6 @@
-"""A model folder or a database from someone else: what ``calibrate`` writes into a folder
-goes through no link that the folder ships, too few trials are refused, two calibrations at
-once both count; enrolment databases are not trusted (links, triggers, foreign tables,
+"""A model folder or a database from someone else: ``calibrate`` writes nothing into the
+folder (a sidecar instead), too few trials are refused, two calibrations at once are two
+versions; enrolment databases are not trusted (links, triggers, foreign tables,
 damaged or non-finite embeddings refused), ids are never reused, and enrolments are not kept
 in the model folder."""
 
@@ -11,7 +11,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from contextlib import closing
 
@@ -29,7 +28,7 @@ from custom_modules.diarization.pipeline import DEFAULT_SETTINGS, read_settings
 from custom_modules.diarization.rttm import Segment, read_rttm, write_rttm
 from custom_modules.errors import InputError
 from custom_modules.evaluation.backend import BACKEND_JSON, BACKEND_TENSORS, load_backend
-from custom_modules.files import folder_lock, write_atomic
+from custom_modules.files import write_atomic
 from custom_modules.inference.model_yaml import read_model_yaml
 from custom_modules.inference.precision import auto_precision
 from custom_modules.inference.pretrained import load_embedder
@@ -51,75 +50,56 @@ def own_pairs(experiment, path, count=None):
     return path
 
 
-def test_calibrate_writes_through_no_link_the_folder_ships(experiment, tmp_path):
+def test_calibrate_writes_nothing_into_the_folder_and_through_no_link(experiment, tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(experiment / "pretrained", folder)
-    victims = {name: tmp_path / f"victim_{name}" for name in
-               ("json_part", "pt_part", "json", "lock")}
+    victims = {name: tmp_path / f"victim_{name}" for name in ("json_part", "pt_part", "json")}
     for victim in victims.values():
         victim.write_text("keep me")
     (folder / f"{BACKEND_JSON}.part").symlink_to(victims["json_part"])
     (folder / f"{BACKEND_TENSORS}.part").symlink_to(victims["pt_part"])
+    exported = {p.name: p.read_bytes() for p in folder.iterdir() if not p.is_symlink()}
     before = load_backend(folder)
     encoder = SpeakerEncoder.from_hparams(source=folder, savedir=tmp_path)
-    encoder.calibrate(own_pairs(experiment, tmp_path / "pairs.txt"))
+    encoder.calibrate(own_pairs(experiment, tmp_path / "pairs.txt"), tmp_path / "calibrated")
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if not p.is_symlink()} == exported
+    assert load_backend(tmp_path / "calibrated/v1").history == [before.decisions]
     (folder / "precisions.json").symlink_to(victims["json"])   # replaced, not written through
     write_atomic(folder / "precisions.json", "{}")
     assert all(v.read_text() == "keep me" for v in victims.values())
-    assert not any((folder / name).is_symlink() for name in (BACKEND_JSON, "precisions.json"))
-    assert load_backend(folder).history == [before.decisions]
-    # A lock file that is a link is refused, not opened through.
-    (folder / ".lock").unlink()
-    (folder / ".lock").symlink_to(victims["lock"])
-    with pytest.raises(InputError, match=r"\.lock: cannot be locked"):
-        with folder_lock(folder):
-            pass
+    assert not (folder / "precisions.json").is_symlink()
 
 
 def test_calibrate_refuses_too_few_trials(experiment, tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(experiment / "pretrained", folder)
-    before = (folder / BACKEND_JSON).read_bytes()
     encoder = SpeakerEncoder.from_hparams(source=folder, savedir=tmp_path)
     with pytest.raises(InputError, match=r"pairs.txt: \d target and \d non-target trials could "
                                          r"be scored; calibration needs at least 20 of each"):
-        encoder.calibrate(own_pairs(experiment, tmp_path / "pairs.txt", count=4))
-    assert (folder / BACKEND_JSON).read_bytes() == before
+        encoder.calibrate(own_pairs(experiment, tmp_path / "pairs.txt", count=4),
+                          tmp_path / "calibrated")
+    assert not (tmp_path / "calibrated").exists()
 
 
-def test_two_calibrations_at_once_both_count(experiment, tmp_path):
+def test_two_calibrations_at_once_are_two_versions(experiment, tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(experiment / "pretrained", folder)
     pairs = own_pairs(experiment, tmp_path / "pairs.txt")
     before = load_backend(folder).decisions
+    sidecar = tmp_path / "calibrated"
     runs = [subprocess.Popen([sys.executable, "-m", "custom_modules", "calibrate", "--model",
-                              str(folder), "--trials", str(pairs), "--far", far],
+                              str(folder), "--trials", str(pairs), "--far", far, "--to",
+                              str(sidecar)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             for far in ("0.05", "0.2")]
     for run in runs:
         assert run.wait() == 0, run.stderr.read()
-    after = load_backend(folder)
-    # Each calibration was applied to the other's result: the original and one of them are
-    # the history, the other is current.
-    assert len(after.history) == 2 and after.history[0] == before
-    names = {name for d in (after.decisions, after.history[1]) for name in d.operating_points}
+    versions = [load_backend(sidecar / f"v{n}") for n in (1, 2)]
+    assert sorted(p.name for p in sidecar.iterdir()) == ["v1", "v2"]   # no staging left
+    assert all(v.history == [before] for v in versions)
+    names = {name for v in versions for name in v.decisions.operating_points}
     assert {"far_5%", "far_20%"} <= names
-
-
-def test_a_waiting_writer_holds_off_until_the_lock_is_released(tmp_path):
-    order = []
-
-    def second():
-        with folder_lock(tmp_path):
-            order.append("second")
-
-    with folder_lock(tmp_path):
-        other = threading.Thread(target=second)
-        other.start()
-        other.join(timeout=0.5)
-        order.append("first")
-    other.join(timeout=5)
-    assert order == ["first", "second"]
+    assert load_backend(folder).decisions == before
 
 
 def test_enrolment_database_from_someone_else_is_refused_in_one_line(tmp_path):
@@ -202,7 +182,7 @@ def test_enrolments_are_not_kept_in_the_model_folder(tmp_path, caplog):
     assert encoder.database.parent == tmp_path / "user_data/enrolments"
     voice = tmp_path / "voice.wav"
     soundfile.write(voice, speech_like(3.0).numpy(), 16000)
-    encoder.enroll("alice", [voice])
+    encoder.enrol("alice", [voice])
     assert [s.name for s in EnrolmentDB(encoder.database, encoder.enrolments.fingerprint,
                                         24).speakers()] == ["alice"]
     # An earlier version's profiles that are not finite stay where they are, refused.
@@ -211,7 +191,7 @@ def test_enrolments_are_not_kept_in_the_model_folder(tmp_path, caplog):
     torch.save({"eve": torch.full((24,), float("nan"))}, store / "enrolled.pt")
     with pytest.raises(InputError, match="enrolled.pt: not an earlier version's enrolments"):
         SpeakerEncoder.from_hparams(source=folder, savedir=store,
-                                    speech_detection=False).enroll("eve", [voice])
+                                    speech_detection=False).enrol("eve", [voice])
     assert (store / "enrolled.pt").is_file()
 
 
@@ -264,7 +244,7 @@ def test_names_cannot_forge_output_lines_and_survive_rttm(tmp_path, capsys):
     voice = tmp_path / "voice.wav"
     soundfile.write(voice, speech_like(3.0).numpy(), 16000)
     arguments = ["--model", str(folder), "--no-speech-detection"]
-    main(["enroll", *arguments, "--name", forged, str(voice)])
+    main(["enrol", *arguments, "--name", forged, str(voice)])
     capsys.readouterr()
     main(["identify", *arguments, str(voice), "--threshold", "-1"])
     shown = capsys.readouterr().out.splitlines()

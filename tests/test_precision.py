@@ -23,6 +23,7 @@ from custom_modules.inference.precision import (
 )
 from custom_modules.inference.pretrained import load_embedder
 from custom_modules.models.embedder import Embedder
+from custom_modules.sidecars import exported_state
 
 
 def trained_like(channels: list[int], **kwargs) -> ECAPA_TDNN:
@@ -103,14 +104,15 @@ def experiment(tmp_path_factory):
 
 def test_check_records_each_precision_and_auto_uses_it(experiment):
     folder = experiment / "pretrained"
-    checks = check_precisions(load_embedder(folder), folder,
+    checks = check_precisions(load_embedder(folder), exported_state(folder), folder,
                               {"test": str(experiment / "data/test_trials.txt")},
                               [str(experiment / "data/enrol.csv"),
                                str(experiment / "data/test.csv")], 120.0,
                               ["fp32", "fp32-fast", "bf16", "fp16", "int8"])
     assert json.loads((folder / "precisions.json").read_text()) == checks
     with pytest.raises(InputError, match=r"precisions \['bf16'\]: fp32 first"):
-        check_precisions(load_embedder(folder), folder, {}, [], 120.0, ["bf16"])
+        check_precisions(load_embedder(folder), exported_state(folder), folder, {}, [], 120.0,
+                         ["bf16"])
     results = checks["precisions"]
     assert results["fp32"]["eer_change"] == {"test": 0.0}
     assert results["fp32"]["min_cosine"] == pytest.approx(1.0, abs=1e-6)

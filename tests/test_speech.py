@@ -70,7 +70,7 @@ def test_the_embedding_is_the_speechs_own(recordings, tmp_path):
     assert F.cosine_similarity(whole.encode_file(recordings / "mixed.wav"), reference,
                                dim=0) < 0.9999                  # detection changed something
     # Enrolment stores the speech seconds.
-    with_detection.enroll("fox", [recordings / "mixed.wav"])
+    with_detection.enrol("fox", [recordings / "mixed.wav"])
     (recording,) = with_detection.enrolments.recordings("fox")
     assert recording.speech_seconds == pytest.approx(seconds)
     assert recording.duration == pytest.approx(embedded.duration)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import TINY_MODEL, tiny_pretrained, write_corpus
+from conftest import TINY_MODEL, split_options, tiny_pretrained, write_corpus
 from sklearn.linear_model import LogisticRegression
 from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.metric_stats import EER
@@ -29,8 +29,8 @@ from data_prep.synthetic_audio import speech_like
 def experiment(tmp_path_factory):
     root = tmp_path_factory.mktemp("verification")
     write_corpus(root / "corpus", 12, 4, (1.0, 2.5), voice_seed=100, first_seconds=75.0)
-    prepare_folder(str(root / "corpus"), str(root / "exp/data"), test_speakers=4,
-                   test_trials=60, split_ratio=(75, 25), valid_trials=30, num_workers=1)
+    prepare_folder(str(root / "corpus"), str(root / "exp/data"), 4, 60,
+                   split_options(split_ratio=(75, 25), valid_trials=30), num_workers=1)
     tiny_pretrained(root / "exp/pretrained", seen_data=True)
     return root / "exp"
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_pretrained, write_corpus
+from conftest import split_options, tiny_pretrained, write_corpus
 from matplotlib.image import imread
 from sklearn.metrics import silhouette_score
 
@@ -29,8 +29,8 @@ from data_prep.folder_prepare import prepare_folder
 def experiment(tmp_path_factory):
     root = tmp_path_factory.mktemp("visualization")
     write_corpus(root / "corpus", 8, 6, (1.5, 2.5))
-    prepare_folder(str(root / "corpus"), str(root / "exp/data"), test_speakers=4,
-                   test_trials=40, split_ratio=(50, 50), valid_trials=10, num_workers=1)
+    prepare_folder(str(root / "corpus"), str(root / "exp/data"), 4, 40,
+                   split_options(split_ratio=(50, 50), valid_trials=10), num_workers=1)
     tiny_pretrained(root / "exp/pretrained", seen_data=True)
     tiny_pretrained(root / "untrained")
     return root

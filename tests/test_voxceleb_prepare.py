@@ -1,5 +1,6 @@
 """VoxCeleb preparation on tiny fake VoxCeleb1 / VoxCeleb2 trees."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -8,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import soundfile
-from conftest import read_csv
+from conftest import read_csv, split_options
 
 from custom_modules.data.trials import read_trials
 from data_prep.fake_voxceleb import write_voxceleb_tree
-from data_prep.voxceleb_prepare import prepare_voxceleb
+from data_prep.voxceleb_prepare import VoxCelebInputs, prepare_voxceleb
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None,
                                   reason="ffmpeg is not installed (make test installs it as root)")
@@ -40,12 +41,23 @@ def corpus(tmp_path_factory) -> dict:
     return {"root": root, "folders": [str(vox1), str(vox2)], "trials": str(trials)}
 
 
-def prepare(corpus: dict, save, trials: str | None = None, **options) -> dict:
-    """Both folders training (SpeechBrain's setup: VoxCeleb1 too), VoxCeleb1-O-style trials."""
-    settings = {"train_on_test_folder": True, "split_ratio": (75, 25), "valid_trials": 6,
-                "num_workers": 2, **options}
-    return prepare_voxceleb([corpus["folders"][1]], str(save), corpus["folders"][0],
-                            {"vox1_O": trials or corpus["trials"]}, **settings)
+def inputs(corpus: dict, **changes) -> VoxCelebInputs:
+    """VoxCeleb2 training, VoxCeleb1 testing with the VoxCeleb1-O-style list, m4a converted
+    in place, missing trial audio an error; ``changes`` replacing some."""
+    return dataclasses.replace(VoxCelebInputs([corpus["folders"][1]], corpus["folders"][0],
+                                              {"vox1_O": corpus["trials"]}, False, None, False),
+                               **changes)
+
+
+def prepare(corpus: dict, save, trials: str | None = None, skip_missing_trials: bool = False,
+            **splits) -> dict:
+    """Both folders training (SpeechBrain's setup: VoxCeleb1 too), VoxCeleb1-O-style trials;
+    ``splits`` replaces split options."""
+    return prepare_voxceleb(inputs(corpus, trial_lists={"vox1_O": trials or corpus["trials"]},
+                                   train_on_test_folder=True,
+                                   skip_missing_trials=skip_missing_trials),
+                            str(save), split_options(split_ratio=(75, 25), valid_trials=6,
+                                                     **splits), num_workers=2)
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +97,9 @@ def m4a_tree(root: Path) -> Path:
 @needs_ffmpeg
 def test_m4a_is_converted_to_16k_mono_wav_and_trained_on(corpus, tmp_path):
     vox2 = m4a_tree(tmp_path)
-    prepare_voxceleb([str(vox2)], str(tmp_path / "out"), corpus["folders"][0],
-                     {"vox1_O": corpus["trials"]}, train_on_test_folder=True,
-                     split_ratio=(75, 25), valid_trials=6, num_workers=2)
+    prepare_voxceleb(inputs(corpus, data_folder=[str(vox2)], train_on_test_folder=True),
+                     str(tmp_path / "out"), split_options(split_ratio=(75, 25), valid_trials=6),
+                     num_workers=2)
     converted = vox2 / "wav/id00001/sess0/00001.wav"
     info = soundfile.info(str(converted))
     assert (info.samplerate, info.channels) == (16000, 1)
@@ -104,8 +116,8 @@ def test_m4a_without_ffmpeg_is_one_line_advice(corpus, tmp_path, monkeypatch):
     monkeypatch.setattr("data_prep.ffmpeg_convert.shutil.which", lambda name: None)
     with pytest.raises(ValueError, match="1 files need converting to wav but ffmpeg is not "
                                          "installed: run 'apt-get install ffmpeg'"):
-        prepare_voxceleb([str(tmp_path / "vox2")], str(tmp_path / "out"), corpus["folders"][0],
-                         {"vox1_O": corpus["trials"]}, num_workers=1)
+        prepare_voxceleb(inputs(corpus, data_folder=[str(tmp_path / "vox2")]),
+                         str(tmp_path / "out"), split_options(), num_workers=1)
 
 
 def test_test_speakers_never_reach_train_or_dev(prepared):
@@ -171,9 +183,11 @@ def test_missing_trial_audio_is_a_clear_error_or_skipped(corpus, tmp_path):
 
 
 def test_utterance_level_dev_split_like_speechbrain(corpus, tmp_path):
-    summary = prepare_voxceleb([], str(tmp_path), corpus["folders"][0],
-                               {"vox1_O": corpus["trials"]}, train_on_test_folder=True,
-                               dev_split="utterances", split_ratio=(50, 50), num_workers=1)
+    summary = prepare_voxceleb(inputs(corpus, data_folder=[], train_on_test_folder=True),
+                               str(tmp_path), split_options(dev_split="utterances",
+                                                            split_ratio=(50, 50),
+                                                            valid_trials=20000),
+                               num_workers=1)
     dev = read_csv(tmp_path / "dev.csv")
     train_speakers = {r["spk_id"] for r in read_csv(tmp_path / "train.csv")}
     assert summary["dev_utterances"] == len(dev) == 16   # half of each speaker's 4
@@ -187,7 +201,9 @@ def test_utterance_level_dev_split_like_speechbrain(corpus, tmp_path):
 
 def test_not_a_voxceleb_folder(tmp_path):
     with pytest.raises(ValueError, match="neither wav/ nor aac/"):
-        prepare_voxceleb(str(tmp_path), str(tmp_path / "out"), str(tmp_path), {"O": "x.txt"})
+        prepare_voxceleb(VoxCelebInputs(str(tmp_path), str(tmp_path), {"O": "x.txt"}, False,
+                                        None, False), str(tmp_path / "out"), split_options(),
+                         None)
 
 
 def test_the_published_setup_trains_on_voxceleb2_only_and_writes_every_list(corpus, tmp_path):
@@ -197,11 +213,10 @@ def test_the_published_setup_trains_on_voxceleb2_only_and_writes_every_list(corp
     everyone.write_text("1 id10001/sess0/00001.wav id10001/sess1/00002.wav\n"
                         + "".join(f"0 id10001/sess0/00001.wav id1000{n}/sess0/00001.wav\n"
                                   for n in range(2, 7)))
-    summary = prepare_voxceleb([corpus["folders"][1]], str(tmp_path / "out"),
-                               corpus["folders"][0],
-                               {"vox1_O": corpus["trials"], "vox1_E": str(everyone),
-                                "vox1_H": None}, dev_split="utterances",
-                               split_ratio=(50, 50), valid_trials=0, num_workers=1)
+    lists = {"vox1_O": corpus["trials"], "vox1_E": str(everyone), "vox1_H": None}
+    summary = prepare_voxceleb(inputs(corpus, trial_lists=lists), str(tmp_path / "out"),
+                               split_options(dev_split="utterances", split_ratio=(50, 50),
+                                             valid_trials=0), num_workers=1)
     out = tmp_path / "out"
     training = {r["spk_id"] for name in ("train.csv", "dev.csv") for r in read_csv(out / name)}
     assert training == {"id00002"}                         # VoxCeleb1 never trains
@@ -216,5 +231,5 @@ def test_the_published_setup_trains_on_voxceleb2_only_and_writes_every_list(corp
                                          "trains the model"):
         prepare(corpus, tmp_path / "again", str(everyone))
     with pytest.raises(ValueError, match="is the test folder and in data_folder too"):
-        prepare_voxceleb(corpus["folders"], str(tmp_path / "both"), corpus["folders"][0],
-                         {"vox1_O": corpus["trials"]})
+        prepare_voxceleb(inputs(corpus, data_folder=corpus["folders"]), str(tmp_path / "both"),
+                         split_options(), None)

@@ -9,8 +9,8 @@ that each stage's share of the error shows:
 
 Also the share of recordings whose number of speakers is estimated exactly and the real-time
 factor (processing seconds per second of audio, estimated mode, speech detection included).
-The tuned affinity pruning and the options are written to ``<model folder>/diarization.json``,
-which ``SpeakerEncoder.diarize`` reads.
+The tuned settings are written as a diarization sidecar (``custom_modules.sidecars``), which
+``SpeakerEncoder.diarize`` reads when it is chosen.
 """
 
 import csv
@@ -29,13 +29,14 @@ from custom_modules.audio import read_audio
 from custom_modules.diarization.pipeline import (
     SETTINGS,
     DiarizationOptions,
+    DiarizationSettings,
     analyse,
     checked_settings,
     merge_regions,
     segments,
-    speech_regions,
 )
 from custom_modules.diarization.rttm import Segment, read_rttm, write_json, write_rttm
+from custom_modules.diarization.streaming import analyse_file
 from custom_modules.errors import InputError
 from custom_modules.files import write_atomic
 from custom_modules.inference.speech import SpeechDetector
@@ -115,19 +116,22 @@ class DiarizationRun(NamedTuple):
     timeline: DrawnTimeline
 
 
-def run_diarization(embedder: Embedder, model_folder: str | os.PathLike, recordings: str,
+def run_diarization(embedder: Embedder, destination: str | os.PathLike, recordings: str,
                     output_folder: str, options: DiarizationOptions, prunings: list[float],
                     merges: list[float | None], collar: float, timeline_recording: str | None,
                     preparation: list) -> DiarizationRun:
     """Run the ``preparation`` steps, tune on the ``dev`` recordings, score the ``test``
-    ones; write hypotheses (RTTM and JSON), ``report.json`` and the tuned settings; returns
-    the report and the timeline recording's reference and hypothesis."""
-    for p in prunings:
-        for m in merges:
-            try:
-                checked_settings(options, p, m)
-            except ValueError as error:
-                raise InputError(f"diarization settings: {error}") from None
+    ones; write hypotheses (RTTM and JSON) and ``report.json`` to ``output_folder`` and the
+    tuned settings to ``destination`` (a diarization sidecar being written); returns the
+    report and the timeline recording's reference and hypothesis."""
+    if not merges:
+        raise InputError("merges: give at least one cluster merging threshold (null: none)")
+    grid_settings = [DiarizationSettings(options, p, m) for p in prunings for m in merges]
+    for settings in grid_settings:
+        try:
+            checked_settings(settings)
+        except ValueError as error:
+            raise InputError(f"diarization settings: {error}") from None
     for step in preparation:
         step()
     detector = SpeechDetector()
@@ -135,51 +139,43 @@ def run_diarization(embedder: Embedder, model_folder: str | os.PathLike, recordi
     parts = {p: [r for r in listed if r.part == p] for p in ("dev", "test")}
     if not parts["dev"] or not parts["test"]:
         raise InputError(f"{recordings}: needs dev and test recordings")
-    analyses, processing, audio_seconds = {}, 0.0, 0.0
+    analyses, processing = {}, 0.0
     for recording in listed:
-        wave = read_audio(recording.wav, embedder.sample_rate)
         start = time.perf_counter()
-        regions = speech_regions(wave, detector, options, embedder.sample_rate)
-        analyses[recording.id] = analyse(embedder, wave, regions, options)
+        analyses[recording.id] = analyse_file(embedder, recording.wav, detector, options)
         if recording.part == "test":
             processing += time.perf_counter() - start
-            audio_seconds += len(wave) / embedder.sample_rate
+            wave = read_audio(recording.wav, embedder.sample_rate)
             analyses[recording.id, "oracle"] = analyse(
                 embedder, wave, oracle_regions(recording.reference), options)
+    audio_seconds = sum(analyses[r.id].duration for r in parts["test"])
+
     def scored(recordings: list[ReferencedRecording], hypotheses: dict[str, list[Segment]]) -> dict:
         return score([(r.reference, hypotheses[r.id], analyses[r.id].duration)
                       for r in recordings], collar)
 
-    most = options.max_speakers
-
-    def diarized(key, pruning: float, speakers: int | None,
-                 merge: float | None) -> list[Segment]:
-        return segments(analyses[key], pruning, most, speakers, merge)
-
-    if not merges:
-        raise InputError("merges: give at least one cluster merging threshold (null: none)")
     grid, miscounted = {}, {}
-    for p in prunings:
-        for m in merges:
-            found = {r.id: diarized(r.id, p, None, m) for r in parts["dev"]}
-            grid[p, m] = scored(parts["dev"], found)["der"]
-            miscounted[p, m] = sum(len({s.speaker for s in found[r.id]}) != _speakers(r.reference)
-                                   for r in parts["dev"])
-    pruning, merge = min(grid, key=lambda k: tuning_rank(k, grid[k], miscounted[k]))
-    tuning = {f"{p:g}": min(der for (q, _), der in grid.items() if q == p) for p in prunings}
+    for settings in grid_settings:
+        found = {r.id: segments(analyses[r.id], settings, None) for r in parts["dev"]}
+        grid[settings] = scored(parts["dev"], found)["der"]
+        miscounted[settings] = sum(len({s.speaker for s in found[r.id]}) !=
+                                   _speakers(r.reference) for r in parts["dev"])
+    tuned = min(grid, key=lambda k: tuning_rank((k.pruning, k.merge), grid[k], miscounted[k]))
     start = time.perf_counter()
-    hypotheses = {r.id: diarized(r.id, pruning, None, merge) for r in parts["test"]}
+    hypotheses = {r.id: segments(analyses[r.id], tuned, None) for r in parts["test"]}
     processing += time.perf_counter() - start
-    given = {r.id: diarized(r.id, pruning, _speakers(r.reference), None)
+    unmerged = tuned._replace(merge=None)
+    given = {r.id: segments(analyses[r.id], unmerged, _speakers(r.reference))
              for r in parts["test"]}
-    oracle = {r.id: diarized((r.id, "oracle"), pruning, None, merge) for r in parts["test"]}
+    oracle = {r.id: segments(analyses[r.id, "oracle"], tuned, None) for r in parts["test"]}
     test = parts["test"]
     counted = [len({s.speaker for s in hypotheses[r.id]}) == _speakers(r.reference)
                for r in test]
     report = {"precision": embedder.precision, "options": options._asdict(),
-              "collar": collar, "pruning": pruning, "merge": merge,
-              "dev_der_by_pruning": tuning,
-              "dev_der_by_merge": {str(m): min(der for (_, n), der in grid.items() if n == m)
+              "collar": collar, "pruning": tuned.pruning, "merge": tuned.merge,
+              "dev_der_by_pruning": {f"{p:g}": min(der for k, der in grid.items()
+                                                   if k.pruning == p) for p in prunings},
+              "dev_der_by_merge": {str(m): min(der for k, der in grid.items() if k.merge == m)
                                    for m in merges},
               "dev_recordings": len(parts["dev"]),
               "test_recordings": len(test), "test_seconds": audio_seconds,
@@ -193,10 +189,10 @@ def run_diarization(embedder: Embedder, model_folder: str | os.PathLike, recordi
         write_rttm(folder / "hypotheses" / f"{r.id}.rttm", r.id, hypotheses[r.id])
         write_json(folder / "hypotheses" / f"{r.id}.json", r.id, hypotheses[r.id])
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    write_atomic(Path(model_folder, SETTINGS), json.dumps(
-        {"pruning": pruning, "merge": merge, "options": options._asdict(),
+    write_atomic(Path(destination, SETTINGS), json.dumps(
+        {"pruning": tuned.pruning, "merge": tuned.merge, "options": options._asdict(),
          "tuned_on": f"{recordings} (dev part, {len(parts['dev'])} recordings)",
-         "dev_der": grid[pruning, merge]}, indent=2) + "\n")
+         "dev_der": grid[tuned]}, indent=2) + "\n")
     shown = timeline_recording or test[0].id
     chosen = next((r for r in test if r.id == shown), None)
     if chosen is None:

@@ -15,9 +15,10 @@
    centres where the evidence changes, not at window edges. Runs of one cluster are the
    segments.
 
-``analyse`` does steps 1 and 2 (the costly part) once; ``segments`` does 3 and 4 for any
-affinity pruning or number of speakers, which is how the pruning is tuned on development
-recordings.
+``analyse`` does steps 1 and 2 (the costly part) once (``streaming.analyse_file`` for a file,
+block by block); ``segments`` does 3 and 4 for any settings or number of speakers, which is how
+the settings are tuned on development recordings. ``SpeakerEncoder.diarize`` and the
+evaluation run this one sequence.
 """
 
 import json
@@ -37,10 +38,11 @@ from custom_modules.errors import InputError, finite_number
 from custom_modules.files import within
 from custom_modules.inference.speech import SpeechDetector
 from custom_modules.models.embedder import Embedder
+from custom_modules.sidecars import KIND_FILES
 
 logger = logging.getLogger(__name__)
 FRAME = 0.01                 # seconds: the resolution of the segments
-SETTINGS = "diarization.json"  # a model folder's tuned settings
+(SETTINGS,) = KIND_FILES["diarization"]   # tuned settings (a sidecar, or older folders)
 # More windows than this (25 minutes of speech) are clustered through an even subsample of
 # this many, every window then going to the nearest centroid: the spectral clustering's
 # affinity and eigendecomposition stay this size (10 hours: 9.2 GB and an hour otherwise).
@@ -295,34 +297,53 @@ def _runs(times: np.ndarray, labels: np.ndarray, names: list[str] | None) -> lis
     return segments
 
 
-def segments(analysis: Analysis, pruning: float, max_speakers: int,
-             num_speakers: int | None, merge: float | None = None) -> list[Segment]:
+class DiarizationSettings(NamedTuple):
+    """What diarizes a recording: the options, the affinity pruning and the cluster merging
+    threshold (``None``: no merging); tuned by ``recipes/diarize.py``."""
+
+    options: DiarizationOptions
+    pruning: float
+    merge: float | None
+
+
+def speaker_labels(analysis: Analysis, settings: DiarizationSettings,
+                   num_speakers: int | None) -> np.ndarray:
+    """The cluster of each window ``(windows,)``, the number of speakers estimated or
+    given (``cluster`` with ``settings``)."""
+    if num_speakers is not None and not 1 <= num_speakers <= settings.options.max_speakers:
+        raise InputError(f"num_speakers={num_speakers}: give 1 to "
+                         f"{settings.options.max_speakers} (the diarization settings' "
+                         f"max_speakers)")
+    return cluster(analysis.vectors, settings.pruning, settings.options.max_speakers,
+                   num_speakers, settings.merge)
+
+
+def segments(analysis: Analysis, settings: DiarizationSettings, num_speakers: int | None
+             ) -> list[Segment]:
     """The recording's segments, the number of speakers estimated or given."""
-    return resegment(analysis, cluster(analysis.vectors, pruning, max_speakers, num_speakers,
-                                       merge))
+    return resegment(analysis, speaker_labels(analysis, settings, num_speakers))
 
 
-def read_settings(folder: str | os.PathLike
-                  ) -> tuple[DiarizationOptions, float, float | None]:
-    """The options, affinity pruning and cluster merging threshold tuned for a model
-    (``<folder>/diarization.json``, written by ``recipes/diarize.py``; files from before
-    the merging have none), else the shipped ``DEFAULT_SETTINGS``; a malformed file is a
-    one-line error.
+def read_settings(folder: str | os.PathLike | None) -> DiarizationSettings:
+    """The settings tuned for a model (``<folder>/diarization.json``: a diarization sidecar,
+    or a model folder of an earlier version; files from before the merging have none), else
+    (or for no folder) the shipped ``DEFAULT_SETTINGS``; a malformed file is a one-line
+    error.
 
-    >>> options, pruning, merge = read_settings("a/folder/without/settings")
-    >>> options.window, pruning, merge
+    >>> settings = read_settings("a/folder/without/settings")
+    >>> settings.options.window, settings.pruning, settings.merge
     (1.5, 0.3, None)
     """
-    path = within(folder, SETTINGS)
-    if not path.is_file():
+    path = None if folder is None else within(folder, SETTINGS)
+    if path is None or not path.is_file():
         logger.info("%s: no tuned diarization settings; using the shipped defaults (%s)",
                     folder, DEFAULT_SETTINGS.name)
         path = DEFAULT_SETTINGS
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))
-        merge = settings.get("merge")
-        return checked_settings(DiarizationOptions(**settings["options"]),
-                                settings["pruning"], merge)
+        return checked_settings(DiarizationSettings(
+            DiarizationOptions(**settings["options"]), settings["pruning"],
+            settings.get("merge")))
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise InputError(f"{path}: not readable diarization settings "
                          f"({type(error).__name__}: {error})") from None
@@ -335,16 +356,17 @@ LIMITS = {"speech_threshold": (float, 0.0, 1.0), "merge_gap": (float, 0.0, 10.0)
           "pruning": (float, 0.01, 1.0), "merge": (float, -1.0, 1.0)}
 
 
-def checked_settings(options: DiarizationOptions, pruning: float, merge: float | None
-                     ) -> tuple[DiarizationOptions, float, float | None]:
+def checked_settings(settings: DiarizationSettings) -> DiarizationSettings:
     """The settings, each of its type and in its range (``LIMITS``; a hop above the window
     would leave speech unseen), else a ``ValueError`` naming the setting.
 
-    >>> checked_settings(DiarizationOptions(0.2, 0.3, 0.2, 1.5, 0.0001, 64, 10), 0.3, None)
+    >>> checked_settings(DiarizationSettings(
+    ...     DiarizationOptions(0.2, 0.3, 0.2, 1.5, 0.0001, 64, 10), 0.3, None))
     Traceback (most recent call last):
     ValueError: hop is 0.0001, not a number from 0.1 to 10
     """
-    values = {**options._asdict(), "pruning": pruning, "merge": merge}
+    options = settings.options
+    values = {**options._asdict(), "pruning": settings.pruning, "merge": settings.merge}
     for name, (kind, low, high) in LIMITS.items():
         value = values[name]
         if name == "merge" and value is None:
@@ -355,4 +377,5 @@ def checked_settings(options: DiarizationOptions, pruning: float, merge: float |
             raise ValueError(f"{name} is {value!r}, not {what} from {low:g} to {high:g}")
     if options.hop > options.window:
         raise ValueError(f"hop {options.hop} is longer than the window {options.window}")
-    return options, float(pruning), None if merge is None else float(merge)
+    return DiarizationSettings(options, float(settings.pruning),
+                               None if settings.merge is None else float(settings.merge))

@@ -17,10 +17,10 @@ A back-end has two parts:
   the non-target scores: on the real council speech the empirical ``far_0.1%`` of 2,334
   development non-targets accepted 0.68 % of the test impostors, the stricter one 0.26 %).
 
-A pretrained folder keeps it as ``backend.json`` (options, decisions, the earlier decisions a
-``calibrate`` replaced, newest last) and ``backend.pt`` (the tensors, read with
-``weights_only=True``). ``speech_detection`` records whether the embeddings it was fitted on
-were cut to their speech, which the interface then does too.
+A pretrained folder or a back-end sidecar keeps it as ``backend.json`` (options, decisions,
+the earlier decisions a ``calibrate`` replaced, newest last) and ``backend.pt`` (the tensors,
+read with ``weights_only=True``). ``speech_detection`` records whether the embeddings it was
+fitted on were cut to their speech, which the interface then does too.
 """
 
 import json
@@ -47,8 +47,9 @@ from custom_modules.evaluation.scoring import (
     normalize_scores,
 )
 from custom_modules.files import within, write_atomic
+from custom_modules.sidecars import KIND_FILES
 
-BACKEND_JSON, BACKEND_TENSORS = "backend.json", "backend.pt"
+BACKEND_JSON, BACKEND_TENSORS = KIND_FILES["backend"]
 SCHEMA_VERSION = 1
 FEW_FALSE_ACCEPTS = 10   # fewer non-target trials above a threshold: too few to set it alone
 
@@ -222,15 +223,6 @@ class Backend:
         history = self.history + ([self.decisions] if self.decisions is not None else [])
         return Backend(self.scoring, decisions, self.operating_point, self.prior,
                        self.speech_detection, history)
-
-    def restored(self, index: int) -> "Backend":
-        """The same scoring with the earlier decisions ``history[index]`` made current again
-        (the current ones join the history)."""
-        if not -len(self.history) <= index < len(self.history):
-            raise InputError(f"no earlier calibration {index}: {len(self.history)} are kept")
-        history = [d for n, d in enumerate(self.history) if n != index % len(self.history)]
-        return Backend(self.scoring, self.history[index], self.operating_point, self.prior,
-                       self.speech_detection, history + [self.decisions])
 
     def _decisions(self, wanted: str) -> Decisions:
         if self.decisions is None:

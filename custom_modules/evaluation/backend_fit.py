@@ -26,6 +26,7 @@ from custom_modules.inference.precision import with_precision
 from custom_modules.inference.pretrained import read_tensor_file
 from custom_modules.inference.speech import SpeechDetector, speech_detector
 from custom_modules.models.embedder import Embedder
+from custom_modules.sidecars import ModelState
 
 logger = logging.getLogger(__name__)
 COHORTS = ("speakers", "utterances", "classifier")
@@ -168,25 +169,28 @@ def trial_decisions(embedder: Embedder, scoring: Scoring, trials: list[Trial],
                          target_false_accepts, name)
 
 
-def fit_model_backend(embedder: Embedder, folder: str | os.PathLike, training_csv: str,
+def fit_model_backend(embedder: Embedder, state: ModelState,
+                      destination: str | os.PathLike, training_csv: str,
                       valid_trials: str | None, valid_csv: str | None, variant: str,
                       options: ScoringOptions, target_false_accepts: list[float],
                       operating_point: str, prior: float, speech_detection: bool,
                       cache_folder: str | None, batch_seconds: float,
                       precision: str) -> Backend:
     """Fit the back-end ``variant`` on ``training_csv``, calibrate it on ``valid_trials``
-    (no calibration when ``None``) and write it into the pretrained ``folder``. The
-    utterances are embedded at ``precision`` (``inference.precision``; its cache in
-    ``cache_folder`` is the one a verification at the same precision reads)."""
+    (no calibration when ``None``) and write it into ``destination``: the model folder
+    itself at its export, else a back-end sidecar being written. The utterances are embedded
+    at ``precision`` (``inference.precision``, ``auto`` as the ``state``'s precision check
+    says; its cache in ``cache_folder`` is the one a verification at the same precision
+    reads); the classifier cohort is the model folder's."""
     names = variant_names(options, True)
     if variant not in names:
         raise InputError(f"backend variant {variant!r} is not among those these options give "
                          f"({', '.join(names)})")
     embedding = Embedding(cache_folder, batch_seconds,
                           speech_detector(speech_detection))
-    embedder = with_precision(embedder, precision, folder)
+    embedder = with_precision(embedder, precision, state.precisions)
     logger.info("back-end embeddings at %s", embedder.precision)
-    classifier = model_classifier(folder) if options.cohort == "classifier" else None
+    classifier = model_classifier(state.folder) if options.cohort == "classifier" else None
     scoring = fit_scorings(embedder, read_utterance_csvs([training_csv]), options,
                            embedding, classifier)[variant]
     decisions = None
@@ -198,8 +202,8 @@ def fit_model_backend(embedder: Embedder, folder: str | os.PathLike, training_cs
     backend = Backend(scoring, decisions, operating_point, prior, speech_detection)
     if decisions is not None:
         backend.threshold()    # the default operating point must exist
-    backend.save(folder)
-    logger.info("back-end %s written to %s", variant, folder)
+    backend.save(destination)
+    logger.info("back-end %s written to %s", variant, destination)
     return backend
 
 

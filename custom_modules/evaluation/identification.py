@@ -16,7 +16,6 @@ other utterance is a query. Reported:
 """
 
 import json
-import os
 import random
 from pathlib import Path
 from typing import NamedTuple
@@ -32,6 +31,7 @@ from custom_modules.evaluation.scoring import speaker_means
 from custom_modules.inference.embedding import embed_utterances
 from custom_modules.inference.speech import speech_detector
 from custom_modules.models.embedder import Embedder
+from custom_modules.sidecars import ModelState
 
 
 class Split(NamedTuple):
@@ -126,14 +126,15 @@ def identification_rates(scores: torch.Tensor, truth: torch.Tensor, thresholds: 
         np.concatenate([[float(correct.sum()) / int(genuine.sum())], detection])
 
 
-def run_identification(embedder: Embedder, model_backend: str | os.PathLike,
+def run_identification(embedder: Embedder, state: ModelState,
                        utterance_csvs: list[str], output_folder: str, enrolled_share: float,
                        enrol_files: int, cache_folder: str | None, batch_seconds: float,
                        seed: int) -> IdentificationRates:
-    """Split, embed, score and write ``report.json`` under ``output_folder``."""
-    backend = load_backend(model_backend)
+    """Split, embed, score with the model's back-end (``state``'s) and write ``report.json``
+    under ``output_folder``."""
+    backend = load_backend(state.backend)
     if backend.decisions is None:
-        raise InputError(f"{model_backend}: its back-end has no operating points (calibrate "
+        raise InputError(f"{state.backend}: its back-end has no operating points (calibrate "
                          f"it first)")
     speech = speech_detector(backend.speech_detection)
     split = split_speakers(list(read_utterance_csvs(utterance_csvs).values()), enrolled_share,

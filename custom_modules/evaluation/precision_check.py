@@ -6,7 +6,8 @@ Every precision embeds every utterance of the lists (no cache, timed), its embed
 compared with fp32's (the lowest cosine) and the lists are scored with the same back-end. A
 precision passes when, on every list, its EER is within ``EER_TOLERANCE`` points of fp32's and
 its lowest cosine is at least ``MIN_COSINE``. Precisions this machine does not support are
-recorded as such. The result is written to ``<model folder>/precisions.json``::
+recorded as such. The result is written as ``precisions.json``, into the model folder by its
+export, else into a precisions sidecar (``custom_modules.sidecars``)::
 
     {"cpu": "...", "flags": ["avx512_bf16", ...], "threads": 2, "checked": "...",
      "scoring": "lda+as-norm", "utterances": 2460,
@@ -42,23 +43,25 @@ from custom_modules.inference.precision import (
 )
 from custom_modules.inference.speech import speech_detector
 from custom_modules.models.embedder import Embedder
+from custom_modules.sidecars import ModelState
 
 FLAGS_SHOWN = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
 
 
-def check_precisions(embedder: Embedder, model_folder: str | os.PathLike,
+def check_precisions(embedder: Embedder, state: ModelState, destination: str | os.PathLike,
                      trial_lists: dict[str, str], utterance_csvs: list[str],
                      batch_seconds: float, precisions: list[str]) -> dict:
     """Check ``precisions`` (fp32, the reference, first) on ``trial_lists`` (entries found
-    through ``utterance_csvs``) and write ``precisions.json`` into ``model_folder``; returns
-    its content. A precision left out is not in the file, so ``auto`` never picks it."""
+    through ``utterance_csvs``), scored with the model's back-end (``state``'s; cosine when
+    it has none), and write ``precisions.json`` into ``destination``; returns its content. A
+    precision left out is not in the file, so ``auto`` never picks it."""
     if embedder.precision != "fp32":
         raise InputError("check the precisions from the fp32 model")
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown or not precisions or precisions[0] != "fp32":
         raise InputError(f"precisions {precisions}: fp32 first, then any of "
                          f"{', '.join(PRECISIONS[1:])}")
-    backend = load_backend(model_folder) if has_backend(model_folder) else None
+    backend = load_backend(state.backend) if has_backend(state.backend) else None
     scoring = backend.scoring if backend is not None else Scoring("cosine")
     speech = speech_detector(backend is not None and backend.speech_detection)
     lists = {name: read_trials(path) for name, path in trial_lists.items()
@@ -103,7 +106,7 @@ def check_precisions(embedder: Embedder, model_folder: str | os.PathLike,
               "scoring": scoring.variant, "utterances": len(reference[0]),
               "eer_tolerance": EER_TOLERANCE, "min_cosine": MIN_COSINE,
               "precisions": results}
-    write_atomic(Path(model_folder, CHECKS), json.dumps(checks, indent=2) + "\n")
+    write_atomic(Path(destination, CHECKS), json.dumps(checks, indent=2) + "\n")
     return checks
 
 

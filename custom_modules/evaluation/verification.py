@@ -4,8 +4,9 @@ Every utterance named by any trial list (and the cohort) is embedded exactly onc
 cosine similarities, optionally after subtracting the cohort's mean embedding; with a cohort
 they are also S-normalised or AS-normalised; with ``lda_dim`` the same scores are computed
 again after an LDA fitted on training utterances (variants ``lda+cosine``, ``lda+as-norm``);
-with ``model_backend`` the back-end saved in a pretrained folder scores them too (variant
-``model``, what ``SpeakerEncoder`` gives). Every variant is an ``evaluation.backend.Scoring``,
+with ``model_backend`` the model's back-end (its back-end sidecar when one is chosen, else the
+one its folder was exported with) scores them too (variant ``model``, what ``SpeakerEncoder``
+gives). Every variant is an ``evaluation.backend.Scoring``,
 the interface's own scoring path. With held-out calibration trials (or, for ``model``, the
 folder's calibration) the primary variant is also turned into log-likelihood ratios. Writes
 ``scores.txt`` per list and one ``metrics.json``; numbers only (the recipe draws the figures
@@ -30,15 +31,23 @@ from what ``run_verification`` returns).
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
-from custom_modules.data.catalogue import read_utterance_csvs, resolve
+from custom_modules.data.catalogue import Utterance, read_utterance_csvs, resolve
 from custom_modules.data.trials import Trial, read_trials, utterance_id
 from custom_modules.errors import InputError
-from custom_modules.evaluation.backend import Decisions, load_backend, rates_at
+from custom_modules.evaluation.backend import (
+    Backend,
+    Decisions,
+    Scoring,
+    Space,
+    load_backend,
+    rates_at,
+)
 from custom_modules.evaluation.backend_fit import (
     Embedding,
     ScoringOptions,
@@ -46,14 +55,68 @@ from custom_modules.evaluation.backend_fit import (
     variant_names,
 )
 from custom_modules.evaluation.metrics import act_dcf, cllr, verification_metrics
-from custom_modules.evaluation.scoring import cosine_scores, fit_calibration
-from custom_modules.evaluation.trial_rows import EmbeddedRows
+from custom_modules.evaluation.scoring import Calibration, cosine_scores, fit_calibration
+from custom_modules.evaluation.trial_rows import EmbeddedRows, TrialPairs
 from custom_modules.inference.embedding import embed_utterances
 from custom_modules.inference.speech import speech_detector
 from custom_modules.models.embedder import Embedder
+from custom_modules.sidecars import ModelState
 
 logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrialInputs:
+    """The trials to score and where their audio is (``hparams/verify.yaml``).
+
+    ``trial_lists``: name -> trial list file (``None`` leaves it out); ``utterance_csvs``:
+    CSVs that map trial entries (IDs without extension) to files; ``data_folder``: where an
+    entry they do not name is (``<data_folder>/<entry>``; ``None``: nowhere else);
+    ``calibration_trials``: held-out trials that calibrate the primary variant (``None``:
+    none, or the model's own calibration for ``model``), their entries mapped by
+    ``calibration_csv`` too (``None``: by the others only); ``skip_missing``: drop the trials
+    whose audio is missing or unusable instead of stopping.
+    """
+
+    trial_lists: dict[str, str | None]
+    utterance_csvs: list[str]
+    data_folder: str | None
+    calibration_trials: str | None
+    calibration_csv: str | None
+    skip_missing: bool
+
+
+@dataclass(frozen=True)
+class VariantOptions:
+    """Which score variants there are and which one counts (``hparams/verify.yaml``).
+
+    ``cohort_csv``: the training utterances the cohort and the LDA are drawn from (``None``:
+    cosine only); ``model_backend``: whether the model's back-end scores too (variant
+    ``model``, exactly as ``SpeakerEncoder`` scores with the same sidecars, calibrated as
+    that back-end is); ``primary_variant``: the variant summaries report and calibration
+    uses, one of those scored.
+    """
+
+    cohort_csv: str | None
+    model_backend: bool
+    primary_variant: str
+
+
+@dataclass(frozen=True)
+class EmbeddingOptions:
+    """How utterances are embedded (``hparams/verify.yaml``): ``cache_folder`` keeps the
+    embeddings (``None``: no cache), ``batch_seconds`` of padded audio per batch,
+    ``speech_detection`` embeds each utterance's speech only (Silero VAD)."""
+
+    cache_folder: str | None
+    batch_seconds: float
+    speech_detection: bool
+
+    def embedding(self) -> Embedding:
+        """The ``backend_fit.Embedding`` these options give (its speech detector loaded)."""
+        return Embedding(self.cache_folder, self.batch_seconds,
+                         speech_detector(self.speech_detection))
 
 
 class ListScores(NamedTuple):
@@ -74,6 +137,39 @@ class Verification(NamedTuple):
     scores: dict[str, ListScores]
 
 
+class _Trials(NamedTuple):
+    """The trials read: each list's file and trials, the calibration trials (or ``None``),
+    and the utterance of every entry found."""
+
+    lists: dict[str, tuple[str, list[Trial]]]
+    calibration: list[Trial] | None
+    found: dict[str, Utterance]
+
+    def utterance_of(self, entry: str) -> str | None:
+        """The ID of the utterance ``entry`` names, ``None`` when it was not found."""
+        return self.found[entry].id if entry in self.found else None
+
+
+class _Scorer(NamedTuple):
+    """The embedded utterances and each variant's scoring, with its space of them (computed
+    once for all lists)."""
+
+    rows: EmbeddedRows
+    scorings: dict[str, Scoring]
+    spaces: dict[str, Space]
+
+    @classmethod
+    def of(cls, rows: EmbeddedRows, scorings: dict[str, Scoring]) -> "_Scorer":
+        """Every variant's space of ``rows``."""
+        return cls(rows, scorings, {variant: fitted.space(rows.matrix)
+                                    for variant, fitted in scorings.items()})
+
+    def scores(self, variant: str, pairs: TrialPairs) -> torch.Tensor:
+        """``(trials,)`` scores of ``pairs`` with ``variant``."""
+        space = self.spaces[variant]
+        return self.scorings[variant].scores(space, space, pairs.enrol, pairs.test)
+
+
 def trial_scores(embedded: dict[str, torch.Tensor], trials: list[Trial],
                  name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosine scores and boolean labels of the trials of list ``name`` whose two utterances
@@ -83,108 +179,123 @@ def trial_scores(embedded: dict[str, torch.Tensor], trials: list[Trial],
     return cosine_scores(rows.matrix, pairs.enrol, pairs.test), pairs.labels()
 
 
-def run_verification(embedder: Embedder, trial_lists: dict[str, str | None], output_folder: str,
-                     utterance_csvs: list[str], data_folder: str | None, cohort_csv: str | None,
-                     scoring: ScoringOptions, model_backend: str | None,
-                     calibration_trials: str | None, calibration_csv: str | None,
-                     skip_missing: bool, cache_folder: str | None, batch_seconds: float,
-                     primary_variant: str, speech_detection: bool) -> Verification:
+def run_verification(embedder: Embedder, state: ModelState, output_folder: str,
+                     trials: TrialInputs, scoring: ScoringOptions, variants: VariantOptions,
+                     embedding: EmbeddingOptions) -> Verification:
     """Score every trial list, write ``metrics.json`` and ``<list>/scores.txt`` under
     ``output_folder``, and return the metrics and scores.
 
-    A list given as ``None`` is left out. The variants are fitted on ``cohort_csv`` as
-    ``scoring`` says (``backend_fit.fit_scorings``); ``model_backend`` (a pretrained folder)
-    adds the variant ``model``: the back-end saved with the model, exactly as
-    ``SpeakerEncoder`` scores, calibrated by its folder. ``primary_variant`` must be one of
-    the variants scored; ``calibration_trials`` fit its calibration (otherwise the model's
-    own is used for ``model``). ``speech_detection`` embeds every utterance (trials and
-    cohort) from its speech only. See ``hparams/verify.yaml`` for the rest.
+    The variants are fitted on ``variants.cohort_csv`` as ``scoring`` says
+    (``backend_fit.fit_scorings``); ``variants.model_backend`` adds the variant ``model``,
+    the back-end of the model's ``state``.
+    ``embedding.speech_detection`` embeds every utterance (trials and cohort) from its speech
+    only. See ``hparams/verify.yaml`` for the rest.
     """
-    variants = variant_names(scoring, cohort_csv is not None)
+    names, backend = _variants(scoring, variants, embedding.speech_detection, state)
+    read = _read_trials(trials)
+    how = embedding.embedding()
+    embedded, problems = embed_utterances(embedder, list(read.found.values()), how.cache_folder,
+                                          how.batch_seconds, skip_bad=trials.skip_missing,
+                                          speech=how.speech)
+    rows = EmbeddedRows.of(embedded)
+    scorings = _scorings(embedder, scoring, variants, how, backend)
+    pairs = {name: rows.pairs(listed, read.utterance_of, name)
+             for name, (_, listed) in read.lists.items()}
+    scorer = _Scorer.of(rows, scorings)
+    calibrator, calibration = _calibration(scorer, read, trials, variants, backend,
+                                           state.backend)
+    primary = variants.primary_variant
+    metrics = {"schema_version": SCHEMA_VERSION, "primary_variant": primary,
+               "variants": names, "precision": embedder.precision, "lists": {},
+               "calibration": calibration, "skipped_utterances": problems}
+    scores = {}
+    for name, paired in pairs.items():
+        scored = {variant: scorer.scores(variant, paired) for variant in scorings}
+        llr = None if calibrator is None else calibrator(scored[primary])
+        scores[name] = ListScores(paired.kept, paired.labels(), scored, llr)
+        path, listed = read.lists[name]
+        metrics["lists"][name] = _list_metrics(path, scores[name], len(listed) - len(paired.kept),
+                                               None if backend is None else backend.decisions)
+    _write_results(Path(output_folder), metrics, scores)
+    return Verification(metrics, scores)
+
+
+def _variants(scoring: ScoringOptions, variants: VariantOptions, speech_detection: bool,
+              state: ModelState) -> tuple[list[str], Backend | None]:
+    """The variants scored, in order, and the model's back-end (with ``model_backend``);
+    options that cannot work are refused before anything is embedded."""
+    names = variant_names(scoring, variants.cohort_csv is not None)
     backend = None
-    if model_backend is not None:
-        backend = load_backend(model_backend)
+    if variants.model_backend:
+        backend = load_backend(state.backend)
         if backend.speech_detection != speech_detection:
-            raise InputError(f"{model_backend}: its back-end was fitted with speech_detection="
-                             f"{backend.speech_detection}; set speech_detection: "
-                             f"{backend.speech_detection} to score as the model does")
-        variants.append("model")
-    if primary_variant not in variants:
-        raise InputError(f"primary_variant {primary_variant!r} is not among the variants "
-                         f"scored ({', '.join(variants)}): choose one of them (lda+ variants "
-                         f"need lda_dim, normalised ones cohort_csv, model model_backend)")
-    lists = {name: (path, read_trials(path)) for name, path in trial_lists.items()
+            raise InputError(f"{state.backend}: its back-end was fitted with "
+                             f"speech_detection={backend.speech_detection}; set "
+                             f"speech_detection: {backend.speech_detection} to score as the "
+                             f"model does")
+        names.append("model")
+    if variants.primary_variant not in names:
+        raise InputError(f"primary_variant {variants.primary_variant!r} is not among the "
+                         f"variants scored ({', '.join(names)}): choose one of them (lda+ "
+                         f"variants need lda_dim, normalised ones cohort_csv, model "
+                         f"model_backend)")
+    return names, backend
+
+
+def _read_trials(trials: TrialInputs) -> _Trials:
+    """Read the lists (``None`` ones left out) and the calibration trials, and find their
+    utterances; missing ones are an error unless ``skip_missing``."""
+    lists = {name: (path, read_trials(path)) for name, path in trials.trial_lists.items()
              if path is not None}
     if not lists:
         raise InputError("no trial list to score (every entry of trial_lists is null)")
-    calibration = read_trials(calibration_trials) if calibration_trials else None
-    catalogue = read_utterance_csvs(list(utterance_csvs)
-                                    + ([calibration_csv] if calibration_csv else []))
-    every_list = [trials for _, trials in lists.values()] + ([calibration] if calibration else [])
-    entries = {e for trials in every_list for t in trials for e in (t.enrol, t.test)}
-    found, missing = resolve(entries, catalogue, data_folder)
-    if missing and not skip_missing:
+    calibration = read_trials(trials.calibration_trials) if trials.calibration_trials else None
+    catalogue = read_utterance_csvs(list(trials.utterance_csvs) + (
+        [trials.calibration_csv] if trials.calibration_csv else []))
+    every_list = [listed for _, listed in lists.values()] + ([calibration] if calibration else [])
+    entries = {e for listed in every_list for t in listed for e in (t.enrol, t.test)}
+    found, missing = resolve(entries, catalogue, trials.data_folder)
+    if missing and not trials.skip_missing:
         raise InputError(f"{len(missing)} trial utterances are missing, e.g. "
                          f"{', '.join(missing[:3])}; set skip_missing=True to drop their trials")
-    embedding = Embedding(cache_folder, batch_seconds,
-                          speech_detector(speech_detection))
-    embedded, problems = embed_utterances(embedder, list(found.values()), cache_folder,
-                                          batch_seconds, skip_bad=skip_missing,
-                                          speech=embedding.speech)
-    rows = EmbeddedRows.of(embedded)
-    training = read_utterance_csvs([cohort_csv]) if cohort_csv else None
+    return _Trials(lists, calibration, found)
+
+
+def _scorings(embedder: Embedder, scoring: ScoringOptions, variants: VariantOptions,
+              embedding: Embedding, backend: Backend | None) -> dict[str, Scoring]:
+    """Every variant's scoring: those fitted on the cohort CSV, then the model's back-end."""
+    training = read_utterance_csvs([variants.cohort_csv]) if variants.cohort_csv else None
     scorings = fit_scorings(embedder, training, scoring, embedding)
     if backend is not None:
         scorings["model"] = backend.scoring
+    return scorings
 
-    def utterance_of(entry: str) -> str | None:
-        return found[entry].id if entry in found else None
 
-    pairs = {name: rows.pairs(trials, utterance_of, name)
-             for name, (_, trials) in lists.items()}
-    scored: dict[str, dict[str, torch.Tensor]] = {name: {} for name in pairs}
-    spaces = {variant: fitted.space(rows.matrix) for variant, fitted in scorings.items()}
-    for variant, fitted in scorings.items():
-        for name, (_, enrol, test) in pairs.items():
-            scored[name][variant] = fitted.scores(spaces[variant], spaces[variant], enrol, test)
-    calibrator, source = None, None
-    if calibration:
-        own = rows.pairs(calibration, utterance_of, calibration_trials)
-        space = spaces[primary_variant]
+def _calibration(scorer: _Scorer, read: _Trials, trials: TrialInputs, variants: VariantOptions,
+                 backend: Backend | None, backend_folder: Path
+                 ) -> tuple[Calibration | None, dict | None]:
+    """The primary variant's calibration (fitted on the calibration trials, else the model's
+    own for ``model``, else none) and its entry in ``metrics.json``."""
+    primary = variants.primary_variant
+    if read.calibration:
+        own = scorer.rows.pairs(read.calibration, read.utterance_of, trials.calibration_trials)
         try:
-            calibrator = fit_calibration(
-                scorings[primary_variant].scores(space, space, own.enrol, own.test),
-                own.labels().long())
+            calibrator = fit_calibration(scorer.scores(primary, own), own.labels().long())
         except InputError as error:
-            raise InputError(f"{calibration_trials}: {error}") from None
-        source = calibration_trials
-    elif primary_variant == "model" and backend.decisions is not None:
-        calibrator, source = backend.decisions.calibration, f"{model_backend} (its own)"
-    folder = Path(output_folder)
-    results = {"schema_version": SCHEMA_VERSION, "primary_variant": primary_variant,
-               "variants": variants, "precision": embedder.precision, "lists": {},
-               "calibration": None if calibrator is None else {
-                   "file": source, "variant": primary_variant,
-                   "scale": calibrator.scale, "offset": calibrator.offset},
-               "skipped_utterances": problems}
-    scores = {}
-    for name, (kept, _, _) in pairs.items():
-        labels = torch.tensor([t.label for t in kept], dtype=torch.bool)
-        llr = None if calibrator is None else calibrator(scored[name][primary_variant])
-        scores[name] = ListScores(kept, labels, scored[name], llr)
-        results["lists"][name] = _list_metrics(lists[name][0], scores[name],
-                                               len(lists[name][1]) - len(kept))
-        if backend is not None and backend.decisions is not None:
-            results["lists"][name]["operating_points"] = _decision_errors(
-                backend.decisions, scored[name]["model"], labels)
-        _write_scores(folder / safe_name(name) / "scores.txt", scores[name])
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    return Verification(results, scores)
+            raise InputError(f"{trials.calibration_trials}: {error}") from None
+        source = trials.calibration_trials
+    elif primary == "model" and backend.decisions is not None:
+        calibrator, source = backend.decisions.calibration, f"{backend_folder} (its own)"
+    else:
+        return None, None
+    return calibrator, {"file": source, "variant": primary, "scale": calibrator.scale,
+                        "offset": calibrator.offset}
 
 
-def _list_metrics(path: str, scores: ListScores, dropped: int) -> dict:
-    """One list's entry of ``metrics.json``."""
+def _list_metrics(path: str, scores: ListScores, dropped: int,
+                  decisions: Decisions | None) -> dict:
+    """One list's entry of ``metrics.json``; with the model's ``decisions``, the rates at
+    its operating points."""
     labels = scores.labels
     metrics = {"file": path, "trials_dropped": dropped,
                "variants": {variant: verification_metrics(s[labels], s[~labels])
@@ -196,7 +307,18 @@ def _list_metrics(path: str, scores: ListScores, dropped: int) -> dict:
             "act_dcf_0.01": act_dcf(llr[labels], llr[~labels], p_target=0.01),
             "act_dcf_0.05": act_dcf(llr[labels], llr[~labels], p_target=0.05),
             "cllr": cllr(llr[labels], llr[~labels])}
+    if decisions is not None:
+        metrics["operating_points"] = _decision_errors(decisions, scores.variants["model"],
+                                                       labels)
     return metrics
+
+
+def _write_results(folder: Path, metrics: dict, scores: dict[str, ListScores]) -> None:
+    """``<list>/scores.txt`` for every list, then ``metrics.json``."""
+    for name, listed in scores.items():
+        _write_scores(folder / safe_name(name) / "scores.txt", listed)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
 
 
 def _decision_errors(decisions: Decisions, scores: torch.Tensor, labels: torch.Tensor

@@ -35,10 +35,11 @@ from custom_modules.errors import InputError, finite_number
 from custom_modules.files import within
 from custom_modules.inference.fast_graph import FastECAPA
 from custom_modules.models.embedder import Embedder
+from custom_modules.sidecars import KIND_FILES
 
 logger = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp32-fast", "bf16", "fp16", "int8")
-CHECKS = "precisions.json"
+(CHECKS,) = KIND_FILES["precisions"]
 EER_TOLERANCE = 0.05        # points of EER a precision may lose against fp32, per list
 MIN_COSINE = 0.995          # lowest cosine to the fp32 embedding a precision may give
 

@@ -8,8 +8,10 @@
 
 Loads from a local pretrained folder only (never a hub). Scores come from the folder's
 back-end (``backend.json``: the LDA, AS-norm cohort, calibration and operating points the
-training exported, the verification recipe's ``model`` variant); ``calibrate`` refits the
-calibration on your own labelled pairs. Files of any sample rate are
+export fitted, the verification recipe's ``model`` variant), or from a back-end sidecar
+chosen with ``sidecars=`` (``custom_modules.sidecars``: the folder itself is never written);
+``calibrate`` refits the calibration on your own labelled pairs into a new sidecar. Files of
+any sample rate are
 resampled, stereo is averaged to mono; empty, silent, unreadable or too short audio (under
 ``MIN_SECONDS``) is a one-line error naming the file. Long recordings are embedded in windows.
 Embeddings do not depend on batching (rows are computed at their exact lengths).
@@ -35,12 +37,12 @@ from custom_modules.data.catalogue import Utterance
 from custom_modules.data.trials import read_trials
 from custom_modules.diarization.pipeline import (
     centroids,
-    cluster,
     read_settings,
     resegment,
+    speaker_labels,
 )
 from custom_modules.diarization.rttm import Segment
-from custom_modules.diarization.streaming import BLOCK_SECONDS, analyse_file
+from custom_modules.diarization.streaming import analyse_file
 from custom_modules.errors import InputError
 from custom_modules.evaluation.backend import (
     Backend,
@@ -50,13 +52,13 @@ from custom_modules.evaluation.backend import (
     load_backend,
 )
 from custom_modules.evaluation.backend_fit import Embedding, trial_decisions
-from custom_modules.files import folder_lock
 from custom_modules.inference.embedding import embed_utterances, model_fingerprint
 from custom_modules.inference.precision import with_precision
 from custom_modules.inference.pretrained import load_embedder
 from custom_modules.inference.speech import SpeechDetector, speech_detector
 from custom_modules.interface.enrolment import EnrolmentDB, default_store, import_old_store
 from custom_modules.models.embedder import Embedder
+from custom_modules.sidecars import ModelState, model_state, new_sidecar
 
 logger = logging.getLogger(__name__)
 MIN_SECONDS = 0.5  # shortest audio accepted: shorter speech gives unreliable embeddings
@@ -115,15 +117,16 @@ class SpeakerEncoder:
 
     def __init__(self, embedder: Embedder, database: str | os.PathLike | None = None,
                  speech_detection: bool | None = None, backend: Backend | None = None,
-                 folder: str | os.PathLike | None = None):
+                 state: ModelState | None = None):
         """``backend``: the scoring (default: cosine, not calibrated); ``speech_detection``
-        (default: as the back-end was fitted); ``folder``: where ``calibrate`` writes."""
+        (default: as the back-end was fitted); ``state``: the folder and sidecars the model
+        was loaded with (its diarization settings)."""
         self.embedder = embedder
         self.database = Path(database) if database is not None else None
         self._enrolments: EnrolmentDB | None = None
         self.backend = backend if backend is not None else \
             Backend(Scoring("cosine"), None, "eer", 0.5, True)
-        self.folder = Path(folder) if folder is not None else None
+        self.state = state
         # Databases enrolled into by earlier versions name the model by this (its weights).
         self.earlier_fingerprint: str | None = None
         asked = speech_detection
@@ -158,29 +161,34 @@ class SpeakerEncoder:
     @classmethod
     def from_hparams(cls, source: str | os.PathLike, savedir: str | os.PathLike | None = None,
                      run_opts: dict | None = None, speech_detection: bool | None = None,
-                     precision: str = "auto") -> "SpeakerEncoder":
+                     precision: str = "auto", sidecars: list[str | os.PathLike] | None = None
+                     ) -> "SpeakerEncoder":
         """Load ``source`` (a local pretrained folder, with its back-end when it has one) on
         the CPU, or on ``run_opts["device"]`` (SpeechBrain's way of asking, the only run
-        option it takes). Enrolments are kept in ``savedir/enrolments.sqlite``, by default
-        in the user's data folder, one database per model (``default_store``): never in the
-        model folder, whose files come from whoever made it. Speech detection is on unless
-        ``speech_detection`` is False or the folder's back-end was fitted without it. ``precision``
-        (``inference.precision``): ``auto`` is the fastest that this machine supports and
-        that passed its accuracy check for this model (``precisions.json``), else fp32."""
+        option it takes). ``sidecars``: state tuned for this model after its export (a
+        back-end, a precision check, diarization settings: ``custom_modules.sidecars``), each
+        used instead of the folder's of its kind. Enrolments are kept in
+        ``savedir/enrolments.sqlite``, by default in the user's data folder, one database per
+        model (``default_store``): never in the model folder, whose files come from whoever
+        made it. Speech detection is on unless ``speech_detection`` is False or the back-end
+        was fitted without it. ``precision`` (``inference.precision``): ``auto`` is the
+        fastest that this machine supports and that passed its accuracy check for this model
+        (``precisions.json``), else fp32."""
         options = dict(run_opts or {})
         device = options.pop("device", "cpu")
         if options:
             raise InputError(f"run_opts {sorted(options)}: SpeakerEncoder takes only 'device'")
-        backend = load_backend(source) if has_backend(source) else None
         exact = load_embedder(source, device=device)
-        embedder = with_precision(exact, precision, source)
+        state = model_state(source, sidecars, exact.fingerprint())
+        backend = load_backend(state.backend) if has_backend(state.backend) else None
+        embedder = with_precision(exact, precision, state.precisions)
         database = Path(savedir) / DATABASE if savedir is not None else \
             default_store(model_fingerprint(embedder))
         if savedir is None and Path(source, DATABASE).exists():
             logger.warning("%s: an enrolment database in the model folder is not used (a "
                            "folder's files are not trusted); enrolments go to %s (pass "
                            "savedir= to choose)", Path(source, DATABASE), database)
-        encoder = cls(embedder, database, speech_detection, backend, source)
+        encoder = cls(embedder, database, speech_detection, backend, state)
         encoder.earlier_fingerprint = exact.weights_fingerprint()
         return encoder
 
@@ -253,7 +261,7 @@ class SpeakerEncoder:
                        float(self.backend.probability(score, prior)) if calibrated else None,
                        prior, operating_point, threshold)
 
-    def enroll(self, name: str, paths: list[str | os.PathLike]) -> list[int]:
+    def enrol(self, name: str, paths: list[str | os.PathLike]) -> list[int]:
         """Add recordings of ``name`` to the enrolment database (a new speaker, or more
         recordings of a known one: its profile is then the mean over all of them); the new
         recordings' ids. Every file is embedded before anything is written.
@@ -261,7 +269,7 @@ class SpeakerEncoder:
         Each recording keeps its duration and the seconds it was embedded from (its speech;
         without speech detection, the whole file)."""
         if not paths:
-            raise InputError(f"enroll {name!r}: no recordings given")
+            raise InputError(f"enrol {name!r}: no recordings given")
         embedded = self._encode_files(paths)
         return self.enrolments.add_recordings(
             name, [(str(path), e.embedding, e.duration, e.seconds)
@@ -277,7 +285,7 @@ class SpeakerEncoder:
             raise InputError(f"top_k={top_k}: give at least 1 candidate to show")
         names, profiles = self.enrolments.profiles()
         if not names:
-            raise InputError(f"no speaker is enrolled in {self.database} yet: call enroll() "
+            raise InputError(f"no speaker is enrolled in {self.database} yet: call enrol() "
                              f"first")
         scoring = self.backend.scoring
         query = scoring.space(self.encode_file(path).cpu().unsqueeze(0))
@@ -289,16 +297,16 @@ class SpeakerEncoder:
         speaker = candidates[0].name if candidates[0].verdict.same else None
         return Identification(speaker, candidates)
 
-    def calibrate(self, trials: str | os.PathLike, audio_folder: str | os.PathLike | None = None,
+    def calibrate(self, trials: str | os.PathLike, sidecar: str | os.PathLike,
+                  audio_folder: str | os.PathLike | None = None,
                   target_false_accepts: list[float] | None = None) -> Backend:
         """Refit the calibration and operating points on your own labelled pairs (a trial
-        list ``label file_a file_b``, files relative to ``audio_folder``) and write them into
-        the model folder; the previous ones are kept in its history. ``target_false_accepts``
-        (default: the current ones) name the ``far_x%`` points. Unusable files are left out
-        and counted in the log. Returns the new back-end."""
-        if self.folder is None:
-            raise InputError("this SpeakerEncoder was not loaded from a folder: nothing to "
-                             "calibrate into")
+        list ``label file_a file_b``, files relative to ``audio_folder``) and write the
+        back-end with them as the next version of the sidecar ``sidecar`` (the current
+        decisions are kept in its history; the model folder is not written). The encoder
+        uses it from then on; load it later with ``sidecars=[sidecar]``.
+        ``target_false_accepts`` (default: the current ones) name the ``far_x%`` points.
+        Unusable files are left out and counted in the log. Returns the new back-end."""
         if target_false_accepts is None:
             if self.backend.decisions is None:
                 raise InputError("give the target false-accept rates (e.g. [0.01, 0.001]): "
@@ -312,32 +320,26 @@ class SpeakerEncoder:
             raise InputError(f"{trials}: {decisions.targets} target and {decisions.nontargets} "
                              f"non-target trials could be scored; calibration needs at least "
                              f"{MIN_CALIBRATION_TRIALS} of each")
-        with folder_lock(self.folder):   # another calibrate's result is kept, not lost
-            current = load_backend(self.folder) if has_backend(self.folder) else self.backend
-            self.backend = current.recalibrated(decisions)
-            self.backend.save(self.folder)
-        return self.backend
+        backend = self.backend.recalibrated(decisions)
+        with new_sidecar(sidecar, "backend", self.embedder.fingerprint(),
+                         f"calibrate --trials {trials}") as staging:
+            backend.save(staging)
+        self.backend = backend
+        return backend
 
     def diarize(self, path: str | os.PathLike, num_speakers: int | None = None,
                 name_speakers: bool = False, operating_point: str | None = None
                 ) -> list[Segment]:
         """Who spoke when in a recording: segments ``(start, end, speaker)`` in seconds
-        (``diarization.pipeline``, with the settings tuned for this model in its folder's
-        ``diarization.json``, else the shipped defaults). The number of speakers is
+        (``diarization.pipeline``, with the settings of the diarization sidecar chosen, else
+        the shipped defaults, which every model has). The number of speakers is
         estimated unless given. With ``name_speakers`` each speaker found is named after the
         enrolled speaker its voice matches (as ``identify`` decides, at
         ``operating_point``), else ``unknown_<n>``; speakers found are ``spk0``, ``spk1``...
         otherwise."""
-        if self.folder is None:
-            raise InputError("this SpeakerEncoder was not loaded from a folder: no "
-                             "diarization settings")
-        options, pruning, merge = read_settings(self.folder)
-        if num_speakers is not None and not 1 <= num_speakers <= options.max_speakers:
-            raise InputError(f"num_speakers={num_speakers}: give 1 to {options.max_speakers} "
-                             f"(this model's diarization settings, max_speakers)")
-        detector = self.speech if self.speech is not None else SpeechDetector()
-        analysis = analyse_file(self.embedder, path, detector, options, BLOCK_SECONDS)
-        labels = cluster(analysis.vectors, pruning, options.max_speakers, num_speakers, merge)
+        settings = read_settings(None if self.state is None else self.state.diarization)
+        analysis = analyse_file(self.embedder, path, self.gate, settings.options)
+        labels = speaker_labels(analysis, settings, num_speakers)
         names = None
         if name_speakers and len(labels):
             enrolled, profiles = self.enrolments.profiles()

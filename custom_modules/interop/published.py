@@ -15,8 +15,10 @@ are taken from the first of these that has them:
 Every file is checked against the manifest before anything is written; a mismatch is a
 one-line ``InputError`` and leaves no output. The folder is then converted
 (``interop.speechbrain.import_speechbrain``) into a temporary folder beside the target,
-given a ``README.md`` (where the weights come from, their licence, the hashes) and renamed
-into place, so the target is either complete or absent.
+given a ``README.md`` (where the weights come from, their licence, the hashes) and its
+precision check (``precisions.json``, as a trained model's export writes it: what ``precision:
+auto`` reads) on development trials of the user's domain, then renamed into place, so the
+target is either complete or absent.
 """
 
 import json
@@ -26,13 +28,16 @@ import shutil
 import socket
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from custom_modules.errors import InputError
+from custom_modules.inference.pretrained import load_embedder
 from custom_modules.interop.registry import PinnedFile, check_pinned, copy_member, pypi_wheel
 from custom_modules.interop.speechbrain import import_speechbrain
+from custom_modules.sidecars import exported_state
 
 logger = logging.getLogger(__name__)
 MANIFESTS = Path(__file__).parent / "manifests"
@@ -70,10 +75,13 @@ class PublishedModel:
 
 def import_published(model: str | PublishedModel, target: str | os.PathLike,
                      local_folder: str | os.PathLike | None, download_folder: str | os.PathLike,
-                     use_hub: bool) -> Path:
+                     use_hub: bool, check_trials: str | None,
+                     precision_check: Callable | None) -> Path:
     """Write our pretrained folder for the published ``model`` at ``target`` (see the module
     docstring for where the files come from); a target already imported from the same files
-    is kept as it is. Returns ``target``."""
+    is kept as it is. ``precision_check`` (``evaluation.precision_check.check_precisions``
+    on the trial list ``check_trials``) runs on the new folder when that list exists, else
+    the folder has no check (a warning: ``auto`` is then fp32). Returns ``target``."""
     model = PublishedModel.named(model) if isinstance(model, str) else model
     target, download_folder = Path(target), Path(download_folder)
     if _already_imported(target, model):
@@ -91,6 +99,7 @@ def import_published(model: str | PublishedModel, target: str | os.PathLike,
         try:
             import_speechbrain(staging, partial)
             (partial / README).write_text(_readme(model, origin), encoding="utf-8")
+            _check_precisions(partial, check_trials, precision_check)
             partial.rename(target)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
@@ -140,6 +149,18 @@ def _from_local(model: PublishedModel, folder: Path, staging: Path) -> None:
         check_pinned(source, pin)
         shutil.copyfile(source, staging / name)
         check_pinned(staging / name, pin)   # the copy, in case the source changed meanwhile
+
+
+def _check_precisions(folder: Path, trials: str | None, precision_check: Callable | None
+                      ) -> None:
+    """The export's precision check of the imported ``folder``, when its trials exist."""
+    if precision_check is None or trials is None or not Path(trials).is_file():
+        logger.warning("no precision check (trials %s not found): precision auto is fp32 "
+                       "for this model; recipes/check_precisions.py can check it later (a "
+                       "sidecar)", trials)
+        return
+    precision_check(load_embedder(folder), exported_state(folder), folder)
+    logger.info("precisions checked on %s", trials)
 
 
 def _hub_reachable() -> bool:

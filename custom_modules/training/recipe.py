@@ -19,6 +19,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from custom_modules.config import Recipe, all_run_options, device_of
 from custom_modules.errors import InputError
 from custom_modules.inference.precision import supported
+from custom_modules.sidecars import exported_state
 from custom_modules.training.brain import SpeakerBrain
 from custom_modules.training.distributed import distributed_defaults, replicas_identical
 from custom_modules.training.examples import training_set
@@ -116,13 +117,15 @@ def train(recipe: Recipe) -> dict:
                        started_from)
     logger.info("exported %s (validation EER %s)", hparams["pretrained_folder"],
                 validation_eer(meta))
+    folder = hparams["pretrained_folder"]   # the export writes its back-end and check here
     if hparams["backend"] is not None and if_main_process():
-        hparams["backend"](brain.embedder().eval(), hparams["pretrained_folder"])
+        hparams["backend"](brain.embedder().eval(), exported_state(folder), folder)
     if hparams["check_precisions_at_export"] and if_main_process():
         if hparams["valid_trials"] and Path(hparams["valid_trials"]).is_file():
-            hparams["precision_check"](brain.embedder().eval(), hparams["pretrained_folder"])
+            hparams["precision_check"](brain.embedder().eval(), exported_state(folder),
+                                       folder)
             logger.info("precisions checked on the validation trials: %s",
-                        Path(hparams["pretrained_folder"], "precisions.json"))
+                        Path(folder, "precisions.json"))
         else:
             logger.warning("no validation trials: the precisions are not checked (auto "
                            "is fp32 for this model)")
