@@ -1,7 +1,8 @@
 """Run a recipe script with a test hook installed, for what a test cannot reach from outside
 a subprocess (a kill at an exact point, each process's weights).
 
-    python tests/recipe_with_hooks.py HOOK=VALUE recipes/train_speaker_embeddings.py ARGS...
+    python tests/recipe_with_hooks.py HOOK=VALUE[;HOOK=VALUE...] \
+        recipes/train_speaker_embeddings.py ARGS...
 
 Hooks:
 - ``kill_at_publish=N``: SIGKILL the process at the N-th checkpoint publication, after the
@@ -66,8 +67,9 @@ def save_first_step(file: str) -> None:
 
 
 if __name__ == "__main__":
-    hook, value = sys.argv[1].split("=", 1)
-    {"kill_at_publish": kill_at_publish, "save_replica": save_replica,
-     "save_first_step": save_first_step}[hook](value)
+    for installed in sys.argv[1].split(";"):
+        hook, value = installed.split("=", 1)
+        {"kill_at_publish": kill_at_publish, "save_replica": save_replica,
+         "save_first_step": save_first_step}[hook](value)
     sys.argv = sys.argv[2:]
     runpy.run_path(sys.argv[0], run_name="__main__")

@@ -16,10 +16,10 @@ RECIPES = {name: importlib.import_module(f"recipes.{name}")
                         "demo_summary", "identification", "export_backend",
                         "check_precisions", "diarize", "import_speechbrain", "prepare_data")}
 # What reads each shipped YAML; a top-level key must be referenced in the file or read here.
-READERS = {"ecapa.yaml": ["train_speaker_embeddings", "export_backend"],
+READERS = {"ecapa.yaml": ["train_speaker_embeddings"],
            "ecapa_c512.yaml": ["train_speaker_embeddings"],
-           "ecapa_folder.yaml": ["train_speaker_embeddings", "export_backend"],
-           "demo.yaml": ["train_speaker_embeddings", "demo_summary", "export_backend"],
+           "ecapa_folder.yaml": ["train_speaker_embeddings"],
+           "demo.yaml": ["train_speaker_embeddings", "demo_summary"],
            "verify.yaml": ["speaker_verification"], "demo_verify.yaml": ["speaker_verification"],
            "verify_voxceleb.yaml": ["speaker_verification"],
            "visualize.yaml": ["visualize"], "demo_visualize.yaml": ["visualize"],
@@ -35,10 +35,14 @@ READERS = {"ecapa.yaml": ["train_speaker_embeddings", "export_backend"],
            "demo_real_speech.yaml": ["prepare_data"], "demo_real_diarize.yaml": ["diarize"],
            "ecapa_lm.yaml": ["train_speaker_embeddings"],
            "ecapa_folder_lm.yaml": ["train_speaker_embeddings"],
-           "demo_lm.yaml": ["train_speaker_embeddings", "demo_summary"]}
+           "demo_lm.yaml": ["train_speaker_embeddings", "demo_summary"],
+           "finetune_folder.yaml": ["train_speaker_embeddings"],
+           "finetune_folder_gpu.yaml": ["train_speaker_embeddings"]}
 VOXCELEB = ["--data_folder=/data/vox2", "--voxceleb1_folder=/data/vox1"]
 PLACEHOLDERS = {"ecapa.yaml": VOXCELEB, "ecapa_c512.yaml": VOXCELEB,
                 "ecapa_folder.yaml": ["--data_folder=/data"],
+                "finetune_folder.yaml": ["--data_folder=/data"],
+                "finetune_folder_gpu.yaml": ["--data_folder=/data"],
                 "diarize.yaml": ["--recordings=/data/recordings.csv"],
                 "ecapa_lm.yaml": VOXCELEB,
                 "ecapa_folder_lm.yaml": ["--data_folder=/data", "--base_experiment=/exps/base"]}
@@ -162,7 +166,7 @@ def test_every_make_demo_command_is_accepted_by_its_recipe(tmp_path):
     assert [name for name, _, _ in commands] == [
         "prepare_data", "train_speaker_embeddings", "train_speaker_embeddings",
         "speaker_verification", "visualize", "identification", "diarize", "demo_summary",
-        "import_speechbrain", "prepare_data", "export_backend", "speaker_verification",
+        "prepare_data", "import_speechbrain", "export_backend", "speaker_verification",
         "identification", "diarize", "diarize"]
     for name, path, options in commands:
         argv = [path, *(word for word in options.split() if word.startswith("--"))]

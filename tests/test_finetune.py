@@ -1,15 +1,18 @@
 """Fine-tuning through the training recipe: ``init_from`` starts from the pretrained weights
 (seen at the first step), shared speakers keep their classifier rows, frozen layers do not
-move; the large-margin recipe resumes after kill -9. Tiny models, seconds of audio."""
+move; the large-margin recipe resumes after kill -9; the fine-tuning recipe of an imported
+SpeechBrain model starts from it and resumes after kill -9. Tiny models, seconds of audio."""
 
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import epochs_logged, train, write_corpus
+from conftest import epochs_logged, speech_like, speechbrain_model_folder, train, write_corpus
 
-from custom_modules.inference.pretrained import read_labels
+from custom_modules.inference.pretrained import load_embedder, read_labels
+from custom_modules.interop.speechbrain import import_speechbrain
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +112,49 @@ def test_two_processes_start_from_the_same_model_and_end_identical(base, tmp_pat
     for name in first:
         assert torch.equal(first[name], second[name]), name
         assert torch.equal(first[name], old[name]) == name.startswith("blocks.0."), name
+
+
+@pytest.mark.slow
+def test_finetuning_an_imported_speechbrain_folder_starts_from_it_and_resumes_after_kill_9(
+        tmp_path):
+    """hparams/finetune_folder.yaml from a SpeechBrain folder converted by the import (a tiny
+    one): killed inside a checkpoint save and run again, it resumes without the folder it
+    started from; its first step had the imported weights, the frozen blocks never move, and
+    the export says where it started."""
+    (tmp_path / "speechbrain").mkdir()
+    imported = import_speechbrain(speechbrain_model_folder(tmp_path / "speechbrain"),
+                                  tmp_path / "imported")
+    source = tmp_path / "source"
+    shutil.copytree(imported, source)
+    corpus = write_corpus(tmp_path / "corpus", 10, 6, (2.0, 3.5))
+    output, first = tmp_path / "tuned", tmp_path / "first_step.pt"
+    args = (f"--init_from={source}", "--lin_neurons=24", "--number_of_epochs=2",
+            "--embedding_model={attention_channels: 16, se_channels: 16}",
+            "--ckpt_interval_steps=1")
+    killed = train(corpus, output, *args, recipe="hparams/finetune_folder.yaml",
+                   hook=f"kill_at_publish=3;save_first_step={first}")
+    assert killed.returncode == -9
+    shutil.rmtree(source)                # a resumed run reads what the first one recorded
+    done = train(corpus, output, *args, recipe="hparams/finetune_folder.yaml")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Loading a checkpoint from" in done.stderr + done.stdout
+    assert epochs_logged(output) == [1, 2]
+    # The first step's model embeds exactly as the imported folder does.
+    at_first = tmp_path / "at_first_step"
+    shutil.copytree(imported, at_first)
+    torch.save(torch.load(first, weights_only=True)["embedding_model"],
+               at_first / "embedding_model.ckpt")
+    wave = speech_like(2.5, seed=4).unsqueeze(0)
+    with torch.inference_mode():
+        assert torch.equal(load_embedder(at_first)(wave), load_embedder(imported)(wave))
+    # blocks.0-2 (weights and batch-norm statistics) as imported, the rest trained.
+    old = torch.load(imported / "embedding_model.ckpt", weights_only=True)
+    tuned = torch.load(output / "pretrained/embedding_model.ckpt", weights_only=True)
+    moved = {name: not torch.equal(tuned[name], value) for name, value in old.items()
+             if value.is_floating_point()}
+    assert not any(m for name, m in moved.items()
+                   if name.startswith(("blocks.0.", "blocks.1.", "blocks.2.")))
+    assert all(m for name, m in moved.items() if name.startswith("fc."))
+    readme = (output / "pretrained/README.md").read_text()
+    assert f"started from: the pretrained folder `{source}`" in readme
+    assert "frozen: blocks.0, blocks.1, blocks.2" in readme

@@ -109,8 +109,9 @@ def check_same_architecture(source: Source, compute_features: torch.nn.Module,
     for name, ours in (("compute_features", compute_features),
                        ("embedding_model", embedding_model)):
         if configs is not None:
-            differ = {k: (v, ours.config.get(k)) for k, v in configs[name].items()
-                      if ours.config.get(k) != v}
+            theirs_config, our_config = _effective(configs[name]), _effective(ours.config)
+            differ = {k: (v, our_config.get(k)) for k, v in theirs_config.items()
+                      if our_config.get(k) != v}
             if differ:
                 key, (value, mine) = next(iter(differ.items()))
                 fix = f"set --{key}={value}" if key in OVERRIDABLE else \
@@ -125,6 +126,14 @@ def check_same_architecture(source: Source, compute_features: torch.nn.Module,
             raise InputError(f"init_from {source.path}: embedding_model.ckpt does not fit this "
                              f"recipe's model at {key} ({_shape(state, key)} there, "
                              f"{_shape(mine, key)} here)")
+
+
+def _effective(config: dict) -> dict:
+    """A configuration as it computes: a frontend's ``f_max: None`` is its Nyquist frequency
+    (SpeechBrain's published folders say 8000.0 where our recipes leave it None)."""
+    if "f_max" in config and config["f_max"] is None:
+        return {**config, "f_max": config["sample_rate"] / 2}
+    return config
 
 
 def _shape(state: dict, key: str) -> str:
