@@ -4,7 +4,10 @@ chooses from.
 
 Every precision embeds every utterance of the lists (no cache, timed), its embeddings are
 compared with fp32's (the lowest cosine) and the lists are scored with the same back-end. A
-precision passes when, on every list, its EER is within ``EER_TOLERANCE`` points of fp32's and
+precision passes when, on every list, its EER is within that list's tolerance of fp32's
+(``EER_TOLERANCE`` points, or one trial of the list's rarer kind where that is more: a list of
+610 target trials cannot tell 0.05 points apart, and one flipped trial would fail a precision
+whose embeddings agree with fp32's to a cosine of 0.9998) and
 its lowest cosine is at least ``MIN_COSINE``. Precisions this machine does not support are
 recorded as such. The result is written as ``precisions.json``, into the model folder by its
 export, else into a precisions sidecar (``custom_modules.sidecars``)::
@@ -90,37 +93,48 @@ def check_precisions(embedder: Embedder, state: ModelState, destination: str | o
             reference = rows
         if rows.row != reference.row:
             raise InputError(f"{precision}: other utterances embedded than fp32's")
-        rates = _list_eers(scoring, rows, lists, found)
+        rates, tolerances = _list_eers(scoring, rows, lists, found)
         baseline = results["fp32"]["eer"] if "fp32" in results else rates
         change = {name: rates[name] - baseline[name] for name in rates}
         cosine = float(F.cosine_similarity(rows.matrix, reference.matrix, dim=1).min())
         results[precision] = {
             "supported": True, "eer": rates, "eer_change": change, "min_cosine": cosine,
             "embeddings_per_second": rate,
-            "passed": cosine >= MIN_COSINE and all(abs(c) <= EER_TOLERANCE
-                                                   for c in change.values())}
+            "passed": cosine >= MIN_COSINE and all(abs(c) <= tolerances[n]
+                                                   for n, c in change.items())}
     name, flags = cpu_description()
     checks = {"cpu": name, "flags": sorted(flags & set(FLAGS_SHOWN)),
               "threads": torch.get_num_threads(), "device": device,
               "checked": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
               "scoring": scoring.variant, "utterances": len(reference[0]),
-              "eer_tolerance": EER_TOLERANCE, "min_cosine": MIN_COSINE,
+              "eer_tolerance": tolerances, "min_cosine": MIN_COSINE,
               "precisions": results}
     write_atomic(Path(destination, CHECKS), json.dumps(checks, indent=2) + "\n")
     return checks
 
 
+def eer_tolerance(targets: int, nontargets: int) -> float:
+    """The EER change (points) a precision may show on a list of ``targets`` target and
+    ``nontargets`` non-target trials: ``EER_TOLERANCE``, or one trial of the rarer kind.
+
+    >>> eer_tolerance(610, 2334), eer_tolerance(20000, 20000)
+    (0.16393442622950818, 0.05)
+    """
+    return max(EER_TOLERANCE, 100 / min(targets, nontargets))
+
+
 def _list_eers(scoring: Scoring, rows: EmbeddedRows, lists: dict, found: dict
-               ) -> dict[str, float]:
-    """EER (%) of every list with ``scoring`` on the embedded ``rows``."""
+               ) -> tuple[dict[str, float], dict[str, float]]:
+    """EER (%) of every list with ``scoring`` on the embedded ``rows``, and its tolerance."""
     space = scoring.space(rows.matrix)     # once for every list
-    rates = {}
+    rates, tolerances = {}, {}
     for name, trials in lists.items():
         pairs = rows.pairs(trials, lambda e: found[e].id, name)
         scores = scoring.scores(space, space, pairs.enrol, pairs.test)
         labels = pairs.labels()
         rates[name] = 100 * eer(scores[labels], scores[~labels])[0]
-    return rates
+        tolerances[name] = eer_tolerance(int(labels.sum()), int((~labels).sum()))
+    return rates, tolerances
 
 
 def check_lines(checks: dict) -> list[str]:

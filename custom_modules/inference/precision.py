@@ -11,9 +11,10 @@
   onnxruntime on the CPU. (Per-channel weights halve the error of per-tensor ones on the
   demo model: lowest cosine 0.9996 against 0.9986.)
 - ``auto``: the fastest precision that this machine supports and that passed its accuracy
-  check (``check_precisions``: EER within ``EER_TOLERANCE`` points of fp32 on every list and
-  the lowest cosine to the fp32 embeddings at least ``MIN_COSINE``), read from the model
-  folder's ``precisions.json``; fp32 when the folder has none.
+  check (``check_precisions``: EER within ``EER_TOLERANCE`` points of fp32 on every list, or
+  one trial's worth on a small list, and the lowest cosine to the fp32 embeddings at least
+  ``MIN_COSINE``), read from the model folder's ``precisions.json`` (or a precisions
+  sidecar); fp32 when there is none.
 
 Only the embedding model changes: features are always computed in float32 by the same
 frontend, and embeddings come back as float32.
@@ -40,7 +41,7 @@ from custom_modules.sidecars import KIND_FILES
 logger = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp32-fast", "bf16", "fp16", "int8")
 (CHECKS,) = KIND_FILES["precisions"]
-EER_TOLERANCE = 0.05        # points of EER a precision may lose against fp32, per list
+EER_TOLERANCE = 0.05        # points of EER a precision may move against fp32, per list
 MIN_COSINE = 0.995          # lowest cosine to the fp32 embedding a precision may give
 
 
