@@ -9,7 +9,7 @@ Hooks:
   checkpoint's files are written into the staging folder and before the rename that puts them
   in place (the moment a crash would leave a half checkpoint behind).
 - ``save_replica=FOLDER``: before the replica check at the end of training, every process
-  saves its embedding model's parameters to ``FOLDER/rank<RANK>.pt``.
+  saves its embedding model's parameters and buffers to ``FOLDER/rank<RANK>.pt``.
 - ``save_first_step=FILE``: at the first training step, before the optimiser has moved
   anything, the embedding model's and the classifier's state dicts go to ``FILE``.
 """
@@ -46,7 +46,9 @@ def save_replica(folder: str) -> None:
 
     def saving_check(module):
         Path(folder).mkdir(parents=True, exist_ok=True)
-        torch.save({n: p.detach().clone() for n, p in module.named_parameters()},
+        torch.save({kind: {n: t.detach().clone() for n, t in named()} for kind, named in
+                    (("parameters", module.named_parameters),
+                     ("buffers", module.named_buffers))},
                    Path(folder, f"rank{os.environ.get('RANK', '0')}.pt"))
         return check(module)
 

@@ -87,3 +87,21 @@ def test_epoch_figures_are_summed_over_the_processes_on_their_device(monkeypatch
               ).install(monkeypatch)
     assert summed_over_ranks(totals, "cpu") == {"steps": 22, "data_wait": 2.0,
                                                  "compute": 17.25}
+
+
+def test_batch_norm_statistics_are_compared_only_where_they_are_synchronised(monkeypatch):
+    torch.manual_seed(0)
+    for norm, synchronised in ((torch.nn.SyncBatchNorm(2), True),
+                               (torch.nn.BatchNorm1d(2), False)):
+        model = torch.nn.Sequential(torch.nn.Linear(3, 2), norm)
+        model[1].running_var.fill_(2.0)
+        weights = [p.detach().double().sum() for p in model.parameters()]
+        statistics = [model[1].running_mean.double().sum(), model[1].running_var.double().sum()]
+        digest = torch.stack(weights + (statistics if synchronised else []))
+        FakeGroup("cpu", others=digest.clone()).install(monkeypatch)
+        assert replicas_identical(model) is True
+        if synchronised:        # another process's running variance differs
+            other = digest.clone()
+            other[-1] += 1.0
+            FakeGroup("cpu", others=other).install(monkeypatch)
+            assert replicas_identical(model) is False

@@ -109,9 +109,15 @@ def test_two_processes_start_from_the_same_model_and_end_identical(base, tmp_pat
     assert done.returncode == 0, done.stderr[-2000:]
     first, second = (torch.load(replicas / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     old = torch.load(experiment / "pretrained/embedding_model.ckpt", weights_only=True)
-    for name in first:
-        assert torch.equal(first[name], second[name]), name
-        assert torch.equal(first[name], old[name]) == name.startswith("blocks.0."), name
+    for name, value in first["parameters"].items():
+        assert torch.equal(value, second["parameters"][name]), name
+        assert torch.equal(value, old[name]) == name.startswith("blocks.0."), name
+    # Batch-norm statistics: the frozen block's never move; the others were broadcast from
+    # the first process before each step (gloo has no SyncBatchNorm) and moved since.
+    for name, value in first["buffers"].items():
+        frozen = name.startswith("blocks.0.")
+        assert torch.equal(value, second["buffers"][name]) or not frozen, name
+        assert torch.equal(value, old[name]) == frozen, name
 
 
 @pytest.mark.slow
@@ -128,9 +134,10 @@ def test_finetuning_an_imported_speechbrain_folder_starts_from_it_and_resumes_af
     shutil.copytree(imported, source)
     corpus = write_corpus(tmp_path / "corpus", 10, 6, (2.0, 3.5))
     output, first = tmp_path / "tuned", tmp_path / "first_step.pt"
-    args = (f"--init_from={source}", "--lin_neurons=24", "--number_of_epochs=2",
+    tiny = (f"--init_from={source}", "--lin_neurons=24", "--number_of_epochs=2",
             "--embedding_model={attention_channels: 16, se_channels: 16}",
-            "--ckpt_interval_steps=1")
+            "--lr=0.01", "--pretrained_lr_scale=1.0")      # steps that move the weights
+    args = (*tiny, "--ckpt_interval_steps=1", "--anchor_weight=100")
     killed = train(corpus, output, *args, recipe="hparams/finetune_folder.yaml",
                    hook=f"kill_at_publish=3;save_first_step={first}")
     assert killed.returncode == -9
@@ -158,3 +165,23 @@ def test_finetuning_an_imported_speechbrain_folder_starts_from_it_and_resumes_af
     readme = (output / "pretrained/README.md").read_text()
     assert f"started from: the pretrained folder `{source}`" in readme
     assert "frozen: blocks.0, blocks.1, blocks.2" in readme
+    # The anchor (L2-SP) came back from the checkpoint, not from the removed source, and held
+    # the weights nearer the imported ones than the same run without it.
+    checkpoint = max((output / "save").glob("CKPT+*"))
+    anchor = torch.load(checkpoint / "starting_point.ckpt", weights_only=True)
+    assert all(torch.equal(anchor[name.replace(".", "__")], value) for name, value in old.items()
+               if name.replace(".", "__") in anchor)
+    assert "anchor_distance" in (output / "train_log.txt").read_text()
+    shutil.copytree(imported, source)
+    free = train(corpus, tmp_path / "free", *tiny, "--anchor_weight=0",
+                 recipe="hparams/finetune_folder.yaml")
+    assert free.returncode == 0, free.stderr[-2000:]
+    unanchored = torch.load(tmp_path / "free/pretrained/embedding_model.ckpt", weights_only=True)
+    assert drift(tuned, old) < drift(unanchored, old) / 2
+
+
+def drift(weights: dict, start: dict) -> float:
+    """Squared distance of the weights in ``weights`` from ``start`` (not the batch norms'
+    running statistics, which no anchor holds)."""
+    return sum(float((weights[k] - v).pow(2).sum()) for k, v in start.items()
+               if v.is_floating_point() and ".running_" not in k)

@@ -32,7 +32,7 @@ from custom_modules.models.embedder import Embedder
 
 logger = logging.getLogger(__name__)
 SAVE_EVERY_SECONDS = 300   # the cache is also written this often while embedding
-
+WINDOW_SECONDS = 60.0      # longer recordings are embedded in windows of this (bounded memory)
 
 def model_fingerprint(embedder: Embedder) -> str:
     """Short hash of the embedder's model weights (``Embedder.fingerprint``)."""
@@ -41,7 +41,7 @@ def model_fingerprint(embedder: Embedder) -> str:
 
 def embed_utterances(embedder: Embedder, utterances: list[Utterance],
                      cache_folder: str | os.PathLike | None = None, batch_seconds: float = 120.0,
-                     window_seconds: float = 60.0, skip_bad: bool = False,
+                     window_seconds: float = WINDOW_SECONDS, skip_bad: bool = False,
                      min_seconds: float = 0.1, speech: SpeechDetector | None = None,
                      seconds: dict[str, float] | None = None
                      ) -> tuple[dict[str, torch.Tensor], list[str]]:

@@ -52,7 +52,11 @@ from custom_modules.evaluation.backend import (
     load_backend,
 )
 from custom_modules.evaluation.backend_fit import Embedding, trial_decisions
-from custom_modules.inference.embedding import embed_utterances, model_fingerprint
+from custom_modules.inference.embedding import (
+    WINDOW_SECONDS,
+    embed_utterances,
+    model_fingerprint,
+)
 from custom_modules.inference.precision import with_precision
 from custom_modules.inference.pretrained import load_embedder
 from custom_modules.inference.speech import SpeechDetector, speech_detector
@@ -210,13 +214,13 @@ class SpeakerEncoder:
         with torch.inference_mode():
             return self.embedder(wavs.to(device).float(), lengths).unsqueeze(1)
 
-    def encode_file(self, path: str | os.PathLike, window_seconds: float = 60.0
+    def encode_file(self, path: str | os.PathLike, window_seconds: float = WINDOW_SECONDS
                     ) -> torch.Tensor:
         """Embedding ``(dim,)`` of an audio file (recordings longer than ``window_seconds``
         are embedded in windows, so memory stays bounded)."""
         return self._encode_files([path], window_seconds)[0].embedding
 
-    def embed(self, path: str | os.PathLike, window_seconds: float = 60.0) -> "Embedded":
+    def embed(self, path: str | os.PathLike, window_seconds: float = WINDOW_SECONDS) -> "Embedded":
         """The embedding of an audio file with the seconds of audio it used (the speech,
         with speech detection) and the file's duration."""
         return self._encode_files([path], window_seconds)[0]
@@ -360,7 +364,8 @@ class SpeakerEncoder:
         wave = read_audio(path, self.embedder.sample_rate)
         return sum(b - a for a, b in self.gate.segments(wave)) / self.embedder.sample_rate
 
-    def _encode_files(self, paths: list, window_seconds: float = 60.0) -> list["Embedded"]:
+    def _encode_files(self, paths: list, window_seconds: float = WINDOW_SECONDS
+                      ) -> list["Embedded"]:
         """Every file embedded, or a one-line error for the first that cannot be (unreadable,
         too short, too little speech)."""
         utterances = [Utterance(f"{n}", str(p)) for n, p in enumerate(paths)]

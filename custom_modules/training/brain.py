@@ -47,7 +47,7 @@ class SpeakerBrain(sb.Brain):
     HPARAMS = ("wav_augment", "spec_augment", "lr_schedule", "valid_csv", "valid_trials",
                "valid_utterances", "valid_max_seconds", "valid_every", "weight_decay",
                "classifier_weight_decay", "average_checkpoints", "train_logger",
-               "tensorboard", "sample_rate", "freeze", "pretrained_lr_scale")
+               "tensorboard", "sample_rate", "freeze", "pretrained_lr_scale", "anchor_weight")
 
     def compute_forward(self, batch, stage):
         """Waveforms -> embeddings ``(batch, 1, dim)``; augmentation in training only."""
@@ -64,11 +64,18 @@ class SpeakerBrain(sb.Brain):
         return self.modules.embedding_model(feats, lengths)
 
     def compute_objectives(self, predictions, batch, stage):
-        """AAM-softmax loss; labels are repeated like the augmented copies of the batch."""
+        """AAM-softmax loss (plus ``anchor_weight`` times the squared distance from the
+        started-from weights, ``training.anchor``); labels are repeated like the augmented
+        copies of the batch."""
         labels = batch.spk_id_encoded.data.reshape(-1)
         if stage == sb.Stage.TRAIN and self.hparams.wav_augment is not None:
             labels = self.hparams.wav_augment.replicate_labels(labels)
         loss, accuracy = self.modules.classifier(predictions, labels)
+        if stage == sb.Stage.TRAIN and self.hparams.anchor_weight > 0:   # training.anchor
+            distance = self.modules.starting_point.distance(
+                unwrap(self.modules.embedding_model))
+            loss = loss + self.hparams.anchor_weight * distance
+            self.current["anchor_distance"] = float(distance)    # the epoch's last step's
         self.totals["accuracy"] += float(accuracy) * len(labels)
         self.totals["examples"] += len(labels)
         self.totals["replaced"] += int(batch.replaced.data.sum())

@@ -35,14 +35,19 @@ def distributed_defaults(run_opts: RunOptions) -> RunOptions:
 
 
 def replicas_identical(module: torch.nn.Module) -> bool:
-    """True when every process holds the same parameters (trivially without DDP).
+    """True when every process holds the same weights (trivially without DDP), and the same
+    batch-norm statistics where they are synchronised (``SyncBatchNorm``, on GPUs). On CPU
+    (gloo) DDP broadcasts the first process's statistics before each step and every process
+    then updates its own, so they differ by the last batch: the first process's are exported.
 
-    Each process gathers a digest of its parameters (one sum per tensor, in float64) from the
-    others. The digest stays on the parameters' device: the nccl backend gathers only CUDA
-    tensors, so a CPU copy here would stop a multi-GPU run at its very end."""
+    Each process gathers a digest (one sum per floating tensor, in float64) from the others.
+    The digest stays on the tensors' device: the nccl backend gathers only CUDA tensors, so a
+    CPU copy here would stop a multi-GPU run at its very end."""
     if not torch.distributed.is_available() or not torch.distributed.is_initialized():
         return True
-    digest = torch.stack([p.detach().double().sum() for p in module.parameters()])
+    synchronised = any(isinstance(m, torch.nn.SyncBatchNorm) for m in module.modules())
+    tensors = [*module.parameters(), *(module.buffers() if synchronised else ())]
+    digest = torch.stack([t.detach().double().sum() for t in tensors if t.is_floating_point()])
     gathered = [torch.empty_like(digest) for _ in range(torch.distributed.get_world_size())]
     torch.distributed.all_gather(gathered, digest)
     return bool(torch.stack([other == digest for other in gathered]).all())

@@ -20,6 +20,7 @@ from custom_modules.config import Recipe, all_run_options, device_of
 from custom_modules.errors import InputError
 from custom_modules.inference.precision import supported
 from custom_modules.sidecars import exported_state
+from custom_modules.training.anchor import StartingPoint
 from custom_modules.training.brain import SpeakerBrain
 from custom_modules.training.distributed import distributed_defaults, replicas_identical
 from custom_modules.training.examples import training_set
@@ -93,12 +94,16 @@ def train(recipe: Recipe) -> dict:
     if hparams["init_from"] is not None:
         started_from = start_from(hparams, classifier, dict(train_data.encoder.lab2ind),
                                   resumed)
-    elif hparams["freeze"] or hparams["pretrained_lr_scale"] != 1:
-        raise InputError(f"freeze {hparams['freeze']} and pretrained_lr_scale "
-                         f"{hparams['pretrained_lr_scale']} apply to a model started from "
+    elif hparams["freeze"] or hparams["pretrained_lr_scale"] != 1 or hparams["anchor_weight"]:
+        raise InputError(f"freeze {hparams['freeze']}, pretrained_lr_scale "
+                         f"{hparams['pretrained_lr_scale']} and anchor_weight "
+                         f"{hparams['anchor_weight']} apply to a model started from "
                          f"init_from, which is null")
     hparams["modules"]["classifier"] = classifier
     checkpointer.add_recoverable("classifier", classifier)
+    if hparams["anchor_weight"] > 0:     # a resumed run reads it back from its checkpoint
+        hparams["modules"]["starting_point"] = StartingPoint(hparams["embedding_model"])
+        checkpointer.add_recoverable("starting_point", hparams["modules"]["starting_point"])
     brain = SpeakerBrain(modules=hparams["modules"], opt_class=hparams["opt_class"],
                          hparams=hparams, run_opts=run_opts, checkpointer=checkpointer)
     brain.fit(hparams["epoch_counter"], train_data.dataset, None,
