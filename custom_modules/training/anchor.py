@@ -15,7 +15,7 @@ resumed run (which does not read ``init_from`` again) keeps its anchor.
 >>> start = StartingPoint(model)
 >>> with torch.no_grad():
 ...     _ = model.weight.add_(1.0)
->>> float(start.distance(model))
+>>> float(start.distance(model).detach())
 2.0
 """
 

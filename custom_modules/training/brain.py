@@ -75,7 +75,7 @@ class SpeakerBrain(sb.Brain):
             distance = self.modules.starting_point.distance(
                 unwrap(self.modules.embedding_model))
             loss = loss + self.hparams.anchor_weight * distance
-            self.current["anchor_distance"] = float(distance)    # the epoch's last step's
+            self.current["anchor_distance"] = float(distance.detach())   # the last step's
         self.totals["accuracy"] += float(accuracy) * len(labels)
         self.totals["examples"] += len(labels)
         self.totals["replaced"] += int(batch.replaced.data.sum())
