@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from custom_modules.evaluation.scoring import cohort_stats, cosine_scores, normalize_scores
+from custom_modules.scoring.scores import cohort_stats, cosine_scores, normalize_scores
 
 UTTERANCES, TRIALS, COHORT, DIM, TOP_K = 4708, 37611, 20000, 192, 300
 

@@ -22,12 +22,12 @@ import torch.nn.functional as F
 from benchmarks.machine import describe
 from benchmarks.real_speech_table import COSINE, test_sets, trial_scores
 from custom_modules.data.catalogue import Utterance
-from custom_modules.evaluation.backend import Scoring
 from custom_modules.evaluation.backend_fit import model_classifier
 from custom_modules.evaluation.metrics import eer
 from custom_modules.inference.embedding import embed_utterances
 from custom_modules.inference.precision import with_precision
 from custom_modules.inference.pretrained import load_embedder
+from custom_modules.scoring.backend import Scoring
 from data_prep.real_speech.fillets import LINE, SOUND
 
 

@@ -32,7 +32,7 @@ MUTATIONS = [
     Mutation("valid_max_seconds ignored", "custom_modules/training/validation.py",
              "chosen[i] = _cropped(catalogue[i], max_samples)", "chosen[i] = catalogue[i]",
              "tests/test_guards.py"),
-    Mutation("--device checked, then ignored", "custom_modules/inference/recipe.py",
+    Mutation("--device checked, then ignored", "recipes/model_step.py",
              "                             device_of(recipe.run_opts))",
              "                             \"cpu\")",
              "tests/test_guards.py"),

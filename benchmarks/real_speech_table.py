@@ -41,13 +41,13 @@ from benchmarks.machine import describe
 from custom_modules.audio import read_audio
 from custom_modules.data.catalogue import read_utterance_csvs
 from custom_modules.data.trials import read_trials, utterance_id
-from custom_modules.evaluation.backend import Scoring, has_backend, load_backend, rates_at
 from custom_modules.evaluation.metrics import cllr, eer, min_dcf
 from custom_modules.inference.embedding import embed_utterances
 from custom_modules.inference.precision import with_precision
 from custom_modules.inference.pretrained import load_embedder
 from custom_modules.inference.speech import SpeechDetector
 from custom_modules.interop.published import PublishedModel, verified_files
+from custom_modules.scoring.backend import Scoring, has_backend, load_backend, rates_at
 from custom_modules.sidecars import model_state
 
 OUTPUT = Path("exps/real_speech_table")

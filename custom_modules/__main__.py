@@ -8,13 +8,13 @@ import torch
 
 from custom_modules.diarization.rttm import write_json, write_rttm
 from custom_modules.errors import InputError, one_line_errors
-from custom_modules.evaluation.backend import describe
 from custom_modules.evaluation.precision_check import check_lines
 from custom_modules.files import within
 from custom_modules.inference.export import check_onnx, export_onnx, export_torchscript
 from custom_modules.inference.precision import CHECKS, read_checks
 from custom_modules.inference.pretrained import load_embedder
 from custom_modules.interface.encoder import SpeakerEncoder
+from custom_modules.scoring.backend import describe
 from custom_modules.sidecars import compare_sidecars, drop_sidecar, list_sidecars, read_sidecar
 
 

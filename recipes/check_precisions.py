@@ -13,7 +13,7 @@ import sys
 
 from custom_modules.errors import one_line_errors
 from custom_modules.evaluation.precision_check import check_lines
-from custom_modules.inference.recipe import MODEL_KEYS, run_model_step
+from model_step import MODEL_KEYS, run_model_step
 
 KEYS = (*MODEL_KEYS, "sidecar", "check")
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from custom_modules.config import load_recipe
 from custom_modules.errors import InputError, one_line_errors
-from custom_modules.evaluation.backend import BACKEND_JSON
 from custom_modules.evaluation.verification import summary_table
 from custom_modules.files import read_utf8, write_atomic
+from custom_modules.scoring.backend import BACKEND_JSON
 from custom_modules.training.schedules import saved_plan
 
 ABOUT_THE_MODEL = (

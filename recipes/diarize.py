@@ -16,7 +16,7 @@ from pathlib import Path
 from custom_modules.analysis.plots import plot_timeline
 from custom_modules.diarization.evaluation import report_lines
 from custom_modules.errors import one_line_errors
-from custom_modules.inference.recipe import MODEL_KEYS, run_model_step
+from model_step import MODEL_KEYS, run_model_step
 
 KEYS = (*MODEL_KEYS, "sidecar", "precision", "output_folder", "diarization")
 

@@ -12,8 +12,8 @@ import logging
 import sys
 
 from custom_modules.errors import one_line_errors
-from custom_modules.evaluation.backend import describe
-from custom_modules.inference.recipe import MODEL_KEYS, run_model_step
+from custom_modules.scoring.backend import describe
+from model_step import MODEL_KEYS, run_model_step
 
 KEYS = (*MODEL_KEYS, "sidecar", "backend")
 

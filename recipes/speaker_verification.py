@@ -14,7 +14,7 @@ import sys
 from custom_modules.analysis.plots import verification_figures
 from custom_modules.errors import one_line_errors
 from custom_modules.evaluation.verification import summary_table
-from custom_modules.inference.recipe import MODEL_KEYS, run_model_step
+from model_step import MODEL_KEYS, run_model_step
 
 KEYS = (*MODEL_KEYS, "precision", "output_folder", "verification")
 

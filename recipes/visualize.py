@@ -12,7 +12,7 @@ import logging
 import sys
 
 from custom_modules.errors import one_line_errors
-from custom_modules.inference.recipe import MODEL_KEYS, run_model_step
+from model_step import MODEL_KEYS, run_model_step
 
 KEYS = (*MODEL_KEYS, "output_folder", "visualization")
 

@@ -20,15 +20,10 @@ from custom_modules.__main__ import main
 from custom_modules.data.catalogue import read_utterance_csvs
 from custom_modules.data.trials import read_trials, utterance_id
 from custom_modules.errors import InputError
-from custom_modules.evaluation.backend import (
-    Backend,
-    Scoring,
-    fit_decisions,
-    load_backend,
-)
 from custom_modules.evaluation.identification import identification_rates, split_speakers
 from custom_modules.evaluation.metrics import eer
-from custom_modules.evaluation.scoring import fit_lda
+from custom_modules.evaluation.scoring_fit import fit_decisions, fit_lda
+from custom_modules.scoring.backend import Backend, Scoring, load_backend
 
 
 def brute_force(scoring: Scoring, a: torch.Tensor, b: torch.Tensor) -> float:

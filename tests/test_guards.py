@@ -8,9 +8,9 @@ import csv
 import torch
 import torch.nn.functional as F
 
+import model_step as recipe
 from custom_modules.data.catalogue import Utterance
 from custom_modules.evaluation.backend_fit import ScoringOptions, fit_scorings
-from custom_modules.inference import recipe
 from custom_modules.training.validation import BoundedValidation
 
 

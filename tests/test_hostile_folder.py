@@ -27,12 +27,12 @@ from custom_modules.data.trials import read_trials, utterance_id
 from custom_modules.diarization.pipeline import DEFAULT_SETTINGS, read_settings
 from custom_modules.diarization.rttm import Segment, read_rttm, write_rttm
 from custom_modules.errors import InputError
-from custom_modules.evaluation.backend import BACKEND_JSON, BACKEND_TENSORS, load_backend
 from custom_modules.files import write_atomic
 from custom_modules.inference.model_yaml import read_model_yaml
 from custom_modules.inference.precision import auto_precision
 from custom_modules.inference.pretrained import load_embedder
 from custom_modules.interface.enrolment import SCHEMA, EnrolmentDB
+from custom_modules.scoring.backend import BACKEND_JSON, BACKEND_TENSORS, load_backend
 
 
 @pytest.fixture(scope="module")
@@ -397,7 +397,7 @@ def test_damaged_or_foreign_text_files_are_one_line_errors(tmp_path):
 LOAD_PROBE = """
 import sys
 from custom_modules.errors import InputError
-from custom_modules.evaluation.backend import load_backend
+from custom_modules.scoring.backend import load_backend
 from custom_modules.evaluation.backend_fit import model_classifier
 from custom_modules.inference.precision import auto_precision
 from custom_modules.inference.pretrained import load_embedder

@@ -5,11 +5,10 @@ import pytest
 import torch
 
 from custom_modules.evaluation.metrics import cllr
-from custom_modules.evaluation.scoring import (
+from custom_modules.evaluation.scoring_fit import fit_calibration, fit_lda
+from custom_modules.scoring.scores import (
     cohort_stats,
     cosine_scores,
-    fit_calibration,
-    fit_lda,
     normalize_scores,
     speaker_means,
 )

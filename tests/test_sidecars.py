@@ -12,8 +12,8 @@ from conftest import speech_like, tiny_pretrained
 from custom_modules import SpeakerEncoder
 from custom_modules.__main__ import main
 from custom_modules.errors import InputError
-from custom_modules.evaluation.backend import Backend, Scoring, load_backend
 from custom_modules.inference.pretrained import load_embedder
+from custom_modules.scoring.backend import Backend, Scoring, load_backend
 from custom_modules.sidecars import (
     compare_sidecars,
     drop_sidecar,

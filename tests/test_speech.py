@@ -98,7 +98,7 @@ def test_whether_there_is_speech_is_checked_for_every_folder(recordings, tmp_pat
     """A folder whose back-end was fitted on whole files (the demo's) embeds whole files, but
     noise, music, a hum or half a second of speech in ten seconds of silence are still
     refused; asked to embed without speech detection, they are a warning."""
-    from custom_modules.evaluation.backend import Backend, Scoring
+    from custom_modules.scoring.backend import Backend, Scoring
     from data_prep.synthetic_audio import tone_music
 
     folder = tmp_path / "whole_files"

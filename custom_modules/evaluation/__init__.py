@@ -1,4 +1,5 @@
 """Evaluation: numbers only. Exact fast metrics (``metrics``: EER, minDCF, actDCF, Cllr, DET),
-scoring (``scoring``: cosine, S-/AS-norm, LDA, calibration) and verification of trial lists
-end to end (``verification``: embeddings -> scores -> ``metrics.json``). Draws nothing: the
-figures are ``analysis``'s."""
+fitting back-ends on data (``backend_fit``, ``scoring_fit``: cohort, LDA, calibration,
+operating points; ``scoring`` applies them) and verification of trial lists end to end
+(``verification``: embeddings -> scores -> ``metrics.json``). Draws nothing: the figures are
+``analysis``'s."""

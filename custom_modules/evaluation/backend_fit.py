@@ -1,4 +1,4 @@
-"""Fitting back-ends (``evaluation.backend``) on data: the cohort and LDA utterances drawn from
+"""Fitting back-ends (``scoring.backend``) on data: the cohort and LDA utterances drawn from
 the training set, embedded (through the embedding cache, so the verification recipe that
 follows embeds nothing twice), and the decisions fitted on labelled trials.
 
@@ -17,15 +17,16 @@ import torch
 from custom_modules.data.catalogue import Utterance, by_speaker, read_utterance_csvs, resolve
 from custom_modules.data.trials import Trial, read_trials
 from custom_modules.errors import InputError
-from custom_modules.evaluation.backend import Backend, Decisions, Scoring, fit_decisions
-from custom_modules.evaluation.scoring import fit_lda, speaker_means
-from custom_modules.evaluation.trial_rows import EmbeddedRows
+from custom_modules.evaluation.scoring_fit import fit_decisions, fit_lda
 from custom_modules.files import within
 from custom_modules.inference.embedding import embed_utterances
 from custom_modules.inference.precision import with_precision
 from custom_modules.inference.pretrained import read_tensor_file
 from custom_modules.inference.speech import SpeechDetector, speech_detector
 from custom_modules.models.embedder import Embedder
+from custom_modules.scoring.backend import Backend, Decisions, Scoring
+from custom_modules.scoring.scores import speaker_means
+from custom_modules.scoring.trial_rows import EmbeddedRows
 from custom_modules.sidecars import ModelState
 
 logger = logging.getLogger(__name__)

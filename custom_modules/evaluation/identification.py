@@ -26,11 +26,11 @@ import torch.nn.functional as F
 
 from custom_modules.data.catalogue import Utterance, by_speaker, read_utterance_csvs
 from custom_modules.errors import InputError
-from custom_modules.evaluation.backend import Backend, load_backend
-from custom_modules.evaluation.scoring import speaker_means
 from custom_modules.inference.embedding import embed_utterances
 from custom_modules.inference.speech import speech_detector
 from custom_modules.models.embedder import Embedder
+from custom_modules.scoring.backend import Backend, load_backend
+from custom_modules.scoring.scores import speaker_means
 from custom_modules.sidecars import ModelState
 
 

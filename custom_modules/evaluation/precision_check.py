@@ -30,9 +30,7 @@ import torch.nn.functional as F
 from custom_modules.data.catalogue import read_utterance_csvs, resolve
 from custom_modules.data.trials import read_trials
 from custom_modules.errors import InputError
-from custom_modules.evaluation.backend import Scoring, has_backend, load_backend
 from custom_modules.evaluation.metrics import eer
-from custom_modules.evaluation.trial_rows import EmbeddedRows
 from custom_modules.files import write_atomic
 from custom_modules.inference.embedding import embed_utterances
 from custom_modules.inference.precision import (
@@ -46,6 +44,8 @@ from custom_modules.inference.precision import (
 )
 from custom_modules.inference.speech import speech_detector
 from custom_modules.models.embedder import Embedder
+from custom_modules.scoring.backend import Scoring, has_backend, load_backend
+from custom_modules.scoring.trial_rows import EmbeddedRows
 from custom_modules.sidecars import ModelState
 
 FLAGS_SHOWN = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")

@@ -6,7 +6,7 @@ they are also S-normalised or AS-normalised; with ``lda_dim`` the same scores ar
 again after an LDA fitted on training utterances (variants ``lda+cosine``, ``lda+as-norm``);
 with ``model_backend`` the model's back-end (its back-end sidecar when one is chosen, else the
 one its folder was exported with) scores them too (variant ``model``, what ``SpeakerEncoder``
-gives). Every variant is an ``evaluation.backend.Scoring``,
+gives). Every variant is an ``scoring.backend.Scoring``,
 the interface's own scoring path. With held-out calibration trials (or, for ``model``, the
 folder's calibration) the primary variant is also turned into log-likelihood ratios. Writes
 ``scores.txt`` per list and one ``metrics.json``; numbers only (the recipe draws the figures
@@ -40,14 +40,6 @@ import torch
 from custom_modules.data.catalogue import Utterance, read_utterance_csvs, resolve
 from custom_modules.data.trials import Trial, read_trials, utterance_id
 from custom_modules.errors import InputError
-from custom_modules.evaluation.backend import (
-    Backend,
-    Decisions,
-    Scoring,
-    Space,
-    load_backend,
-    rates_at,
-)
 from custom_modules.evaluation.backend_fit import (
     Embedding,
     ScoringOptions,
@@ -55,11 +47,20 @@ from custom_modules.evaluation.backend_fit import (
     variant_names,
 )
 from custom_modules.evaluation.metrics import act_dcf, cllr, verification_metrics
-from custom_modules.evaluation.scoring import Calibration, cosine_scores, fit_calibration
-from custom_modules.evaluation.trial_rows import EmbeddedRows, TrialPairs
+from custom_modules.evaluation.scoring_fit import fit_calibration
 from custom_modules.inference.embedding import embed_utterances
 from custom_modules.inference.speech import speech_detector
 from custom_modules.models.embedder import Embedder
+from custom_modules.scoring.backend import (
+    Backend,
+    Decisions,
+    Scoring,
+    Space,
+    load_backend,
+    rates_at,
+)
+from custom_modules.scoring.scores import Calibration, cosine_scores
+from custom_modules.scoring.trial_rows import EmbeddedRows, TrialPairs
 from custom_modules.sidecars import ModelState
 
 logger = logging.getLogger(__name__)

@@ -44,13 +44,6 @@ from custom_modules.diarization.pipeline import (
 from custom_modules.diarization.rttm import Segment
 from custom_modules.diarization.streaming import analyse_file
 from custom_modules.errors import InputError
-from custom_modules.evaluation.backend import (
-    Backend,
-    Scoring,
-    far_rates,
-    has_backend,
-    load_backend,
-)
 from custom_modules.evaluation.backend_fit import Embedding, trial_decisions
 from custom_modules.inference.embedding import (
     WINDOW_SECONDS,
@@ -62,6 +55,13 @@ from custom_modules.inference.pretrained import load_embedder
 from custom_modules.inference.speech import SpeechDetector, speech_detector
 from custom_modules.interface.enrolment import EnrolmentDB, default_store, import_old_store
 from custom_modules.models.embedder import Embedder
+from custom_modules.scoring.backend import (
+    Backend,
+    Scoring,
+    far_rates,
+    has_backend,
+    load_backend,
+)
 from custom_modules.sidecars import ModelState, model_state, new_sidecar
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class SpeakerEncoder:
     """Embed, verify, enrol and identify speakers with a pretrained folder.
 
     The product on top of ``Embedder``: it takes files (any rate, stereo, long recordings),
-    scores them with the model's back-end (``evaluation.backend``: the verification recipe's
+    scores them with the model's back-end (``scoring.backend``: the verification recipe's
     scoring), gives calibrated log-likelihood ratios and decisions at named operating points,
     keeps enrolments and identifies speakers (or none), with
     ``EncoderClassifier``'s way of loading (``from_hparams``) for SpeechBrain users.

@@ -41,8 +41,8 @@ import torch
 import torch.nn.functional as F
 
 from custom_modules.errors import InputError
-from custom_modules.evaluation.scoring import speaker_means
 from custom_modules.inference.pretrained import read_tensor_file
+from custom_modules.scoring.scores import speaker_means
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
-"""Scoring trials: cosine similarity, an LDA back-end, score normalisation (S-norm, AS-norm)
-and calibration.
+"""Applying a scoring to embeddings: cosine similarity, score normalisation (S-norm, AS-norm),
+a linear projection (the LDA back-end's) and calibration to log-likelihood ratios. What is
+fitted on data (the LDA, the calibration) is fitted in ``evaluation.scoring_fit``.
 
 Everything is computed per *utterance*, not per trial: each embedding is scored against the
 cohort once (one matrix product per chunk, then top-k), and trials only look up the
@@ -9,10 +10,6 @@ AS-norm (adaptive symmetric normalisation) of a trial score ``s`` between enrolm
 test ``t``: ``((s - mean_e) / std_e + (s - mean_t) / std_t) / 2``, where ``mean_x`` and
 ``std_x`` are the mean and (unbiased) standard deviation of ``x``'s ``top_k`` highest cosine
 scores against the cohort; S-norm uses the whole cohort.
-
-The LDA back-end is the classical one before cosine scoring (as in Kaldi's x-vector recipe):
-length-normalise, centre, and project onto the ``dim`` directions that best separate the
-training speakers, which drops within-speaker (channel, session) directions.
 """
 
 from typing import NamedTuple
@@ -20,8 +17,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
-from sklearn.linear_model import LogisticRegression
 
 from custom_modules.errors import InputError
 
@@ -107,24 +102,6 @@ class Projection(NamedTuple):
         return (F.normalize(embeddings, dim=1) - self.mean) @ self.matrix
 
 
-def fit_lda(embeddings: torch.Tensor, speakers: list[str], dim: int) -> Projection:
-    """LDA of length-normalised ``embeddings`` ``(n, d)`` labelled by ``speakers``, keeping
-    ``dim`` directions (at most ``d`` and one less than the number of speakers).
-
-    >>> gen = torch.Generator().manual_seed(0)
-    >>> centres = torch.randn(4, 8, generator=gen)
-    >>> emb = centres.repeat_interleave(5, 0) + 0.1 * torch.randn(20, 8, generator=gen)
-    >>> fit_lda(emb, [s for s in "abcd" for _ in range(5)], dim=3)(emb).shape
-    torch.Size([20, 3])
-    """
-    unit = F.normalize(embeddings, dim=1).double()
-    classes = len(set(speakers))
-    if not 1 <= dim <= min(unit.shape[1], classes - 1):
-        raise InputError(f"LDA: lda_dim={dim} must be between 1 and min(embedding size "
-                         f"{unit.shape[1]}, speakers - 1 = {classes - 1})")
-    lda = LinearDiscriminantAnalysis(n_components=dim).fit(unit.numpy(), np.asarray(speakers))
-    return Projection(torch.from_numpy(lda.xbar_).to(embeddings.dtype),
-                      torch.from_numpy(lda.scalings_[:, :dim]).to(embeddings.dtype))
 
 
 class Calibration(NamedTuple):
@@ -135,17 +112,3 @@ class Calibration(NamedTuple):
 
     def __call__(self, scores: torch.Tensor) -> torch.Tensor:
         return self.scale * scores + self.offset
-
-
-def fit_calibration(scores: torch.Tensor, labels: torch.Tensor) -> Calibration:
-    """Logistic-regression calibration on held-out trials (``labels``: 1 target, 0 not).
-
-    Classes are weighted equally, so the fitted log-odds are prior-free log-likelihood
-    ratios: a Bayes decision at prior ``p`` thresholds them at ``log((1 - p) / p)``.
-    """
-    labels = np.asarray(labels)
-    if len(np.unique(labels)) != 2:
-        raise InputError("calibration needs both target and non-target trials")
-    model = LogisticRegression(C=1e6, class_weight="balanced", tol=1e-8, max_iter=1000)
-    model.fit(np.asarray(scores, dtype=np.float64).reshape(-1, 1), labels)
-    return Calibration(float(model.coef_[0, 0]), float(model.intercept_[0]))

@@ -61,6 +61,6 @@ class EmbeddedRows(NamedTuple):
                           torch.tensor([rows[t.test] for t in kept]))
 
     def scores(self, scoring, pairs: TrialPairs) -> torch.Tensor:
-        """``(trials,)`` scores of ``pairs`` with ``scoring`` (``evaluation.backend.Scoring``)."""
+        """``(trials,)`` scores of ``pairs`` with ``scoring`` (``scoring.backend.Scoring``)."""
         space = scoring.space(self.matrix)
         return scoring.scores(space, space, pairs.enrol, pairs.test)

@@ -4,7 +4,7 @@ decision, the same way in the verification recipe, ``SpeakerEncoder`` and the co
 A back-end has two parts:
 
 - ``Scoring`` (fitted on training utterances): optional subtraction of a mean embedding, an
-  optional LDA projection (``scoring.Projection``), cosine scoring, and optional symmetric
+  optional LDA projection (``scores.Projection``), cosine scoring, and optional symmetric
   normalisation against a cohort (AS-norm over the ``top_k`` best cohort scores, S-norm over
   all with ``top_k=None``). Its ``variant`` is the verification recipe's name for it
   (``cosine``, ``as-norm``, ``lda+cosine``, ``lda+as-norm``...).
@@ -26,27 +26,23 @@ fitted on were cut to their speech, which the interface then does too.
 import json
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from statistics import NormalDist
 from typing import NamedTuple
 
 import torch
 
 from custom_modules.errors import InputError, finite_number
-from custom_modules.evaluation.metrics import eer
-from custom_modules.evaluation.scoring import (
+from custom_modules.files import within, write_atomic
+from custom_modules.scoring.scores import (
     Calibration,
     CohortStats,
     Projection,
     cohort_stats,
     cosine_scores,
-    fit_calibration,
     normalize_scores,
 )
-from custom_modules.files import within, write_atomic
 from custom_modules.sidecars import KIND_FILES
 
 BACKEND_JSON, BACKEND_TENSORS = KIND_FILES["backend"]
@@ -154,28 +150,6 @@ def far_rates(decisions: Decisions) -> list[float]:
             if name.startswith("far_")]
 
 
-def fit_decisions(scores: torch.Tensor, labels: torch.Tensor, target_false_accepts: list[float],
-                  fitted_on: str) -> Decisions:
-    """Calibration and operating points from labelled trial ``scores`` ``(trials,)``
-    (``labels`` 1 target, 0 non-target): ``eer`` and one ``far_x%`` per target rate."""
-    labels = torch.as_tensor(labels).bool()
-    targets, nontargets = scores[labels].double(), scores[~labels].double()
-    if not len(targets) or not len(nontargets):
-        raise InputError(f"{fitted_on}: calibration needs both target and non-target trials")
-    points = {"eer": rates_at(float(eer(targets, nontargets)[1]), targets, nontargets)}
-    ranked = nontargets.sort(descending=True).values
-    for rate in target_false_accepts:
-        if not 1e-9 <= rate < 1:
-            raise InputError(f"target false-accept rate {rate} must be from 1e-9 to below 1")
-        allowed = math.floor(rate * len(ranked))   # non-targets that may stay above
-        threshold = float(ranked[min(allowed, len(ranked) - 1)])
-        if allowed < FEW_FALSE_ACCEPTS and len(ranked) > 1:
-            tail = float(nontargets.mean() + nontargets.std() * NormalDist().inv_cdf(1 - rate))
-            threshold = max(threshold, tail) if math.isfinite(tail) else threshold
-        points[far_name(rate)] = rates_at(threshold, targets, nontargets)
-    return Decisions(fit_calibration(scores, labels.long()), points, fitted_on,
-                     len(targets), len(nontargets), time.strftime("%Y-%m-%d %H:%M:%S",
-                                                                  time.gmtime()))
 
 
 def rates_at(threshold: float, targets: torch.Tensor, nontargets: torch.Tensor

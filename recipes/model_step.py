@@ -1,7 +1,9 @@
-"""The recipe side of inference: the model a verification or visualisation recipe names,
-built on the device the command line asks for, with the sidecars its YAML chooses. Only the
-recipes import this (it loads SpeechBrain's argument parsing through
-``custom_modules.config``); the interface does not."""
+"""What the recipes that run one step on a trained model share (verification, visualisation,
+identification, diarization, back-end export, precision check): the model the YAML names,
+built on the device the command line asks for, with the sidecars the YAML chooses, and the
+sidecar a tuning step writes. Orchestration, so it sits with the recipes (which run with this
+folder on ``sys.path``), not in the library: ``custom_modules.inference`` knows nothing of
+recipe YAML or SpeechBrain's argument parsing."""
 
 import logging
 import sys
