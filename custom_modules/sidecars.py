@@ -124,9 +124,9 @@ def new_sidecar(path: str | os.PathLike, kind: str, model: str, made_by: str
     if path.exists() and (path.is_symlink() or not path.is_dir()):
         raise InputError(f"{path}: exists and is not a sidecar folder")
     earlier = versions(path)
-    if earlier and read_sidecar(path).kind != kind:
-        raise InputError(f"{path}: a {read_sidecar(path).kind} sidecar; a {kind} one needs "
-                         f"another name")
+    existing = read_sidecar(path).kind if earlier else kind
+    if existing != kind:
+        raise InputError(f"{path}: a {existing} sidecar; a {kind} one needs another name")
     path.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".writing-", dir=path))
     try:

@@ -68,6 +68,10 @@ def test_init_from_starts_from_the_pretrained_model_with_shared_rows_and_frozen_
     assert refused.returncode != 0
     assert "apply to a model started from init_from, which is null" in refused.stderr
     assert "Traceback" not in refused.stderr
+    negative = train(other, tmp_path / "negative", f"--init_from={experiment}/pretrained",
+                     "--anchor_weight=-0.5")
+    assert "anchor_weight -0.5: a number from 0 (off)" in negative.stderr
+    assert "Traceback" not in negative.stderr
     wrong = train(other, tmp_path / "wrong", f"--init_from={experiment}/pretrained",
                   "--lin_neurons=64")
     assert "its embedding_model has lin_neurons=192, this recipe 64" in wrong.stderr

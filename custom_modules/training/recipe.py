@@ -17,7 +17,7 @@ import torch
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from custom_modules.config import Recipe, all_run_options, device_of
-from custom_modules.errors import InputError
+from custom_modules.errors import InputError, finite_number
 from custom_modules.inference.precision import supported
 from custom_modules.sidecars import exported_state
 from custom_modules.training.anchor import StartingPoint
@@ -90,6 +90,8 @@ def train(recipe: Recipe) -> dict:
                            classifier.subcenters, resumed)
         write_model_configs(hparams["save_folder"], hparams["compute_features"],
                             hparams["embedding_model"])
+    if not finite_number(hparams["anchor_weight"]) or hparams["anchor_weight"] < 0:
+        raise InputError(f"anchor_weight {hparams['anchor_weight']!r}: a number from 0 (off)")
     started_from = None
     if hparams["init_from"] is not None:
         started_from = start_from(hparams, classifier, dict(train_data.encoder.lab2ind),
